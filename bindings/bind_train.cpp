@@ -1,0 +1,119 @@
+#include "bindings.h"
+
+#include "histocnn/train/demo.h"
+#include "histocnn/train/evaluate.h"
+#include "histocnn/train/run.h"
+
+#include <pybind11/stl.h>
+#include <pybind11/stl/filesystem.h>
+
+namespace py = pybind11;
+
+namespace histocnn::bindings {
+
+void init_train(py::module_& root) {
+  auto m = root.def_submodule("train", "Training runs and evaluation (the Python Trainer wraps these)");
+
+  py::class_<train::TrainerOptions>(m, "TrainerOptions")
+      .def(py::init<>())
+      .def_readwrite("epochs", &train::TrainerOptions::epochs)
+      .def_readwrite("batch_size", &train::TrainerOptions::batch_size)
+      .def_readwrite("optimizer", &train::TrainerOptions::optimizer)
+      .def_readwrite("learning_rate", &train::TrainerOptions::learning_rate)
+      .def_readwrite("weight_decay", &train::TrainerOptions::weight_decay)
+      .def_readwrite("seed", &train::TrainerOptions::seed)
+      .def_readwrite("workers", &train::TrainerOptions::workers)
+      .def_readwrite("threads", &train::TrainerOptions::threads)
+      .def_readwrite("device", &train::TrainerOptions::device)
+      .def_readwrite("augment", &train::TrainerOptions::augment)
+      .def_readwrite("cache_features", &train::TrainerOptions::cache_features)
+      .def_readwrite("restore_best", &train::TrainerOptions::restore_best)
+      .def_readwrite("progress", &train::TrainerOptions::progress);
+
+  py::class_<models::ClassifierOptions>(m, "ClassifierOptions")
+      .def(py::init<>())
+#define HISTOCNN_BIND_ARG(name) \
+  .def_property(#name, [](const models::ClassifierOptions& o) { return o.name(); }, \
+                [](models::ClassifierOptions& o, decltype(o.name()) v) { o.name(v); })
+      HISTOCNN_BIND_ARG(backbone) HISTOCNN_BIND_ARG(tf_padding) HISTOCNN_BIND_ARG(freeze_backbone)
+      HISTOCNN_BIND_ARG(train_bn) HISTOCNN_BIND_ARG(hidden1) HISTOCNN_BIND_ARG(hidden2) HISTOCNN_BIND_ARG(dropout)
+      HISTOCNN_BIND_ARG(batch_norm) HISTOCNN_BIND_ARG(num_classes);
+#undef HISTOCNN_BIND_ARG
+
+  py::class_<train::RunOptions>(m, "RunOptions")
+      .def(py::init<>())
+      .def_readwrite("data_dir", &train::RunOptions::data_dir)
+      .def_readwrite("manifest", &train::RunOptions::manifest)
+      .def_readwrite("output_dir", &train::RunOptions::output_dir)
+      .def_readwrite("name", &train::RunOptions::name)
+      .def_readwrite("model", &train::RunOptions::model)
+      .def_readwrite("weights", &train::RunOptions::weights)
+      .def_readwrite("image_size", &train::RunOptions::image_size)
+      .def_readwrite("normalisation", &train::RunOptions::normalisation)
+      .def_readwrite("split", &train::RunOptions::split)
+      .def_readwrite("balance_per_class", &train::RunOptions::balance_per_class)
+      .def_readwrite("trainer", &train::RunOptions::trainer)
+      .def_readwrite("threshold", &train::RunOptions::threshold)
+      .def("to_json", &train::RunOptions::to_json);
+
+  py::class_<train::EpochRecord>(m, "EpochRecord")
+      .def_readonly("epoch", &train::EpochRecord::epoch)
+      .def_readonly("train_loss", &train::EpochRecord::train_loss)
+      .def_readonly("train_accuracy", &train::EpochRecord::train_accuracy)
+      .def_readonly("val_loss", &train::EpochRecord::val_loss)
+      .def_readonly("val_accuracy", &train::EpochRecord::val_accuracy)
+      .def_readonly("val_auc", &train::EpochRecord::val_auc)
+      .def_readonly("learning_rate", &train::EpochRecord::learning_rate)
+      .def_readonly("seconds", &train::EpochRecord::seconds)
+      .def_readonly("images_per_second", &train::EpochRecord::images_per_second);
+
+  py::class_<train::History>(m, "History")
+      .def_readonly("epochs", &train::History::epochs)
+      .def_readonly("best_epoch", &train::History::best_epoch)
+      .def_readonly("best_val_auc", &train::History::best_val_auc)
+      .def_readonly("feature_cache_seconds", &train::History::feature_cache_seconds)
+      .def_readonly("stopped_early", &train::History::stopped_early)
+      .def("to_csv", &train::History::to_csv);
+
+  py::class_<train::RunResult>(m, "RunResult")
+      .def_readonly("history", &train::RunResult::history)
+      .def_readonly("validation", &train::RunResult::validation)
+      .def_readonly("test", &train::RunResult::test)
+      .def_readonly("test_report", &train::RunResult::test_report)
+      .def_readonly("run_dir", &train::RunResult::run_dir)
+      .def_readonly("model_dir", &train::RunResult::model_dir)
+      .def_readonly("seconds", &train::RunResult::seconds);
+
+  m.def("run_training", &train::run_training, py::arg("options"), py::call_guard<py::gil_scoped_release>(),
+        "Splits, trains, evaluates and writes a run folder (the job behind `histocnn train`).");
+
+  py::class_<train::Predictions>(m, "Predictions")
+      .def_readonly("p_positive", &train::Predictions::p_positive)
+      .def_readonly("labels", &train::Predictions::labels);
+  py::class_<train::EvaluationResult>(m, "EvaluationResult")
+      .def_readonly("metrics", &train::EvaluationResult::metrics)
+      .def_readonly("report", &train::EvaluationResult::report)
+      .def_readonly("predictions", &train::EvaluationResult::predictions);
+  m.def(
+      "evaluate_bundle",
+      [](const std::filesystem::path& model_dir, const data::Manifest& manifest, double threshold,
+         const std::string& device, int workers, bool progress) {
+        return train::evaluate_bundle(model_dir, manifest, threshold, device, workers, progress);
+      },
+      py::arg("model_dir"), py::arg("manifest"), py::arg("threshold") = -1.0, py::arg("device") = "auto",
+      py::arg("workers") = 2, py::arg("progress") = true, py::call_guard<py::gil_scoped_release>());
+  m.def("load_patch_manifest", &train::load_patch_manifest, py::arg("data_dir"), py::arg("manifest"));
+
+  py::class_<train::DemoOptions>(m, "DemoOptions")
+      .def(py::init<>())
+      .def_readwrite("output_dir", &train::DemoOptions::output_dir)
+      .def_readwrite("patients", &train::DemoOptions::patients)
+      .def_readwrite("patches_per_patient", &train::DemoOptions::patches_per_patient)
+      .def_readwrite("epochs", &train::DemoOptions::epochs)
+      .def_readwrite("backbone", &train::DemoOptions::backbone)
+      .def_readwrite("seed", &train::DemoOptions::seed)
+      .def_readwrite("progress", &train::DemoOptions::progress);
+  m.def("run_demo", &train::run_demo, py::arg("options"), py::call_guard<py::gil_scoped_release>());
+}
+
+}  // namespace histocnn::bindings

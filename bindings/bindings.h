@@ -1,0 +1,12 @@
+#pragma once
+#include <pybind11/pybind11.h>
+
+namespace histocnn::bindings {
+
+void init_core(pybind11::module_& m);
+void init_data(pybind11::module_& m);
+void init_models(pybind11::module_& m);
+void init_metrics(pybind11::module_& m);
+void init_train(pybind11::module_& m);
+
+}  // namespace histocnn::bindings

@@ -1,0 +1,57 @@
+#pragma once
+// Batches from a PatchDataset, prepared on worker threads while the model computes.
+//
+//   histocnn::data::LoaderOptions opt;
+//   opt.batch_size = 32; opt.shuffle = true; opt.augment.enabled = true;
+//   histocnn::data::BatchLoader loader(train_set, opt);
+//   loader.run_epoch(epoch, [&](histocnn::data::Batch& b) { step(b.images, b.labels); });
+//
+// Shuffling and augmentation are seeded per (seed, epoch, sample), so an epoch is the same
+// whatever the thread count. Batches arrive in order; at most `prefetch` wait in memory.
+#include "histocnn/data/augment.h"
+#include "histocnn/data/dataset.h"
+
+#include <torch/types.h>
+
+#include <functional>
+#include <vector>
+
+namespace histocnn::data {
+
+struct Batch {
+  torch::Tensor images;  ///< [B, 3, S, S] float32
+  torch::Tensor labels;  ///< [B] int64
+  std::vector<int64_t> indices;  ///< positions in the dataset
+};
+
+struct LoaderOptions {
+  int64_t batch_size = 32;
+  bool shuffle = false;
+  bool drop_last = false;
+  int workers = 2;
+  int prefetch = 4;
+  uint64_t seed = 42;
+  AugmentOptions augment;
+};
+
+class BatchLoader {
+ public:
+  BatchLoader(PatchDataset dataset, LoaderOptions options);
+
+  int64_t num_batches() const;
+  /// The sample order of an epoch (a seeded permutation when shuffling).
+  std::vector<int64_t> epoch_order(int64_t epoch) const;
+  /// Calls `fn` for each batch of the epoch, in order. Exceptions from workers (a file that fails
+  /// to decode) and from `fn` stop the epoch and are rethrown here.
+  void run_epoch(int64_t epoch, const std::function<void(Batch&)>& fn) const;
+
+  const PatchDataset& dataset() const { return dataset_; }
+  const LoaderOptions& options() const { return options_; }
+
+ private:
+  Batch make_batch(const std::vector<int64_t>& order, int64_t b, int64_t epoch) const;
+  PatchDataset dataset_;
+  LoaderOptions options_;
+};
+
+}  // namespace histocnn::data

@@ -1,0 +1,46 @@
+#pragma once
+// The one preprocessing object shared by training, evaluation, serving and Python.
+//
+//   histocnn::data::Preprocessing pre;            // 224x224, ImageNet mean/std
+//   pre.image_size = 96;
+//   torch::Tensor x = pre.to_tensor(rgb_patch);    // [3, 96, 96] float, normalised
+//
+// Patches smaller than `pad_to` (the real data has 50x1 border patches) are padded with white,
+// the colour of background glass, to pad_to x pad_to before resizing, so they keep their scale.
+// It is saved inside every model bundle (to_json / from_json) so a model always sees its inputs
+// the way it was trained.
+#include <opencv2/core.hpp>
+#include <torch/types.h>
+
+#include <array>
+#include <string>
+
+namespace histocnn::data {
+
+struct Preprocessing {
+  int image_size = 224;
+  int pad_to = 50;
+  std::array<double, 3> mean = {0.485, 0.456, 0.406};
+  std::array<double, 3> std = {0.229, 0.224, 0.225};
+
+  /// Throws std::invalid_argument naming the field when a value is out of range.
+  void validate() const;
+
+  /// RGB uint8 patch -> padded, resized uint8 patch (image_size x image_size).
+  cv::Mat prepare(const cv::Mat& rgb) const;
+  /// Prepared uint8 patch -> normalised CHW float tensor written into `out` ([3, S, S]).
+  void normalise_into(const cv::Mat& prepared, torch::Tensor out) const;
+  /// prepare + normalise: RGB uint8 patch -> [3, S, S] float tensor.
+  torch::Tensor to_tensor(const cv::Mat& rgb) const;
+  /// Pads a patch smaller than pad_to x pad_to with white; larger patches are returned unchanged.
+  cv::Mat pad(const cv::Mat& rgb) const;
+
+  std::string to_json() const;
+  static Preprocessing from_json(const std::string& json);
+};
+
+/// The mean/std a backbone's published weights expect ("imagenet": torchvision's;
+/// "inception": x/127.5 - 1, i.e. mean = std = 0.5, as TF-slim MobileNets and Keras use).
+Preprocessing preprocessing_for(const std::string& normalisation, int image_size);
+
+}  // namespace histocnn::data

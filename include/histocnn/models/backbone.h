@@ -1,0 +1,57 @@
+#pragma once
+// Backbones: ImageNet-style CNNs without their top, registered by name.
+//
+//   auto backbone = histocnn::models::make_backbone("mobilenet_v2");
+//   torch::Tensor maps = backbone->forward_features(x);   // [N, 1280, h, w]
+//   torch::Tensor feats = backbone->forward(x);            // [N, 1280], global average pooled
+//   for (auto& name : histocnn::models::backbone_names()) ...
+//
+// Parameter names follow torchvision, so published weights load by name (see weights.h).
+#include <torch/nn/module.h>
+#include <torch/types.h>
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace histocnn::models {
+
+struct BackboneOptions {
+  /// TensorFlow "SAME" padding (asymmetric for stride 2), so TF-trained weights reproduce exactly.
+  bool tf_padding = false;
+};
+
+class BackboneImpl : public torch::nn::Module {
+ public:
+  /// The last feature map, [N, C, h, w].
+  virtual torch::Tensor forward_features(torch::Tensor x) = 0;
+  /// Global-average-pooled features, [N, C].
+  torch::Tensor forward(torch::Tensor x);
+  /// C, the number of feature channels.
+  virtual int64_t feature_channels() const = 0;
+  /// Registry name, e.g. "mobilenet_v2".
+  virtual std::string name() const = 0;
+  /// The input normalisation its published weights expect ("imagenet" or "inception").
+  virtual std::string normalisation() const { return "imagenet"; }
+  /// Key prefixes in published full-model weight files that belong to the ImageNet top, not to
+  /// this backbone (ignored when importing, e.g. "classifier.").
+  virtual std::vector<std::string> top_prefixes() const { return {}; }
+};
+
+using Backbone = std::shared_ptr<BackboneImpl>;
+using BackboneFactory = std::function<Backbone(const BackboneOptions&)>;
+
+/// Builds a registered backbone with freshly initialised weights. Throws std::invalid_argument
+/// listing the registered names when `name` is unknown.
+Backbone make_backbone(const std::string& name, const BackboneOptions& options = {});
+/// Registers a backbone factory under `name` (replacing one of the same name).
+void register_backbone(const std::string& name, BackboneFactory factory);
+/// The registered names, sorted.
+std::vector<std::string> backbone_names();
+
+/// Number of parameters, and of parameters plus floating-point buffers (BatchNorm running
+/// statistics, counted the way Keras counts its non-trainable weights).
+int64_t count_parameters(const torch::nn::Module& module, bool include_buffers = false);
+
+}  // namespace histocnn::models

@@ -1,0 +1,54 @@
+#pragma once
+// One training run from a data folder to a run folder: the job behind `histocnn train`,
+// `histocnn demo` and `histocnn.Trainer(...).fit()`.
+//
+//   histocnn::train::RunOptions opt;
+//   opt.data_dir = "data/idc";                 // Kaggle layout, scanned
+//   opt.weights = "mobilenet_v2.safetensors";  // pretrained backbone ("" = from scratch)
+//   opt.image_size = 96;
+//   auto result = histocnn::train::run_training(opt);
+//   // result.run_dir: options.json, manifest.csv (with splits), history.csv, metrics.json,
+//   //                 report.txt and model/1/{model.safetensors, model.json}
+#include "histocnn/data/split.h"
+#include "histocnn/metrics/binary.h"
+#include "histocnn/models/classifier.h"
+#include "histocnn/train/trainer.h"
+
+#include <filesystem>
+#include <string>
+
+namespace histocnn::train {
+
+struct RunOptions {
+  std::filesystem::path data_dir;   ///< a folder in the Kaggle layout (scanned), or
+  std::filesystem::path manifest;   ///< a manifest CSV (its split column is used when filled)
+  std::filesystem::path output_dir = "runs";
+  std::string name;                 ///< run folder name; default <backbone>-<date>-<time>
+  models::ClassifierOptions model;
+  std::string weights;              ///< pretrained backbone weights (safetensors); "" = random init
+  int image_size = 224;
+  std::string normalisation;        ///< "" = what the backbone's weights expect
+  data::SplitOptions split;
+  int64_t balance_per_class = 0;    ///< down-sample each class to this many patches (0 = keep all)
+  TrainerOptions trainer;
+  double threshold = 0.5;           ///< decision threshold for the reported metrics
+
+  std::string to_json() const;
+};
+
+struct RunResult {
+  History history;
+  metrics::BinaryMetrics validation;
+  metrics::BinaryMetrics test;
+  std::string test_report;  ///< the classification report on the test split
+  std::filesystem::path run_dir;
+  std::filesystem::path model_dir;
+  double seconds = 0;
+};
+
+RunResult run_training(const RunOptions& options);
+
+/// Loads a data folder or manifest CSV as RunOptions describes; scanning reports rejected files.
+data::Manifest load_patch_manifest(const std::filesystem::path& data_dir, const std::filesystem::path& manifest);
+
+}  // namespace histocnn::train

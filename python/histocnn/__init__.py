@@ -1,0 +1,25 @@
+"""histocnn: deep transfer learning on histopathology patches.
+
+The heavy lifting is done by the C++ library (``libhistocnn``); this package re-exports it and
+adds the Python conveniences::
+
+    import histocnn
+    trainer = histocnn.Trainer(data_dir="patches/", backbone="mobilenet_v2", weights="imagenet",
+                               image_size=96, epochs=10)
+    history = trainer.fit()          # list of per-epoch records; history.to_pandas() for a DataFrame
+    print(trainer.result.test.roc_auc)
+"""
+from ._loader import _histocnn
+
+__version__ = _histocnn.__version__
+torch_version = _histocnn.torch_version
+default_device = _histocnn.default_device
+configure_threads = _histocnn.configure_threads
+
+data = _histocnn.data
+models = _histocnn.models
+metrics = _histocnn.metrics
+
+from .trainer import History, Trainer, demo, evaluate  # noqa: E402
+
+__all__ = ["Trainer", "History", "demo", "evaluate", "data", "models", "metrics", "__version__"]

@@ -1,0 +1,110 @@
+#include "histocnn/data/dataset.h"
+
+#include "histocnn/core/error.h"
+#include "histocnn/core/progress.h"
+#include "histocnn/io/image.h"
+
+#include <torch/torch.h>
+
+#include <atomic>
+#include <mutex>
+#include <thread>
+
+namespace histocnn::data {
+
+struct PatchDataset::State {
+  Manifest manifest;
+  Preprocessing preprocessing;
+  bool cache = true;
+  std::vector<cv::Mat> images;
+  std::vector<uint8_t> cached;
+  std::mutex mu;
+};
+
+PatchDataset::PatchDataset(Manifest manifest, Preprocessing preprocessing, bool cache)
+    : state_(std::make_shared<State>()) {
+  preprocessing.validate();
+  state_->manifest = std::move(manifest);
+  state_->preprocessing = preprocessing;
+  state_->cache = cache;
+  state_->images.resize(state_->manifest.size());
+  state_->cached.assign(state_->manifest.size(), 0);
+}
+
+size_t PatchDataset::size() const { return state_->manifest.size(); }
+const Manifest& PatchDataset::manifest() const { return state_->manifest; }
+const Preprocessing& PatchDataset::preprocessing() const { return state_->preprocessing; }
+
+int PatchDataset::label(size_t i) const {
+  HISTOCNN_CHECK(i < size(), "patch index {} is out of range for a dataset of {} patches", i, size());
+  return state_->manifest.rows()[i].label;
+}
+
+std::vector<int> PatchDataset::labels() const {
+  std::vector<int> out;
+  out.reserve(size());
+  for (const auto& r : state_->manifest.rows()) out.push_back(r.label);
+  return out;
+}
+
+cv::Mat PatchDataset::image(size_t i) const {
+  HISTOCNN_CHECK(i < size(), "patch index {} is out of range for a dataset of {} patches", i, size());
+  auto& s = *state_;
+  if (s.cache) {
+    std::lock_guard<std::mutex> lock(s.mu);
+    if (s.cached[i]) return s.images[i];
+  }
+  cv::Mat decoded = s.preprocessing.pad(io::read_image_rgb(s.manifest.absolute_path(i)));
+  if (s.cache) {
+    std::lock_guard<std::mutex> lock(s.mu);
+    s.images[i] = decoded;
+    s.cached[i] = 1;
+  }
+  return decoded;
+}
+
+torch::Tensor PatchDataset::tensor(size_t i) const { return state_->preprocessing.to_tensor(image(i)); }
+
+void PatchDataset::preload(int workers, bool progress) const {
+  if (workers <= 0) workers = std::max(1u, std::thread::hardware_concurrency());
+  const size_t n = size();
+  std::atomic<size_t> next{0};
+  std::atomic<int64_t> done{0};
+  std::mutex error_mu;
+  std::vector<std::string> errors;
+  size_t failed = 0;
+  auto work = [&] {
+    for (size_t i = next++; i < n; i = next++) {
+      try {
+        image(i);
+      } catch (const std::exception& e) {
+        std::lock_guard<std::mutex> lock(error_mu);
+        ++failed;
+        if (errors.size() < 20) errors.push_back(e.what());
+      }
+      ++done;
+    }
+  };
+  std::vector<std::thread> threads;
+  for (int w = 0; w < workers; ++w) threads.emplace_back(work);
+  {
+    ProgressBar bar(static_cast<int64_t>(n), "decoding", progress, "patches");
+    int64_t shown = 0;
+    while (shown < static_cast<int64_t>(n)) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      const int64_t d = done;
+      bar.update(d - shown);
+      shown = d;
+    }
+  }
+  for (auto& t : threads) t.join();
+  if (failed > 0) {
+    std::string list;
+    for (const auto& e : errors) list += "\n  " + e;
+    HISTOCNN_FAIL("{} of {} patches could not be decoded (first {} shown); fix or remove these files, then "
+                  "rescan the folder:{}",
+                  failed, n, errors.size(), list);
+  }
+}
+
+}  // namespace histocnn::data

@@ -1,0 +1,137 @@
+#include "histocnn/data/loader.h"
+
+#include "histocnn/core/error.h"
+
+#include <torch/torch.h>
+
+#include <condition_variable>
+#include <exception>
+#include <map>
+#include <mutex>
+#include <random>
+#include <thread>
+
+namespace histocnn::data {
+
+BatchLoader::BatchLoader(PatchDataset dataset, LoaderOptions options)
+    : dataset_(std::move(dataset)), options_(options) {
+  HISTOCNN_CHECK(options_.batch_size > 0, "batch_size must be positive, got {}", options_.batch_size);
+  HISTOCNN_CHECK(options_.workers >= 0, "workers must be >= 0, got {}", options_.workers);
+  HISTOCNN_CHECK(options_.prefetch >= 1, "prefetch must be >= 1, got {}", options_.prefetch);
+  HISTOCNN_CHECK(dataset_.size() > 0, "cannot make batches from an empty dataset");
+}
+
+int64_t BatchLoader::num_batches() const {
+  const int64_t n = static_cast<int64_t>(dataset_.size());
+  return options_.drop_last ? n / options_.batch_size : (n + options_.batch_size - 1) / options_.batch_size;
+}
+
+std::vector<int64_t> BatchLoader::epoch_order(int64_t epoch) const {
+  std::vector<int64_t> order(dataset_.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int64_t>(i);
+  if (options_.shuffle) {
+    // Fisher-Yates with our own draws: std::shuffle differs between standard libraries.
+    std::mt19937_64 rng(sample_seed(options_.seed, epoch, -1));
+    for (size_t i = order.size(); i > 1; --i) {
+      size_t j = static_cast<size_t>(rng() % i);
+      std::swap(order[i - 1], order[j]);
+    }
+  }
+  return order;
+}
+
+Batch BatchLoader::make_batch(const std::vector<int64_t>& order, int64_t b, int64_t epoch) const {
+  const int64_t begin = b * options_.batch_size;
+  const int64_t end = std::min<int64_t>(begin + options_.batch_size, static_cast<int64_t>(order.size()));
+  const auto& pre = dataset_.preprocessing();
+  const int s = pre.image_size;
+  Batch batch;
+  batch.images = torch::empty({end - begin, 3, s, s}, torch::kFloat32);
+  batch.labels = torch::empty({end - begin}, torch::kInt64);
+  auto labels = batch.labels.accessor<int64_t, 1>();
+  for (int64_t k = begin; k < end; ++k) {
+    const int64_t idx = order[k];
+    cv::Mat img = dataset_.image(static_cast<size_t>(idx));
+    if (options_.augment.enabled) {
+      std::mt19937_64 rng(sample_seed(options_.seed, epoch, idx));
+      img = augment_patch(img, options_.augment, rng);
+    }
+    pre.normalise_into(pre.prepare(img), batch.images[k - begin]);
+    labels[k - begin] = dataset_.label(static_cast<size_t>(idx));
+    batch.indices.push_back(idx);
+  }
+  return batch;
+}
+
+void BatchLoader::run_epoch(int64_t epoch, const std::function<void(Batch&)>& fn) const {
+  const auto order = epoch_order(epoch);
+  const int64_t total = num_batches();
+  if (options_.workers == 0) {
+    for (int64_t b = 0; b < total; ++b) {
+      Batch batch = make_batch(order, b, epoch);
+      fn(batch);
+    }
+    return;
+  }
+
+  std::mutex mu;
+  std::condition_variable cv;
+  std::map<int64_t, Batch> ready;
+  int64_t next_to_make = 0;
+  int64_t consumed = 0;
+  bool stop = false;
+  std::exception_ptr worker_error;
+
+  auto worker = [&] {
+    while (true) {
+      int64_t b;
+      {
+        std::unique_lock<std::mutex> lock(mu);
+        cv.wait(lock, [&] { return stop || next_to_make >= total || next_to_make < consumed + options_.prefetch; });
+        if (stop || next_to_make >= total) return;
+        b = next_to_make++;
+      }
+      try {
+        Batch batch = make_batch(order, b, epoch);
+        std::lock_guard<std::mutex> lock(mu);
+        ready.emplace(b, std::move(batch));
+      } catch (...) {
+        std::lock_guard<std::mutex> lock(mu);
+        if (!worker_error) worker_error = std::current_exception();
+        stop = true;
+      }
+      cv.notify_all();
+    }
+  };
+
+  std::vector<std::thread> threads;
+  for (int w = 0; w < options_.workers; ++w) threads.emplace_back(worker);
+  std::exception_ptr error;
+  try {
+    for (int64_t b = 0; b < total; ++b) {
+      Batch batch;
+      {
+        std::unique_lock<std::mutex> lock(mu);
+        cv.wait(lock, [&] { return ready.count(b) > 0 || worker_error; });
+        if (worker_error) break;
+        batch = std::move(ready[b]);
+        ready.erase(b);
+        consumed = b + 1;
+      }
+      cv.notify_all();
+      fn(batch);
+    }
+  } catch (...) {
+    error = std::current_exception();
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    stop = true;
+  }
+  cv.notify_all();
+  for (auto& t : threads) t.join();
+  if (worker_error) std::rethrow_exception(worker_error);
+  if (error) std::rethrow_exception(error);
+}
+
+}  // namespace histocnn::data

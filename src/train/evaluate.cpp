@@ -1,0 +1,49 @@
+#include "histocnn/train/evaluate.h"
+
+#include "histocnn/core/device.h"
+#include "histocnn/core/error.h"
+#include "histocnn/data/dataset.h"
+#include "histocnn/models/classifier.h"
+
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+namespace histocnn::train {
+
+std::string format_evaluation(const std::vector<int>& labels, const std::vector<double>& p_positive, double threshold,
+                              const std::vector<std::string>& class_names, const std::string& title) {
+  auto m = metrics::evaluate_binary(labels, p_positive, threshold);
+  auto predicted = metrics::threshold_scores(p_positive, threshold);
+  std::string s = fmt::format("== {} ({} patches, threshold {:.3f}) ==\n\n", title, labels.size(), threshold);
+  s += metrics::classification_report(labels, predicted, class_names, 4);
+  s += "\nConfusion matrix (rows: true class, columns: predicted)\n";
+  s += metrics::confusion_matrix_table(m.cm, class_names);
+  s += fmt::format("\nROC-AUC {:.4f}  accuracy {:.4f}  precision {:.4f}  recall {:.4f}  specificity {:.4f}  "
+                   "F1 {:.4f}  log-loss {:.4f}\n",
+                   m.roc_auc, m.accuracy, m.precision, m.recall, m.specificity, m.f1, m.log_loss);
+  return s;
+}
+
+EvaluationResult evaluate_bundle(const std::filesystem::path& model_dir, const data::Manifest& manifest,
+                                 double threshold, const std::string& device, int workers, bool progress) {
+  HISTOCNN_CHECK(manifest.size() > 0, "there are no patches to evaluate on");
+  configure_threads();
+  auto loaded = models::load_classifier(model_dir, parse_device(device));
+  auto j = nlohmann::json::parse(loaded.model_json);
+  HISTOCNN_CHECK(j.contains("preprocessing"), "'{}' has no preprocessing recorded; it cannot be evaluated",
+                 (loaded.directory / "model.json").string());
+  auto pre = data::Preprocessing::from_json(j["preprocessing"].dump());
+  if (threshold < 0) threshold = j.value("threshold", 0.5);
+  auto class_names = j.value("class_names", std::vector<std::string>{"IDC-negative", "IDC-positive"});
+
+  data::PatchDataset ds(manifest, pre);
+  ds.preload(workers, progress);
+  EvaluationResult out;
+  out.predictions = predict_dataset(loaded.model, ds, 64, workers, progress);
+  out.metrics = metrics::evaluate_binary(out.predictions.labels, out.predictions.p_positive, threshold);
+  out.report = format_evaluation(out.predictions.labels, out.predictions.p_positive, threshold, class_names,
+                                 fmt::format("{} on {} patches", loaded.directory.string(), manifest.size()));
+  return out;
+}
+
+}  // namespace histocnn::train

@@ -1,0 +1,161 @@
+#include "histocnn/train/run.h"
+
+#include "histocnn/core/error.h"
+#include "histocnn/core/log.h"
+#include "histocnn/data/balance.h"
+#include "histocnn/data/dataset.h"
+#include "histocnn/io/atomic_file.h"
+#include "histocnn/models/pretrained.h"
+#include "histocnn/train/evaluate.h"
+
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include <chrono>
+#include <ctime>
+
+namespace histocnn::train {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string timestamp(const char* format) {
+  std::time_t now = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&now, &tm);
+  char buf[64];
+  std::strftime(buf, sizeof buf, format, &tm);
+  return buf;
+}
+
+nlohmann::json metrics_json(const metrics::BinaryMetrics& m) { return nlohmann::json::parse(metrics::to_json(m)); }
+
+}  // namespace
+
+std::string RunOptions::to_json() const {
+  nlohmann::json j = {
+      {"data_dir", data_dir.string()},
+      {"manifest", manifest.string()},
+      {"output_dir", output_dir.string()},
+      {"name", name},
+      {"model", nlohmann::json::parse(model.to_json())},
+      {"weights", weights},
+      {"image_size", image_size},
+      {"normalisation", normalisation},
+      {"split", {{"train", split.train}, {"val", split.val}, {"test", split.test}, {"seed", split.seed},
+                 {"by_patch", split.by_patch}}},
+      {"balance_per_class", balance_per_class},
+      {"trainer", nlohmann::json::parse(trainer.to_json())},
+      {"threshold", threshold},
+  };
+  return j.dump(2);
+}
+
+data::Manifest load_patch_manifest(const fs::path& data_dir, const fs::path& manifest) {
+  HISTOCNN_CHECK(!data_dir.empty() || !manifest.empty(),
+                 "no data given: pass a folder of patches in the Kaggle layout (data_dir) or a manifest CSV");
+  if (!manifest.empty()) {
+    return data::Manifest::load_csv(manifest, data_dir.empty() ? std::optional<fs::path>{} : std::optional<fs::path>{data_dir});
+  }
+  auto report = data::scan_directory(data_dir);
+  return report.manifest;
+}
+
+RunResult run_training(const RunOptions& options) {
+  const auto t0 = std::chrono::steady_clock::now();
+  options.trainer.validate();
+  HISTOCNN_CHECK(options.threshold > 0 && options.threshold < 1, "threshold must be in (0, 1), got {}", options.threshold);
+
+  // Data: scan or read, balance, split by patient.
+  data::Manifest manifest = load_patch_manifest(options.data_dir, options.manifest);
+  if (options.balance_per_class > 0) {
+    manifest = data::balance_classes(manifest, options.balance_per_class, options.split.seed);
+    log_info("balanced to at most {} patches per class: {} patches", options.balance_per_class, manifest.size());
+  }
+  bool has_split = manifest.size() > 0;
+  for (const auto& r : manifest.rows()) has_split = has_split && !r.split.empty();
+  if (!has_split) manifest = data::split_manifest(manifest, options.split);
+  log_info("splits:\n{}", data::format_split_summary(data::summarize_splits(manifest)));
+  auto train_m = manifest.subset("train"), val_m = manifest.subset("val"), test_m = manifest.subset("test");
+  HISTOCNN_CHECK(train_m.size() > 0, "the training split is empty; check the split fractions");
+
+  // Model.
+  torch::manual_seed(options.trainer.seed);
+  models::Classifier model(options.model);
+  const auto weights = models::resolve_weights(options.weights, options.model.backbone());
+  std::string normalisation = options.normalisation;
+  if (normalisation.empty()) normalisation = weights.normalisation;
+  if (normalisation.empty()) normalisation = model->backbone()->normalisation();
+  const auto pre = data::preprocessing_for(normalisation, options.image_size);
+  if (!weights.path.empty()) {
+    auto report = model->load_backbone_weights(weights.path);
+    log_info("backbone weights from {}: {}", weights.path.string(), report.summary());
+  } else if (options.model.freeze_backbone()) {
+    log_warn("the backbone is frozen but no pretrained weights were given: only the head will learn, on random "
+             "features. Pass weights, or train the backbone (freeze_backbone = false)");
+  }
+
+  // Run folder.
+  const std::string name = options.name.empty()
+                               ? fmt::format("{}-{}", options.model.backbone(), timestamp("%Y%m%d-%H%M%S"))
+                               : options.name;
+  RunResult result;
+  result.run_dir = options.output_dir / name;
+  fs::create_directories(result.run_dir);
+  io::write_file_atomic(result.run_dir / "options.json", options.to_json());
+  manifest.save_csv(result.run_dir / "manifest.csv");
+  log_info("run folder: {}", result.run_dir.string());
+
+  // Train.
+  data::PatchDataset train_ds(train_m, pre), val_ds(val_m, pre), test_ds(test_m, pre);
+  Trainer trainer(model, options.trainer);
+  result.history = trainer.fit(train_ds, val_m.size() > 0 ? &val_ds : nullptr);
+  io::write_file_atomic(result.run_dir / "history.csv", result.history.to_csv());
+
+  // Evaluate on validation and test.
+  const std::vector<std::string> class_names = {"IDC-negative", "IDC-positive"};
+  std::string report;
+  nlohmann::json metrics_out = {{"best_epoch", result.history.best_epoch},
+                                {"epochs_run", result.history.epochs.size()},
+                                {"feature_cache_seconds", result.history.feature_cache_seconds},
+                                {"threshold", options.threshold}};
+  auto evaluate_split = [&](const data::PatchDataset& ds, const std::string& split, metrics::BinaryMetrics& out) {
+    if (ds.size() == 0) return;
+    auto pred = trainer.predict(ds);
+    out = metrics::evaluate_binary(pred.labels, pred.p_positive, options.threshold);
+    metrics_out[split] = metrics_json(out);
+    report += format_evaluation(pred.labels, pred.p_positive, options.threshold, class_names,
+                                fmt::format("{} split", split)) + "\n";
+  };
+  evaluate_split(val_ds, "validation", result.validation);
+  evaluate_split(test_ds, "test", result.test);
+  result.test_report = report;
+  io::write_file_atomic(result.run_dir / "report.txt", report);
+
+  // Export the model with everything needed to use it.
+  nlohmann::json extra = {
+      {"preprocessing", nlohmann::json::parse(pre.to_json())},
+      {"class_names", class_names},
+      {"threshold", options.threshold},
+      {"provenance",
+       {{"created", timestamp("%Y-%m-%dT%H:%M:%SZ")},
+        {"data", options.manifest.empty() ? options.data_dir.string() : options.manifest.string()},
+        {"pretrained_weights", weights.path.string()},
+        {"patches", {{"train", train_m.size()}, {"val", val_m.size()}, {"test", test_m.size()}}},
+        {"patients", {{"train", train_m.patients().size()}, {"val", val_m.patients().size()},
+                      {"test", test_m.patients().size()}}},
+        {"seed", options.trainer.seed},
+        {"best_epoch", result.history.best_epoch}}},
+      {"metrics", metrics_out},
+  };
+  result.model_dir = result.run_dir / "model" / "1";
+  models::save_classifier(model, result.model_dir, extra.dump());
+
+  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  metrics_out["seconds"] = result.seconds;
+  io::write_file_atomic(result.run_dir / "metrics.json", metrics_out.dump(2));
+  return result;
+}
+
+}  // namespace histocnn::train

@@ -1,0 +1,108 @@
+#include "histocnn/data/loader.h"
+#include "histocnn/data/synthetic.h"
+#include "histocnn/io/image.h"
+
+#include "test_support.h"
+
+#include <catch2/catch.hpp>
+#include <opencv2/imgcodecs.hpp>
+#include <torch/torch.h>
+
+#include <fstream>
+#include <set>
+
+using namespace histocnn;
+
+namespace {
+data::Manifest synthetic_manifest(const test::TempDir& dir, int patients = 3, int per_patient = 10) {
+  data::SyntheticOptions o;
+  o.patients = patients;
+  o.patches_per_patient = per_patient;
+  data::generate_synthetic(dir / "data", o);
+  return data::scan_directory(dir / "data").manifest;
+}
+}  // namespace
+
+TEST_CASE("Preprocessing normalises exactly and pads small border patches with white", "[data]") {
+  data::Preprocessing pre;
+  pre.image_size = 50;
+  cv::Mat patch(50, 50, CV_8UC3, cv::Scalar(255, 0, 128));  // RGB order
+  auto t = pre.to_tensor(patch);
+  REQUIRE(t.sizes() == torch::IntArrayRef({3, 50, 50}));
+  CHECK(t[0][10][10].item<float>() == Approx((1.0 - 0.485) / 0.229));
+  CHECK(t[1][10][10].item<float>() == Approx((0.0 - 0.456) / 0.224));
+  CHECK(t[2][10][10].item<float>() == Approx((128 / 255.0 - 0.406) / 0.225));
+
+  cv::Mat strip(1, 50, CV_8UC3, cv::Scalar(0, 0, 0));  // the real data's 50x1 border patches
+  auto padded = pre.prepare(strip);
+  CHECK(padded.rows == 50);
+  CHECK(padded.at<cv::Vec3b>(0, 10) == cv::Vec3b(0, 0, 0));
+  CHECK(padded.at<cv::Vec3b>(30, 10) == cv::Vec3b(255, 255, 255));
+
+  auto inception = data::preprocessing_for("inception", 96);
+  auto round = data::Preprocessing::from_json(inception.to_json());
+  CHECK(round.image_size == 96);
+  CHECK(round.mean[0] == 0.5);
+  CHECK_THROWS_AS(data::preprocessing_for("zscore", 96), std::invalid_argument);
+  CHECK_THROWS_AS(data::Preprocessing::from_json("{\"image_size\": 3, \"mean\": [0,0,0], \"std\": [1,1,1]}"),
+                  std::invalid_argument);
+}
+
+TEST_CASE("The loader gives every sample once per epoch, in a seeded order, whatever the thread count",
+          "[data]") {
+  test::TempDir dir;
+  auto manifest = synthetic_manifest(dir);
+  data::Preprocessing pre;
+  pre.image_size = 32;
+  data::PatchDataset ds(manifest, pre);
+
+  auto collect = [&](int workers, int64_t epoch, bool augment) {
+    data::LoaderOptions o;
+    o.batch_size = 7;
+    o.shuffle = true;
+    o.workers = workers;
+    o.augment.enabled = augment;
+    data::BatchLoader loader(ds, o);
+    std::vector<int64_t> order;
+    std::vector<torch::Tensor> images;
+    int64_t batches = 0;
+    loader.run_epoch(epoch, [&](data::Batch& b) {
+      ++batches;
+      for (size_t i = 0; i < b.indices.size(); ++i) {
+        CHECK(b.labels[i].item<int64_t>() == ds.label(b.indices[i]));
+      }
+      order.insert(order.end(), b.indices.begin(), b.indices.end());
+      images.push_back(b.images);
+    });
+    CHECK(batches == loader.num_batches());
+    return std::make_pair(order, torch::cat(images));
+  };
+  auto [order0, images0] = collect(0, 0, true);
+  auto [order3, images3] = collect(3, 0, true);
+  auto [order_next, images_next] = collect(2, 1, true);
+  CHECK(order0.size() == ds.size());
+  CHECK(std::set<int64_t>(order0.begin(), order0.end()).size() == ds.size());
+  CHECK(order0 == order3);
+  CHECK(torch::equal(images0, images3));
+  CHECK(order0 != order_next);
+  // Augmentation changes pixels but never the cached originals.
+  auto [order_plain, images_plain] = collect(2, 0, false);
+  CHECK(order_plain == order0);
+  CHECK_FALSE(torch::equal(images_plain, images0));
+  auto [order_plain2, images_plain2] = collect(2, 0, false);
+  CHECK(torch::equal(images_plain, images_plain2));
+}
+
+TEST_CASE("A corrupt patch is reported by name before training, with all the others", "[data]") {
+  test::TempDir dir;
+  auto manifest = synthetic_manifest(dir, 2, 6);
+  const auto bad1 = manifest.absolute_path(1), bad2 = manifest.absolute_path(4);
+  test::write_bytes(bad1, "this is not a png");
+  { std::ofstream(bad2, std::ios::trunc); }
+  data::PatchDataset ds(manifest, data::Preprocessing{});
+  REQUIRE_THROWS_WITH(ds.preload(2), Catch::Contains("2 of 12 patches") && Catch::Contains(bad1.filename().string()) &&
+                                         Catch::Contains(bad2.filename().string()));
+  data::LoaderOptions o;
+  data::BatchLoader loader(ds, o);
+  REQUIRE_THROWS_WITH(loader.run_epoch(0, [](data::Batch&) {}), Catch::Contains(bad1.filename().string()));
+}

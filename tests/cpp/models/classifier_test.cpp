@@ -1,0 +1,109 @@
+#include "histocnn/models/classifier.h"
+#include "histocnn/io/bundle.h"
+#include "histocnn/io/safetensors.h"
+
+#include "test_support.h"
+
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include <fstream>
+
+using namespace histocnn;
+
+TEST_CASE("The dense head has the study's layers and parameter count", "[models]") {
+  models::DenseHead head(models::DenseHeadOptions(1280));
+  // Keras: Dense(512) on 1280 features, Dense(128), Dense(2): (1280*512+512) + (512*128+128) + (128*2+2)
+  CHECK(models::count_parameters(*head) == 1280 * 512 + 512 + 512 * 128 + 128 + 128 * 2 + 2);
+  models::DenseHead with_bn(models::DenseHeadOptions(1280).batch_norm(true));
+  CHECK(models::count_parameters(*with_bn) == models::count_parameters(*head) + 2 * 128);
+  CHECK(head->forward(torch::randn({4, 1280})).sizes() == torch::IntArrayRef({4, 2}));
+  CHECK_THROWS_AS(models::DenseHead(models::DenseHeadOptions(1280).dropout(1.0)), std::invalid_argument);
+}
+
+TEST_CASE("A frozen backbone gets no gradient and keeps its BatchNorm in inference mode", "[models]") {
+  models::Classifier model(models::ClassifierOptions().backbone("simple_cnn").freeze_backbone(true));
+  model->train();
+  for (const auto& p : model->backbone()->parameters()) CHECK_FALSE(p.requires_grad());
+  for (const auto& p : model->head()->parameters()) CHECK(p.requires_grad());
+  for (const auto& m : model->backbone()->modules(false)) CHECK_FALSE(m->is_training());
+
+  auto before = models::state_dict(*model->backbone());
+  std::map<std::string, torch::Tensor> copy;
+  for (auto& kv : before) copy[kv.first] = kv.second.clone();
+  auto loss = model->forward(torch::randn({4, 3, 50, 50})).sum();
+  loss.backward();
+  for (auto& kv : models::state_dict(*model->backbone())) CHECK(torch::equal(kv.second, copy[kv.first]));
+
+  model->set_backbone_frozen(false);
+  model->train();
+  for (const auto& p : model->backbone()->parameters()) CHECK(p.requires_grad());
+  // train_bn = false: convolutions train, BatchNorm layers stay in inference mode.
+  for (const auto& m : model->backbone()->modules(false)) {
+    if (m->as<torch::nn::BatchNorm2d>()) CHECK_FALSE(m->is_training());
+    if (m->as<torch::nn::Conv2d>()) CHECK(m->is_training());
+  }
+}
+
+TEST_CASE("A saved classifier loads back with identical outputs and self-describing model.json", "[models][io]") {
+  test::TempDir dir;
+  torch::manual_seed(3);
+  models::Classifier model(models::ClassifierOptions().backbone("simple_cnn").batch_norm(true).dropout(0.5));
+  model->eval();
+  auto x = torch::randn({3, 3, 50, 50});
+  auto expected = model->forward(x);
+  models::save_classifier(model, dir / "model" / "1", R"({"preprocessing": {"image_size": 50}})");
+  models::save_classifier(model, dir / "model" / "2", "{}");
+  CHECK(io::list_versions(dir / "model") == std::vector<int64_t>{1, 2});
+
+  auto loaded = models::load_classifier(dir / "model");
+  CHECK(loaded.directory.filename() == "2");
+  CHECK(torch::allclose(loaded.model->forward(x), expected));
+  auto j = nlohmann::json::parse(loaded.model_json);
+  CHECK(j["format"] == "histocnn.model");
+  CHECK(j["format_version"] == 1);
+  CHECK(j["backbone"] == "simple_cnn");
+  CHECK(j["classifier"]["dropout"] == 0.5);
+  CHECK(j["class_names"][1] == "IDC-positive");
+
+  // A version folder without model.json (a crash mid-write) is not taken as the newest.
+  std::filesystem::create_directories(dir / "model" / "3");
+  io::save_safetensors(dir / "model" / "3" / "model.safetensors", {});
+  CHECK(models::load_classifier(dir / "model").directory.filename() == "2");
+}
+
+TEST_CASE("Loading weights reports missing, unexpected and mismatched keys", "[models]") {
+  models::Classifier model(models::ClassifierOptions().backbone("simple_cnn"));
+  auto sd = models::state_dict(*model);
+  io::TensorMap tensors;
+  for (auto& kv : sd) tensors[kv.first] = kv.second.clone();
+  tensors.erase("head.fc1.bias");
+  tensors["head.extra"] = torch::zeros({2});
+  tensors["head.logits.weight"] = torch::zeros({3, 128});
+
+  models::LoadOptions strict;
+  strict.source = "broken.safetensors";
+  REQUIRE_THROWS_WITH(models::load_state_dict(*model, tensors, strict),
+                      Catch::Contains("broken.safetensors") && Catch::Contains("missing 1: head.fc1.bias") &&
+                          Catch::Contains("unexpected 1: head.extra") && Catch::Contains("head.logits.weight"));
+  models::LoadOptions lenient;
+  lenient.strict = false;
+  auto report = models::load_state_dict(*model, tensors, lenient);
+  CHECK(report.missing == std::vector<std::string>{"head.fc1.bias"});
+  CHECK(report.unexpected == std::vector<std::string>{"head.extra"});
+  CHECK(report.mismatched.size() == 1);
+  CHECK(report.loaded.size() == sd.size() - 2);
+}
+
+TEST_CASE("A damaged bundle gets an error naming the file", "[models][io]") {
+  test::TempDir dir;
+  models::Classifier model(models::ClassifierOptions().backbone("simple_cnn"));
+  models::save_classifier(model, dir / "m", "{}");
+  {
+    std::ofstream(dir / "m" / "model.json") << "{not json";
+  }
+  REQUIRE_THROWS_WITH(models::load_classifier(dir / "m"), Catch::Contains("model.json"));
+  REQUIRE_THROWS_WITH(models::load_classifier(dir / "nothing-here"), Catch::Contains("nothing-here"));
+  REQUIRE_THROWS_AS(models::make_backbone("resnet9000"), std::invalid_argument);
+}

@@ -1,0 +1,48 @@
+#include "test_support.h"
+
+#include <cstdlib>
+#include <fstream>
+#include <random>
+
+namespace histocnn::test {
+
+TempDir::TempDir(const std::string& prefix) {
+  std::random_device rd;
+  auto base = std::filesystem::temp_directory_path();
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    auto candidate = base / (prefix + "-" + std::to_string(rd()));
+    if (std::filesystem::create_directory(candidate)) {
+      path_ = candidate;
+      return;
+    }
+  }
+  throw std::runtime_error("cannot create a temporary directory");
+}
+
+TempDir::~TempDir() {
+  std::error_code ec;
+  std::filesystem::remove_all(path_, ec);
+}
+
+std::optional<std::filesystem::path> env_dir(const char* variable) {
+  const char* value = std::getenv(variable);
+  if (!value || !*value) return std::nullopt;
+  std::filesystem::path p(value);
+  if (!std::filesystem::exists(p)) return std::nullopt;
+  return p;
+}
+
+std::optional<std::filesystem::path> shared_weight(const std::string& relative) {
+  auto dir = env_dir("HISTOCNN_WEIGHTS_DIR");
+  if (!dir) return std::nullopt;
+  auto p = *dir / relative;
+  if (!std::filesystem::exists(p)) return std::nullopt;
+  return p;
+}
+
+void write_bytes(const std::filesystem::path& path, const std::string& bytes) {
+  std::ofstream out(path, std::ios::binary);
+  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+}
+
+}  // namespace histocnn::test

@@ -1,0 +1,133 @@
+#include "histocnn/data/synthetic.h"
+#include "histocnn/metrics/binary.h"
+#include "histocnn/train/evaluate.h"
+#include "histocnn/train/run.h"
+#include "histocnn/train/trainer.h"
+
+#include "test_support.h"
+
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include <fstream>
+#include <sstream>
+
+using namespace histocnn;
+
+namespace {
+std::string slurp(const std::filesystem::path& p) {
+  std::ifstream in(p);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+train::RunOptions small_run(const test::TempDir& dir, int epochs) {
+  data::SyntheticOptions synth;
+  synth.patients = 10;
+  synth.patches_per_patient = 40;
+  synth.seed = 11;
+  if (!std::filesystem::exists(dir / "data")) data::generate_synthetic(dir / "data", synth);
+  train::RunOptions run;
+  run.data_dir = dir / "data";
+  run.output_dir = dir / "runs";
+  run.name = "small";
+  run.image_size = 50;
+  run.model.backbone("simple_cnn").freeze_backbone(false).hidden1(64).hidden2(32);
+  run.trainer.epochs = epochs;
+  run.trainer.optimizer = "adam";
+  run.trainer.progress = false;
+  run.trainer.augment = true;
+  return run;
+}
+}  // namespace
+
+TEST_CASE("Training on synthetic patches learns, writes a complete run folder, and evaluates the same",
+          "[train][slow]") {
+  test::TempDir dir;
+  auto run = small_run(dir, 4);
+  auto result = train::run_training(run);
+
+  REQUIRE(result.history.epochs.size() == 4);
+  CHECK(result.history.epochs.back().train_loss < result.history.epochs.front().train_loss);
+  CHECK(result.test.roc_auc > 0.75);  // learnable: far above chance on held-out patients
+  CHECK(result.history.best_epoch >= 1);
+  for (const char* f : {"options.json", "manifest.csv", "history.csv", "metrics.json", "report.txt",
+                        "model/1/model.safetensors", "model/1/model.json"}) {
+    CHECK(std::filesystem::exists(result.run_dir / f));
+  }
+  auto history_csv = slurp(result.run_dir / "history.csv");
+  CHECK(std::count(history_csv.begin(), history_csv.end(), '\n') == 5);
+  auto metrics = nlohmann::json::parse(slurp(result.run_dir / "metrics.json"));
+  CHECK(metrics["test"]["roc_auc"].get<double>() == Approx(result.test.roc_auc));
+  auto model_json = nlohmann::json::parse(slurp(result.model_dir / "model.json"));
+  CHECK(model_json["preprocessing"]["image_size"] == 50);
+  CHECK(model_json["provenance"]["patches"]["test"].get<int64_t>() == result.test.n);
+
+  // The bundle alone reproduces the run's test numbers.
+  auto manifest = data::Manifest::load_csv(result.run_dir / "manifest.csv");
+  auto evaluation = train::evaluate_bundle(result.run_dir / "model", manifest.subset("test"), -1, "cpu", 2, false);
+  CHECK(evaluation.metrics.roc_auc == Approx(result.test.roc_auc).margin(1e-6));
+  CHECK(evaluation.metrics.accuracy == Approx(result.test.accuracy).margin(1e-9));
+  CHECK(evaluation.report.find("IDC-positive") != std::string::npos);
+}
+
+TEST_CASE("Training is reproducible for a seed, and the feature cache trains the same head", "[train]") {
+  test::TempDir dir;
+  data::SyntheticOptions synth;
+  synth.patients = 4;
+  synth.patches_per_patient = 16;
+  data::generate_synthetic(dir / "data", synth);
+  auto manifest = data::split_manifest(data::scan_directory(dir / "data").manifest, data::SplitOptions{});
+  data::Preprocessing pre;
+  pre.image_size = 32;
+  data::PatchDataset train_ds(manifest.subset("train"), pre), val_ds(manifest.subset("val"), pre);
+
+  auto fit = [&](bool cache, int workers) {
+    torch::manual_seed(5);
+    models::Classifier model(models::ClassifierOptions().backbone("simple_cnn").freeze_backbone(true).dropout(0.0));
+    train::TrainerOptions o;
+    o.epochs = 2;
+    o.batch_size = 8;
+    o.progress = false;
+    o.cache_features = cache;
+    o.workers = workers;
+    o.device = "cpu";
+    train::Trainer trainer(model, o);
+    auto h = trainer.fit(train_ds, &val_ds);
+    return std::make_pair(h, trainer.predict(val_ds).p_positive);
+  };
+  auto [h1, p1] = fit(true, 2);
+  auto [h2, p2] = fit(true, 0);
+  auto [h3, p3] = fit(false, 2);
+  REQUIRE(p1.size() == val_ds.size());
+  CHECK(p1 == p2);
+  for (size_t i = 0; i < p1.size(); ++i) CHECK(p3[i] == Approx(p1[i]).margin(1e-4));
+  CHECK(h1.epochs[1].train_loss == Approx(h3.epochs[1].train_loss).margin(1e-4));
+  CHECK(h1.feature_cache_seconds > 0);
+  CHECK(h3.feature_cache_seconds == 0);
+}
+
+TEST_CASE("Trainer options and data are checked before any work", "[train]") {
+  train::TrainerOptions o;
+  o.optimizer = "adagrad";
+  CHECK_THROWS_WITH(o.validate(), Catch::Contains("adagrad"));
+  o = {};
+  o.epochs = 0;
+  CHECK_THROWS_AS(o.validate(), std::invalid_argument);
+  o = {};
+  o.device = "tpu";
+  models::Classifier model(models::ClassifierOptions().backbone("simple_cnn"));
+  CHECK_THROWS_WITH(train::Trainer(model, o), Catch::Contains("tpu"));
+
+  test::TempDir dir;
+  train::RunOptions run;
+  run.data_dir = dir / "does-not-exist";
+  CHECK_THROWS_WITH(train::run_training(run), Catch::Contains("does-not-exist"));
+  std::filesystem::create_directories(dir / "empty");
+  run.data_dir = dir / "empty";
+  CHECK_THROWS_WITH(train::run_training(run), Catch::Contains("empty"));
+  run.data_dir.clear();
+  CHECK_THROWS_WITH(train::run_training(run), Catch::Contains("no data given"));
+}
