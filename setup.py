@@ -19,14 +19,17 @@ class CMakeBuild(build_ext):
     def build_extension(self, ext):
         out_dir = Path(self.get_ext_fullpath(ext.name)).resolve().parent
         build_dir = Path(os.environ.get("HISTOCNN_PIP_BUILD_DIR", ROOT / "build-pip"))
-        subprocess.check_call([
-            "cmake", "-S", str(ROOT), "-B", str(build_dir), "-G", "Ninja", "-DCMAKE_BUILD_TYPE=Release",
-            f"-DPython_EXECUTABLE={sys.executable}", "-DHISTOCNN_BUILD_TESTS=OFF", "-DHISTOCNN_BUILD_CLI=OFF",
-        ])
-        subprocess.check_call(["cmake", "--build", str(build_dir), "--target", "_histocnn", "-j", str(os.cpu_count() or 2)])
+        print(f"histocnn: building the extension for {sys.executable} in {build_dir}")
+        configure = ["cmake", "-S", str(ROOT), "-B", str(build_dir)]
+        if not (build_dir / "CMakeCache.txt").exists():
+            # An existing build folder keeps its interpreter (a venv's python is the same binary).
+            configure += ["-G", "Ninja", "-DCMAKE_BUILD_TYPE=Release", f"-DPython_EXECUTABLE={sys.executable}"]
+        subprocess.check_call(configure)
+        subprocess.check_call(["cmake", "--build", str(build_dir), "--target", "_histocnn",
+                               "-j", str(os.cpu_count() or 2)])
         out_dir.mkdir(parents=True, exist_ok=True)
-        built = build_dir / "python" / "histocnn"
-        for lib in list(built.glob("_histocnn*.so")) + list(build_dir.glob("libhistocnn.so*")):
+        # The extension finds libhistocnn beside itself (RPATH $ORIGIN): copy the SONAME file only.
+        for lib in [*(build_dir / "python" / "histocnn").glob("_histocnn*.so"), build_dir / "libhistocnn.so.0"]:
             self.copy_file(str(lib), str(out_dir / lib.name))
 
 

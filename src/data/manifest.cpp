@@ -169,10 +169,20 @@ Manifest Manifest::filter(const std::function<bool(const PatchRecord&)>& keep) c
 }
 
 void Manifest::save_csv(const fs::path& csv) const {
+  // Paths are written relative to the CSV's own folder (load_csv's default root), so a manifest
+  // saved elsewhere than its patches (e.g. in a run folder) still finds them.
+  const fs::path csv_dir = fs::absolute(csv).parent_path().lexically_normal();
+  const fs::path root = fs::absolute(root_).lexically_normal();
+  const bool same_root = root == csv_dir;
   std::string text = "path,patient,label,x,y,split\n";
   text.reserve(rows_.size() * 64 + text.size());
   for (const auto& r : rows_) {
-    text += csv_field(r.path);
+    fs::path p = r.path;
+    if (!same_root && !p.is_absolute()) {
+      p = (root / p).lexically_relative(csv_dir);
+      if (p.empty()) p = root / r.path;
+    }
+    text += csv_field(p.generic_string());
     text += ',';
     text += csv_field(r.patient);
     text += fmt::format(",{},{},{},", r.label, r.x, r.y);

@@ -44,7 +44,7 @@ def test_unknown_option_is_a_type_error():
 
 
 def test_errors_come_out_as_python_exceptions_with_the_cpp_message(tmp_path):
-    with pytest.raises(ValueError, match="does-not-exist"):
+    with pytest.raises(RuntimeError, match="does-not-exist"):
         histocnn.Trainer(data_dir=str(tmp_path / "does-not-exist"), progress=False).fit()
     with pytest.raises(ValueError, match="unknown backbone 'resnet9000'"):
         histocnn.models.count_parameters("resnet9000")
