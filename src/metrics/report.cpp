@@ -167,7 +167,7 @@ std::string EvaluationReport::to_text() const {
     t += fmt::format("  accuracy {}  precision {}  recall {}  specificity {}  F1 {}\n", number(m.accuracy),
                      number(m.precision), number(m.recall), number(m.specificity), number(m.f1));
     t += fmt::format("  ROC-AUC {}  PR-AUC {}", number(m.roc_auc), number(pm.pr_auc));
-    if (positive_patients == 0 || positive_patients == m.n) t += "  (one class only: AUCs undefined)";
+    if (positive_patients == 0 || positive_patients == m.n) t += "  (one class only: ROC-AUC undefined)";
     t += "\n";
   }
   return t;

@@ -15,8 +15,8 @@
 //              prone to false positives on patients with many patches).
 // A patient's label is 1 when ANY of its patches is labelled positive (a patient with invasive
 // ductal carcinoma anywhere is a positive patient), else 0.
-// Caution for the Kaggle IDC data: almost every patient there has some positive patches (28 of
-// the 29 patients of the real sample), so patient labels are nearly all 1 and patient-level
+// Caution for the Kaggle IDC data: almost every patient there has some positive patches (28 of 29
+// patients in a 20,800-patch sample of it), so patient labels are nearly all 1 and patient-level
 // ROC-AUC is then NaN or rests on one or two negatives. Patient-level numbers mean most on cohorts
 // that include IDC-free patients.
 // Patients are listed in sorted id order. Errors are std::invalid_argument naming the argument.
