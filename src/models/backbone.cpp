@@ -1,8 +1,16 @@
 #include "histocnn/models/backbone.h"
 
 #include "histocnn/core/error.h"
+#include "histocnn/models/densenet.h"
+#include "histocnn/models/efficientnet.h"
+#include "histocnn/models/inception_resnet_v2.h"
 #include "histocnn/models/mobilenet_v2.h"
+#include "histocnn/models/mobilenet_v3.h"
+#include "histocnn/models/resnet.h"
 #include "histocnn/models/simple_cnn.h"
+#include "histocnn/models/squeezenet.h"
+#include "histocnn/models/vgg.h"
+#include "histocnn/models/xception.h"
 
 #include <torch/torch.h>
 
@@ -22,8 +30,34 @@ std::mutex& registry_mutex() {
   return mu;
 }
 
+// For architectures whose published weights come from PyTorch, where "SAME" padding has no use.
+template <typename Impl, typename... Args>
+BackboneFactory plain(const std::string& name, Args... args) {
+  return [name, args...](const BackboneOptions& o) -> Backbone {
+    HISTOCNN_CHECK(!o.tf_padding, "backbone '{}' has no TensorFlow-padding variant; its Keras graph is already "
+                   "implemented exactly (or it has no TF weights): drop tf_padding", name);
+    return std::make_shared<Impl>(args...);
+  };
+}
+
 std::map<std::string, BackboneFactory>& registry() {
   static std::map<std::string, BackboneFactory> r = {
+      {"resnet18", plain<ResNetImpl>("resnet18", ResNetOptions().depth(18))},
+      {"resnet50", plain<ResNetImpl>("resnet50", ResNetOptions().depth(50))},
+      {"resnet50v2", plain<ResNetV2Impl>("resnet50v2", ResNetV2Options().depth(50))},
+      {"resnet152v2", plain<ResNetV2Impl>("resnet152v2", ResNetV2Options().depth(152))},
+      {"vgg16", plain<VGGImpl>("vgg16", int64_t{16})},
+      {"densenet121", plain<DenseNetImpl>("densenet121", int64_t{121})},
+      {"densenet201", plain<DenseNetImpl>("densenet201", int64_t{201})},
+      {"squeezenet1_1", plain<SqueezeNetImpl>("squeezenet1_1")},
+      {"xception", plain<XceptionImpl>("xception")},
+      {"inception_resnet_v2", plain<InceptionResNetV2Impl>("inception_resnet_v2")},
+      {"mobilenet_v3_small",
+       [](const BackboneOptions& o) -> Backbone { return std::make_shared<MobileNetV3Impl>(false, o.tf_padding); }},
+      {"mobilenet_v3_large",
+       [](const BackboneOptions& o) -> Backbone { return std::make_shared<MobileNetV3Impl>(true, o.tf_padding); }},
+      {"efficientnet_b0",
+       [](const BackboneOptions& o) -> Backbone { return std::make_shared<EfficientNetImpl>(0, o.tf_padding); }},
       {"mobilenet_v2",
        [](const BackboneOptions& o) -> Backbone {
          return std::make_shared<MobileNetV2Impl>(MobileNetV2Options().tf_padding(o.tf_padding));
