@@ -6,7 +6,10 @@
 #include "histocnn/data/balance.h"
 #include "histocnn/data/split.h"
 #include "histocnn/data/synthetic.h"
+#include "histocnn/io/safetensors.h"
 #include "histocnn/models/backbone.h"
+#include "histocnn/models/complexity.h"
+#include "histocnn/models/weights.h"
 #include "histocnn/train/demo.h"
 #include "histocnn/train/evaluate.h"
 #include "histocnn/train/run.h"
@@ -14,6 +17,7 @@
 #include <CLI/CLI.hpp>
 #include <torch/torch.h>
 
+#include <chrono>
 #include <cstdio>
 #include <iostream>
 
@@ -173,14 +177,70 @@ void add_demo_command(CLI::App& app) {
 void add_models_command(CLI::App& app) {
   auto* models_cmd = app.add_subcommand("models", "Backbones this build knows");
   models_cmd->require_subcommand(1);
-  auto* list = models_cmd->add_subcommand("list", "List backbones with their parameter counts");
+  auto* list = models_cmd->add_subcommand(
+      "list", "List backbones: parameters (without, with BatchNorm statistics), feature channels, and GMACs "
+              "(multiply-accumulates of conv and linear layers, 1 MAC = 2 FLOPs) per image at 50x50 and 224x224");
   list->callback([] {
-    std::printf("%-16s %12s %12s %9s\n", "backbone", "parameters", "with BN stats", "features");
+    std::printf("%-20s %12s %13s %9s %10s %10s\n", "backbone", "parameters", "with BN stats", "features", "GMACs@50",
+                "GMACs@224");
     for (const auto& name : models::backbone_names()) {
       auto b = models::make_backbone(name);
-      std::printf("%-16s %12lld %12lld %9lld\n", name.c_str(), static_cast<long long>(models::count_parameters(*b)),
+      std::printf("%-20s %12lld %13lld %9lld %10.3f %10.3f\n", name.c_str(),
+                  static_cast<long long>(models::count_parameters(*b)),
                   static_cast<long long>(models::count_parameters(*b, true)),
-                  static_cast<long long>(b->feature_channels()));
+                  static_cast<long long>(b->feature_channels()), models::count_macs(*b, 50) / 1e9,
+                  models::count_macs(*b, 224) / 1e9);
+    }
+  });
+
+  // Runs a backbone on tensors from a file: for checking against another implementation, and for
+  // extracting features from Python or shell without writing C++.
+  static std::string feat_backbone;
+  static fs::path feat_weights, feat_input, feat_output;
+  static int feat_threads = 0;
+  static int feat_repeat = 0;
+  auto* feat = models_cmd->add_subcommand(
+      "features", "Run a backbone (eval mode) on the tensor 'input' [N,3,H,W] of a safetensors file and write "
+                  "'features' [N,C,h,w] and 'pooled' [N,C]");
+  feat->add_option("--backbone", feat_backbone, "Registered backbone name")->required();
+  feat->add_option("--weights", feat_weights, "safetensors weights with this library's parameter names (an "
+                   "ImageNet top in the file is ignored); default: random initialisation")->check(CLI::ExistingFile);
+  feat->add_option("--input", feat_input, "safetensors file with a float tensor 'input' [N,3,H,W]")
+      ->required()->check(CLI::ExistingFile);
+  feat->add_option("--output", feat_output, "safetensors file to write");
+  feat->add_option("--threads", feat_threads, "LibTorch threads (0: all cores)")->capture_default_str();
+  feat->add_option("--time", feat_repeat, "Also time N more forward passes and print images per second");
+  feat->callback([] {
+    configure_threads(feat_threads);
+    auto backbone = models::make_backbone(feat_backbone);
+    if (!feat_weights.empty()) {
+      models::LoadOptions opt;
+      opt.ignore_prefixes = backbone->top_prefixes();
+      models::load_weights(*backbone, feat_weights, opt);
+    }
+    auto file = io::load_safetensors(feat_input);
+    HISTOCNN_CHECK(file.tensors.count("input"), "'{}' has no tensor named 'input'", feat_input.string());
+    auto x = file.tensors.at("input").to(torch::kFloat32);
+    HISTOCNN_CHECK(x.dim() == 4 && x.size(1) == 3, "'input' in '{}' must be [N,3,H,W], got {}", feat_input.string(),
+                   c10::str(x.sizes()));
+    backbone->eval();
+    torch::NoGradGuard no_grad;
+    auto maps = backbone->forward_features(x);
+    if (!feat_output.empty()) {
+      io::save_safetensors(feat_output, {{"features", maps.contiguous()}, {"pooled", maps.mean({2, 3})}},
+                           {{"backbone", feat_backbone}});
+    }
+    std::printf("%s: input [%lld,3,%lld,%lld] -> features [%lld,%lld,%lld,%lld]\n", feat_backbone.c_str(),
+                static_cast<long long>(x.size(0)), static_cast<long long>(x.size(2)), static_cast<long long>(x.size(3)),
+                static_cast<long long>(maps.size(0)), static_cast<long long>(maps.size(1)),
+                static_cast<long long>(maps.size(2)), static_cast<long long>(maps.size(3)));
+    if (feat_repeat > 0) {
+      const auto start = std::chrono::steady_clock::now();
+      for (int i = 0; i < feat_repeat; ++i) backbone->forward_features(x);
+      const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      std::printf("throughput: %.3f images/s (%d passes of batch %lld, %d threads)\n",
+                  feat_repeat * x.size(0) / seconds, feat_repeat, static_cast<long long>(x.size(0)),
+                  torch::get_num_threads());
     }
   });
 }
