@@ -96,8 +96,12 @@ Preprocessing preprocessing_for(const std::string& normalisation, int image_size
   } else if (normalisation == "inception") {
     p.mean = {0.5, 0.5, 0.5};
     p.std = {0.5, 0.5, 0.5};
+  } else if (normalisation == "caffe") {
+    // Caffe/Keras "caffe" mode in RGB order: 0..255 minus the ImageNet mean pixel, no scaling.
+    p.mean = {123.68 / 255.0, 116.779 / 255.0, 103.939 / 255.0};
+    p.std = {1.0 / 255.0, 1.0 / 255.0, 1.0 / 255.0};
   } else {
-    HISTOCNN_FAIL("unknown normalisation '{}'; use 'imagenet' or 'inception'", normalisation);
+    HISTOCNN_FAIL("unknown normalisation '{}'; use 'imagenet', 'inception' or 'caffe'", normalisation);
   }
   p.validate();
   return p;

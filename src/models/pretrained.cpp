@@ -13,6 +13,10 @@ const std::vector<KnownWeights>& known_weights() {
       {"mobilenet_v2", "mobilenet_v2_1.0_224_quant/mobilenet_v2_1.0_224.torchvision.safetensors", "inception",
        "MobileNetV2 1.0/224 ImageNet (TF-slim, quantisation-aware; the TF Lite hosted model "
        "mobilenet_v2_1.0_224_quant, Apache-2.0), dequantised to float32 with torchvision names, BatchNorm folded"},
+      {"squeezenet1_1", "squeezenet1_1_notop/squeezenet1_1_features.torchvision.safetensors", "caffe",
+       "SqueezeNet 1.1 ImageNet feature extractor (DeepScale's Caffe model via the MIT-licensed Keras port "
+       "rcmalli/keras-squeezenet, file squeezenet_weights_tf_dim_ordering_tf_kernels_notop.h5), converted to "
+       "torchvision names with RGB input; Caffe preprocessing (0..255 minus the mean pixel)"},
   };
   return known;
 }

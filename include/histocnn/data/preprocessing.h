@@ -40,7 +40,8 @@ struct Preprocessing {
 };
 
 /// The mean/std a backbone's published weights expect ("imagenet": torchvision's;
-/// "inception": x/127.5 - 1, i.e. mean = std = 0.5, as TF-slim MobileNets and Keras use).
+/// "inception": x/127.5 - 1, i.e. mean = std = 0.5, as TF-slim MobileNets and Keras use;
+/// "caffe": 0..255 RGB minus the ImageNet mean pixel (123.68, 116.779, 103.939), no scaling).
 Preprocessing preprocessing_for(const std::string& normalisation, int image_size);
 
 }  // namespace histocnn::data
