@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <limits>
 #include <opencv2/core.hpp>
 #include <opencv2/imgproc.hpp>
 
@@ -290,7 +291,7 @@ struct LegendEntry {
   bool box = false;
 };
 
-// Draws the legend in the corner of `ax` that covers the fewest of `points` (pixel positions).
+// Draws the legend in the corner (or side) of `ax` that covers the fewest of `points` (pixels).
 void legend(const Axes& ax, const std::vector<LegendEntry>& entries, const std::vector<cv::Point>& points) {
   const Style& st = ax.st;
   const int pad = st.px(8), sample = st.px(28), row = st.px(20);
@@ -299,18 +300,29 @@ void legend(const Axes& ax, const std::vector<LegendEntry>& entries, const std::
   const int w = pad * 3 + sample + text_width, h = pad * 2 + row * static_cast<int>(entries.size()) - st.px(4);
   const int margin = st.px(8);
   const cv::Rect& a = ax.area;
-  const std::array<cv::Rect, 4> corners = {
-      cv::Rect(a.x + a.width - w - margin, a.y + a.height - h - margin, w, h),  // lower right
-      cv::Rect(a.x + a.width - w - margin, a.y + margin, w, h),                 // upper right
-      cv::Rect(a.x + margin, a.y + a.height - h - margin, w, h),                // lower left
-      cv::Rect(a.x + margin, a.y + margin, w, h)};                              // upper left
+  const int right_x = a.x + a.width - w - margin, left_x = a.x + margin, center_x = a.x + (a.width - w) / 2;
+  const int bottom_y = a.y + a.height - h - margin, top_y = a.y + margin, middle_y = a.y + (a.height - h) / 2;
+  // The corners first, then the middles of the sides.
+  const std::array<cv::Rect, 8> corners = {
+      cv::Rect(right_x, bottom_y, w, h),  cv::Rect(right_x, top_y, w, h),    cv::Rect(left_x, bottom_y, w, h),
+      cv::Rect(left_x, top_y, w, h),      cv::Rect(right_x, middle_y, w, h), cv::Rect(left_x, middle_y, w, h),
+      cv::Rect(center_x, top_y, w, h),    cv::Rect(center_x, bottom_y, w, h)};
+  // Fewest points under the box first; among equals, the box farthest from the nearest point.
   cv::Rect box = corners[0];
-  size_t fewest = SIZE_MAX;
+  double best = std::numeric_limits<double>::infinity();
+  const int reach = st.px(6);  // a marker's radius: a point just outside the box still shows under it
   for (const cv::Rect& r : corners) {
-    const size_t covered = static_cast<size_t>(
-        std::count_if(points.begin(), points.end(), [&](const cv::Point& p) { return r.contains(p); }));
-    if (covered < fewest) {
-      fewest = covered;
+    const cv::Rect grown(r.x - reach, r.y - reach, r.width + 2 * reach, r.height + 2 * reach);
+    double covered = 0.0, nearest = 1e9;
+    for (const cv::Point& p : points) {
+      covered += grown.contains(p) ? 1.0 : 0.0;
+      const double dx = std::max({r.x - p.x, 0, p.x - (r.x + r.width)});
+      const double dy = std::max({r.y - p.y, 0, p.y - (r.y + r.height)});
+      nearest = std::min(nearest, std::hypot(dx, dy));
+    }
+    const double score = covered * 1e6 - std::min(nearest, 1e5);
+    if (score < best) {
+      best = score;
       box = r;
     }
   }
@@ -591,7 +603,7 @@ void plot_reliability_diagram(const std::filesystem::path& path, const std::vect
   }
   legend(main,
          {{"observed positive rate per bin", kLightBlue, false, false, true},
-          {"mean predicted P per bin", kOrange, false, true},
+          {"observed at mean predicted P", kOrange, false, true},
           {"perfect calibration", kChance, true}},
          avoid);
 
@@ -620,7 +632,7 @@ struct Series {
 
 void draw_panel(cv::Mat& img, const Style& st, const cv::Rect& area, size_t epochs, const std::vector<Series>& series,
                 const std::string& y_label, bool unit_range, const std::string& panel_title) {
-  double lo = INFINITY, hi = -INFINITY;
+  double lo = std::numeric_limits<double>::infinity(), hi = -lo;
   for (const Series& s : series) {
     for (double v : *s.values) {
       lo = std::min(lo, v);
@@ -708,7 +720,7 @@ void plot_training_curves(const std::filesystem::path& path, const TrainingCurve
     const std::string label = has_auc && has_acc ? "accuracy / AUC" : has_auc ? "AUC" : "accuracy";
     draw_panel(img, st, two ? second_area : first_area, epochs, scores, label, true, label);
   }
-  put_title(img, st, or_default(options.title, fmt::format("Training curves ({} epochs)", epochs)));
+  put_title(img, st, or_default(options.title, fmt::format("Training curves ({} epoch{})", epochs, epochs == 1 ? "" : "s")));
   save(path, img);
 }
 
@@ -765,7 +777,7 @@ void plot_accuracy_vs_size(const std::filesystem::path& path, const std::vector<
         cv::Rect(p.x + d, p.y + d, size.width, size.height)};
     const cv::Rect inside = ax.area;
     cv::Rect chosen = candidates[0];
-    int best_overlap = INT32_MAX;
+    int best_overlap = std::numeric_limits<int>::max();
     for (const cv::Rect& c : candidates) {
       int overlap = 0;
       for (const cv::Rect& t : taken) overlap += (c & t).area();
@@ -793,7 +805,10 @@ std::vector<std::filesystem::path> write_evaluation_plots(const std::filesystem:
     if (o.title.empty()) o.title = title;
     return o;
   };
-  const std::string where = prefix.empty() ? "" : " (" + prefix.substr(0, prefix.find_last_not_of("_-. ") + 1) + ")";
+  // "test_" -> "test": the split named in the titles.
+  const std::string split = prefix.substr(0, prefix.find_last_not_of("_-. ") + 1);
+  const std::string where = split.empty() ? "" : " (" + split + ")";
+  const std::string lead = split.empty() ? " (" : " (" + split + ", ";
   if (!report.roc.fpr.empty() && std::isfinite(report.metrics.roc_auc)) {
     written.push_back(folder / (prefix + "roc.png"));
     plot_roc_curve(written.back(), report.roc.fpr, report.roc.tpr, report.metrics.roc_auc, titled("ROC curve" + where));
@@ -807,11 +822,11 @@ std::vector<std::filesystem::path> write_evaluation_plots(const std::filesystem:
   const ConfusionMatrix& cm = report.metrics.cm;
   const double accuracy = cm.total() > 0 ? static_cast<double>(cm.tn + cm.tp) / static_cast<double>(cm.total()) : 0.0;
   plot_confusion_matrix(written.back(), cm, report.class_names,
-                        titled(fmt::format("Confusion matrix{}, threshold {:.3g}, accuracy {}", where, report.threshold,
+                        titled(fmt::format("Confusion matrix{}threshold {:.3g}, accuracy {})", lead, report.threshold,
                                            fixed(accuracy, 3))));
   written.push_back(folder / (prefix + "reliability.png"));
   plot_reliability_diagram(written.back(), report.calibration.bins, report.calibration.ece,
-                           titled(fmt::format("Reliability diagram{} (ECE = {})", where, fixed(report.calibration.ece, 3))));
+                           titled(fmt::format("Reliability diagram{}ECE = {})", lead, fixed(report.calibration.ece, 3))));
   return written;
 }
 
