@@ -6,6 +6,7 @@
 #include "histocnn/models/inception_resnet_v2.h"
 #include "histocnn/models/mobilenet_v2.h"
 #include "histocnn/models/mobilenet_v3.h"
+#include "histocnn/models/nasnet.h"
 #include "histocnn/models/resnet.h"
 #include "histocnn/models/simple_cnn.h"
 #include "histocnn/models/squeezenet.h"
@@ -52,6 +53,7 @@ std::map<std::string, BackboneFactory>& registry() {
       {"squeezenet1_1", plain<SqueezeNetImpl>("squeezenet1_1")},
       {"xception", plain<XceptionImpl>("xception")},
       {"inception_resnet_v2", plain<InceptionResNetV2Impl>("inception_resnet_v2")},
+      {"nasnet_mobile", plain<NASNetMobileImpl>("nasnet_mobile")},
       {"mobilenet_v3_small",
        [](const BackboneOptions& o) -> Backbone { return std::make_shared<MobileNetV3Impl>(false, o.tf_padding); }},
       {"mobilenet_v3_large",
