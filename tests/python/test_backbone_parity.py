@@ -1,0 +1,92 @@
+"""histocnn's C++ backbones against torchvision's: the same random weights and input give the same
+features. Fixtures are generated here, in a temporary folder, from torchvision itself.
+
+Each torchvision model is built with a fixed seed; its BatchNorm statistics and affine parameters
+are then randomised (torchvision initialises them to the identity, which would hide a BatchNorm
+that is skipped or mis-wired). The full state dict, top included, goes to a safetensors file that
+`histocnn models features` loads (ignoring the top) and runs on the same input.
+"""
+import importlib.util
+import os
+import pathlib
+
+import numpy as np
+import pytest
+
+from conftest import run_cli
+
+torch = pytest.importorskip("torch")
+torchvision = pytest.importorskip("torchvision")
+
+# histocnn's own numpy safetensors reader/writer, loaded by path so that this test does not need
+# the compiled bindings.
+_CONVERT = pathlib.Path(__file__).resolve().parents[2] / "python" / "histocnn" / "convert.py"
+_spec = importlib.util.spec_from_file_location("histocnn_convert", _CONVERT)
+convert = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(convert)
+
+
+def _features(name, model):
+    """torchvision's feature extractor for `name`: what histocnn's forward_features computes."""
+    if name.startswith("resnet"):
+        return torch.nn.Sequential(*list(model.children())[:-2])
+    if name.startswith("densenet"):
+        return torch.nn.Sequential(model.features, torch.nn.ReLU())  # torchvision's forward applies it
+    return model.features
+
+
+ARCHITECTURES = ["resnet18", "resnet50", "vgg16", "densenet121", "densenet201", "squeezenet1_1",
+                 "mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large", "efficientnet_b0"]
+
+
+def _randomise_batchnorm(model, generator):
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                c = m.num_features
+                m.running_mean.copy_(0.1 * torch.randn(c, generator=generator))
+                m.running_var.copy_(0.5 + torch.rand(c, generator=generator))
+                m.weight.copy_(0.5 + torch.rand(c, generator=generator))
+                m.bias.copy_(0.1 * torch.randn(c, generator=generator))
+
+
+@pytest.mark.parametrize("size", [67])
+@pytest.mark.parametrize("name", ARCHITECTURES)
+def test_features_match_torchvision(name, size, tmp_path, cli):
+    torch.manual_seed(1234)
+    model = getattr(torchvision.models, name)()
+    generator = torch.Generator().manual_seed(99)
+    _randomise_batchnorm(model, generator)
+    model.eval()
+    # 67 px: odd sizes exercise ceil-mode pooling and padding at every stride.
+    x = torch.randn(2, 3, size, size, generator=generator)
+    with torch.no_grad():
+        expected = _features(name, model)(x)
+
+    weights, inputs, output = tmp_path / "w.safetensors", tmp_path / "x.safetensors", tmp_path / "y.safetensors"
+    convert.save_safetensors(weights, model.state_dict())
+    convert.save_safetensors(inputs, {"input": x})
+    run_cli(cli, "models", "features", "--backbone", name, "--weights", weights, "--input", inputs,
+            "--output", output, "--threads", 2)
+    got = convert.load_safetensors(output)
+
+    ref = expected.numpy()
+    assert got["features"].shape == ref.shape
+    # Features of random deep nets reach magnitudes of 10-100: compare relative to the largest.
+    scale = max(1.0, float(np.abs(ref).max()))
+    err = float(np.abs(got["features"] - ref).max())
+    assert err <= 1e-4 * scale, f"{name}: max |diff| {err:.3g} at feature scale {scale:.3g}"
+    np.testing.assert_allclose(got["pooled"], ref.mean(axis=(2, 3)), rtol=0, atol=1e-4 * scale)
+
+
+def test_convert_round_trips_a_torchvision_checkpoint(tmp_path):
+    model = torchvision.models.squeezenet1_1()
+    pth = tmp_path / "squeezenet1_1.pth"
+    torch.save(model.state_dict(), pth)
+    out = tmp_path / "squeezenet1_1.safetensors"
+    n = convert.convert_torchvision(pth, out, drop_prefixes=("classifier.",))
+    loaded = convert.load_safetensors(out)
+    assert n == len(loaded) == 50
+    assert not any(k.startswith("classifier.") for k in loaded)
+    for key, value in loaded.items():
+        np.testing.assert_array_equal(value, model.state_dict()[key].numpy())
