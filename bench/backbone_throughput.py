@@ -1,0 +1,100 @@
+#!/usr/bin/env python3
+"""Forward-pass throughput of histocnn's backbones (C++) and, where torchvision has the same model,
+of torchvision's (Python), measured in the same run on the same input, with the ratio.
+
+    /usr/bin/python3 bench/backbone_throughput.py --cli build/histocnn --sizes 50 224 --batch 32 --threads 2
+
+Both sides run the feature extractor only (no top), in eval mode without gradients, on one random
+batch [batch, 3, size, size], after one warm-up pass; `--repeat` timed passes follow. histocnn is timed
+inside its own process (`histocnn models features --time N`), so process start-up and weight
+initialisation are not counted on either side. Prints a Markdown table.
+"""
+import argparse
+import importlib.util
+import pathlib
+import re
+import subprocess
+import tempfile
+import time
+
+_HERE = pathlib.Path(__file__).resolve().parent
+_spec = importlib.util.spec_from_file_location("histocnn_convert", _HERE.parent / "python" / "histocnn" / "convert.py")
+convert = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(convert)
+
+TORCHVISION = {"resnet18", "resnet50", "vgg16", "densenet121", "densenet201", "squeezenet1_1", "mobilenet_v2",
+               "mobilenet_v3_small", "mobilenet_v3_large", "efficientnet_b0"}
+
+
+def torchvision_features(torch, torchvision, name):
+    model = getattr(torchvision.models, name)()
+    if name.startswith("resnet"):
+        return torch.nn.Sequential(*list(model.children())[:-2])
+    if name.startswith("densenet"):
+        return torch.nn.Sequential(model.features, torch.nn.ReLU())
+    return model.features
+
+
+def time_torchvision(name, x, repeat):
+    import torch
+    import torchvision
+
+    net = torchvision_features(torch, torchvision, name).eval()
+    with torch.no_grad():
+        net(x)
+        start = time.perf_counter()
+        for _ in range(repeat):
+            net(x)
+        return repeat * x.shape[0] / (time.perf_counter() - start)
+
+
+def time_histocnn(cli, name, input_file, repeat, threads):
+    out = subprocess.run([cli, "models", "features", "--backbone", name, "--input", str(input_file),
+                          "--threads", str(threads), "--time", str(repeat)],
+                         capture_output=True, text=True, check=True).stdout
+    return float(re.search(r"throughput: ([0-9.]+) images/s", out).group(1))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cli", required=True, help="the histocnn executable")
+    parser.add_argument("--backbones", nargs="*", help="default: every registered backbone")
+    parser.add_argument("--sizes", nargs="+", type=int, default=[50, 224])
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=2, help="timed passes after one warm-up pass")
+    args = parser.parse_args()
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    names = args.backbones
+    if not names:
+        listing = subprocess.run([args.cli, "models", "list"], capture_output=True, text=True, check=True).stdout
+        names = [line.split()[0] for line in listing.splitlines()[1:] if line.strip()]
+    print(f"batch {args.batch}, {args.threads} threads, torch {torch.__version__}, images/s (forward, features only)\n")
+    header = "| backbone | " + " | ".join(f"histocnn {s} px | torchvision {s} px | ratio {s}" for s in args.sizes) + " |"
+    print(header)
+    print("|" + "---|" * (1 + 3 * len(args.sizes)))
+    with tempfile.TemporaryDirectory() as tmp:
+        inputs = {}
+        for s in args.sizes:
+            x = torch.randn(args.batch, 3, s, s, generator=torch.Generator().manual_seed(s))
+            path = pathlib.Path(tmp) / f"x{s}.safetensors"
+            convert.save_safetensors(path, {"input": x})
+            inputs[s] = (x, path)
+        for name in names:
+            cells = []
+            for s in args.sizes:
+                x, path = inputs[s]
+                ours = time_histocnn(args.cli, name, path, args.repeat, args.threads)
+                if name in TORCHVISION:
+                    theirs = time_torchvision(name, x, args.repeat)
+                    cells += [f"{ours:.1f}", f"{theirs:.1f}", f"{ours / theirs:.2f}"]
+                else:
+                    cells += [f"{ours:.1f}", "-", "-"]
+            print(f"| {name} | " + " | ".join(cells) + " |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
