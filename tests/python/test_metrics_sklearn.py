@@ -102,3 +102,105 @@ def test_invalid_labels_raise_value_error_naming_the_index():
         histocnn.metrics.roc_auc([0, 1, 2], [0.1, 0.2, 0.3])
     with pytest.raises(ValueError, match="samples"):
         histocnn.metrics.evaluate_binary([0, 1], [0.5])
+
+
+# Evaluation beyond the foundation: PR-AUC, Brier score, ECE and the Youden threshold.
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_average_precision_and_pr_curve_match_sklearn(seed):
+    y, p = random_case(seed)
+    assert histocnn.metrics.average_precision(y.tolist(), p.tolist()) == pytest.approx(
+        skm.average_precision_score(y, p), abs=TOL)
+    precision, recall, thresholds = histocnn.metrics.precision_recall_curve(y.tolist(), p.tolist())
+    exp_precision, exp_recall, exp_thresholds = skm.precision_recall_curve(y, p)
+    np.testing.assert_allclose(precision, exp_precision, rtol=0, atol=TOL)
+    np.testing.assert_allclose(recall, exp_recall, rtol=0, atol=TOL)
+    np.testing.assert_array_equal(thresholds, exp_thresholds)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_brier_score_matches_sklearn(seed):
+    y, p = random_case(seed)
+    assert histocnn.metrics.brier_score(y.tolist(), p.tolist()) == pytest.approx(
+        skm.brier_score_loss(y, p), abs=TOL)
+
+
+def ece_reference(y, p, n_bins):
+    """Equal-width bins as sklearn's calibration_curve makes them: (lo, hi], 0 in the first."""
+    ids = np.searchsorted(np.linspace(0, 1, n_bins + 1)[1:-1], p)
+    return sum(np.mean(ids == b) * abs(y[ids == b].mean() - p[ids == b].mean())
+               for b in range(n_bins) if np.any(ids == b))
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_expected_calibration_error_matches_numpy(seed):
+    y, p = random_case(seed)
+    for n_bins in (5, 10, 15):
+        assert histocnn.metrics.expected_calibration_error(y.tolist(), p.tolist(), n_bins=n_bins) == \
+            pytest.approx(ece_reference(y, p, n_bins), abs=TOL)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_youden_threshold_matches_sklearn_roc_curve_argmax(seed):
+    y, p = random_case(seed)
+    fpr, tpr, thresholds = skm.roc_curve(y, p)
+    j = tpr - fpr
+    best = np.argmax(j)
+    assert best > 0, "the case must have a useful threshold (sklearn's first point predicts nothing)"
+    choice = histocnn.metrics.choose_threshold(y.tolist(), p.tolist(), method="youden")
+    assert choice.method == "youden"
+    # The same J, and the same threshold unless another point ties with it (then histocnn takes the
+    # highest threshold, compared exactly, where float rounding decides for sklearn).
+    assert choice.youden_j == pytest.approx(j[best], abs=TOL)
+    if np.sum(np.abs(j - j[best]) <= 1e-12) == 1:
+        assert choice.threshold == thresholds[best]
+    y_pred = (p >= choice.threshold).astype(int)
+    assert choice.sensitivity == pytest.approx(skm.recall_score(y, y_pred), abs=TOL)
+    assert choice.specificity == pytest.approx(skm.recall_score(y, y_pred, pos_label=0), abs=TOL)
+
+
+def test_youden_thresholds_agree_on_most_seeds():
+    """Ties are the exception: the thresholds must be identical on nearly every case."""
+    same = 0
+    for seed in SEEDS:
+        y, p = random_case(seed)
+        fpr, tpr, thresholds = skm.roc_curve(y, p)
+        choice = histocnn.metrics.choose_threshold(y.tolist(), p.tolist(), method="youden")
+        same += choice.threshold == thresholds[np.argmax(tpr - fpr)]
+    assert same >= len(SEEDS) - 2
+
+
+def test_sensitivity_threshold_is_the_highest_reaching_the_target():
+    y, p = random_case(3)
+    choice = histocnn.metrics.choose_threshold(y.tolist(), p.tolist(), method="sensitivity", target=0.95)
+    assert skm.recall_score(y, (p >= choice.threshold).astype(int)) >= 0.95
+    higher = np.unique(p[p > choice.threshold])
+    if higher.size:
+        assert skm.recall_score(y, (p >= higher.min()).astype(int)) < 0.95
+    with pytest.raises(ValueError, match="method = 'f1'"):
+        histocnn.metrics.choose_threshold(y.tolist(), p.tolist(), method="f1")
+
+
+def test_evaluate_full_and_plots_from_python(tmp_path):
+    y, p = random_case(1)
+    patients = [f"P{i % 5}" for i in range(len(y))]
+    choice = histocnn.metrics.choose_threshold(y.tolist(), p.tolist())
+    report = histocnn.metrics.evaluate_full(y.tolist(), p.tolist(), patients, validation_choice=choice, n_boot=100)
+    assert report.threshold == choice.threshold
+    assert report.threshold_method == "youden"
+    assert report.pr_auc == pytest.approx(skm.average_precision_score(y, p), abs=TOL)
+    assert report.calibration.brier == pytest.approx(skm.brier_score_loss(y, p), abs=TOL)
+    assert report.intervals.unit == "patient"
+    assert report.intervals.roc_auc.lower <= report.metrics.roc_auc <= report.intervals.roc_auc.upper
+    assert report.patient.metrics.n == 5
+    assert "Patient level" in report.to_text()
+    import json
+    assert json.loads(report.to_json())["intervals"]["n_boot"] == 100
+    written = histocnn.metrics.write_evaluation_plots(tmp_path, report, prefix="val_")
+    assert [f.name for f in written] == ["val_roc.png", "val_pr.png", "val_confusion_matrix.png", "val_reliability.png"]
+    histocnn.metrics.plot_training_curves(tmp_path / "curves.png", train_loss=[0.7, 0.5], val_loss=[0.6, 0.55],
+                                          width=800, height=600)
+    for f in written + [tmp_path / "curves.png"]:
+        assert f.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(ValueError, match="val_loss has 1 values but train_loss has 2"):
+        histocnn.metrics.plot_training_curves(tmp_path / "bad.png", train_loss=[0.7, 0.5], val_loss=[0.6])
