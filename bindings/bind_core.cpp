@@ -1,5 +1,6 @@
 #include "bindings.h"
 
+#include "histocnn/cli.h"
 #include "histocnn/core/device.h"
 
 #include <pybind11/stl.h>
@@ -13,6 +14,15 @@ void init_core(py::module_& m) {
         "'cuda:0' when LibTorch sees a GPU, otherwise 'cpu'.");
   m.def("configure_threads", &configure_threads, py::arg("threads") = 0,
         "Sets LibTorch's intra-op threads (0: all cores); returns the count in force.");
+  m.def(
+      "cli_main",
+      [](const std::vector<std::string>& args) {
+        std::vector<const char*> argv;
+        for (const auto& a : args) argv.push_back(a.c_str());
+        py::gil_scoped_release release;
+        return cli::run(static_cast<int>(argv.size()), argv.data());
+      },
+      py::arg("argv"), "Runs the histocnn command line (argv[0] is the program name); returns the exit status.");
 }
 
 }  // namespace histocnn::bindings

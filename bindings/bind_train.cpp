@@ -2,6 +2,7 @@
 
 #include "histocnn/train/demo.h"
 #include "histocnn/train/evaluate.h"
+#include "histocnn/train/options.h"
 #include "histocnn/train/run.h"
 
 #include <pybind11/stl.h>
@@ -25,7 +26,20 @@ void init_train(py::module_& root) {
       .def_readwrite("workers", &train::TrainerOptions::workers)
       .def_readwrite("threads", &train::TrainerOptions::threads)
       .def_readwrite("device", &train::TrainerOptions::device)
-      .def_readwrite("augment", &train::TrainerOptions::augment)
+      .def_property(
+          "augment", [](const train::TrainerOptions& o) { return o.augment.to_json(); },
+          [](train::TrainerOptions& o, const std::string& preset) { o.augment = data::AugmentOptions::preset(preset); },
+          "An augmentation preset name when set (none, flips, study, histology); its JSON when read.")
+      .def_readwrite("momentum", &train::TrainerOptions::momentum)
+      .def_readwrite("schedule", &train::TrainerOptions::schedule)
+      .def_readwrite("warmup_epochs", &train::TrainerOptions::warmup_epochs)
+      .def_readwrite("reduce_lr_patience", &train::TrainerOptions::reduce_lr_patience)
+      .def_readwrite("reduce_lr_factor", &train::TrainerOptions::reduce_lr_factor)
+      .def_readwrite("min_lr", &train::TrainerOptions::min_lr)
+      .def_readwrite("early_stopping_patience", &train::TrainerOptions::early_stopping_patience)
+      .def_readwrite("class_weight", &train::TrainerOptions::class_weight)
+      .def_readwrite("sampler", &train::TrainerOptions::sampler)
+      .def_readwrite("checkpoint_dir", &train::TrainerOptions::checkpoint_dir)
       .def_readwrite("cache_features", &train::TrainerOptions::cache_features)
       .def_readwrite("restore_best", &train::TrainerOptions::restore_best)
       .def_readwrite("progress", &train::TrainerOptions::progress);
@@ -35,7 +49,7 @@ void init_train(py::module_& root) {
 #define HISTOCNN_BIND_ARG(name) \
   .def_property(#name, [](const models::ClassifierOptions& o) { return o.name(); }, \
                 [](models::ClassifierOptions& o, decltype(o.name()) v) { o.name(v); })
-      HISTOCNN_BIND_ARG(backbone) HISTOCNN_BIND_ARG(tf_padding) HISTOCNN_BIND_ARG(freeze_backbone)
+      HISTOCNN_BIND_ARG(backbone) HISTOCNN_BIND_ARG(head) HISTOCNN_BIND_ARG(lstm_units) HISTOCNN_BIND_ARG(tf_padding) HISTOCNN_BIND_ARG(freeze_backbone)
       HISTOCNN_BIND_ARG(train_bn) HISTOCNN_BIND_ARG(hidden1) HISTOCNN_BIND_ARG(hidden2) HISTOCNN_BIND_ARG(dropout)
       HISTOCNN_BIND_ARG(batch_norm) HISTOCNN_BIND_ARG(num_classes);
 #undef HISTOCNN_BIND_ARG
@@ -54,6 +68,7 @@ void init_train(py::module_& root) {
       .def_readwrite("balance_per_class", &train::RunOptions::balance_per_class)
       .def_readwrite("trainer", &train::RunOptions::trainer)
       .def_readwrite("threshold", &train::RunOptions::threshold)
+      .def_readwrite("tensorboard", &train::RunOptions::tensorboard)
       .def("to_json", &train::RunOptions::to_json);
 
   py::class_<train::EpochRecord>(m, "EpochRecord")
@@ -73,6 +88,7 @@ void init_train(py::module_& root) {
       .def_readonly("best_val_auc", &train::History::best_val_auc)
       .def_readonly("feature_cache_seconds", &train::History::feature_cache_seconds)
       .def_readonly("stopped_early", &train::History::stopped_early)
+      .def_readonly("resumed_from_epoch", &train::History::resumed_from_epoch)
       .def("to_csv", &train::History::to_csv);
 
   py::class_<train::RunResult>(m, "RunResult")
@@ -84,6 +100,9 @@ void init_train(py::module_& root) {
       .def_readonly("model_dir", &train::RunResult::model_dir)
       .def_readonly("seconds", &train::RunResult::seconds);
 
+  m.def("set_run_option", &train::set_run_option, py::arg("options"), py::arg("name"), py::arg("json_value"),
+        "Sets one option of RunOptions by its flat name; the value is JSON text.");
+  m.def("run_option_names", &train::run_option_names);
   m.def("run_training", &train::run_training, py::arg("options"), py::call_guard<py::gil_scoped_release>(),
         "Splits, trains, evaluates and writes a run folder (the job behind `histocnn train`).");
 

@@ -1,6 +1,7 @@
 """The notebook-facing Trainer: keyword options in, a run folder and a history out."""
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
@@ -8,15 +9,6 @@ from typing import Any, Dict, List, Optional
 from ._loader import _histocnn
 
 _train = _histocnn.train
-
-# Keyword arguments and where they live in the C++ options (same names and defaults as C++).
-_MODEL_KEYS = ("backbone", "tf_padding", "freeze_backbone", "train_bn", "hidden1", "hidden2", "dropout",
-               "batch_norm", "num_classes")
-_TRAINER_KEYS = ("epochs", "batch_size", "optimizer", "learning_rate", "weight_decay", "seed", "workers",
-                 "threads", "device", "augment", "cache_features", "restore_best", "progress")
-_RUN_KEYS = ("output_dir", "name", "weights", "image_size", "normalisation", "balance_per_class", "threshold")
-_SPLIT_KEYS = {"train_fraction": "train", "val_fraction": "val", "test_fraction": "test",
-               "split_by_patch": "by_patch"}
 
 
 @dataclass
@@ -45,39 +37,27 @@ class History:
 
 
 class Trainer:
-    """Trains a backbone + dense head on a folder of patches, exactly as ``histocnn train`` does.
+    """Trains a backbone + head on a folder of patches, exactly as ``histocnn train`` does.
 
-    Keyword arguments have the names and defaults of the C++ options (``ClassifierOptions``,
-    ``TrainerOptions``, ``RunOptions``); the split fractions are ``train_fraction``,
-    ``val_fraction``, ``test_fraction`` and ``split_by_patch``.
+    Keyword arguments are histocnn's option names (``histocnn.train.run_option_names()``), the
+    same as in a ``histocnn compare`` config, with the C++ defaults: for example ``backbone``,
+    ``weights``, ``image_size``, ``epochs``, ``optimizer``, ``learning_rate``, ``augment``,
+    ``freeze_backbone``, ``unfreeze_last``, ``head``, ``train_fraction``.
     """
 
     def __init__(self, data_dir: Optional[str] = None, manifest: Optional[str] = None, **options: Any):
         self.options = _train.RunOptions()
+        known = set(_train.run_option_names())
         if data_dir is not None:
-            self.options.data_dir = os.fspath(data_dir)
+            options["data_dir"] = os.fspath(data_dir)
         if manifest is not None:
-            self.options.manifest = os.fspath(manifest)
-        self.options.trainer.progress = True
-        model = self.options.model
-        trainer = self.options.trainer
-        split = self.options.split
+            options["manifest"] = os.fspath(manifest)
         for key, value in options.items():
-            if key in _MODEL_KEYS:
-                setattr(model, key, value)
-            elif key in _TRAINER_KEYS:
-                setattr(trainer, key, value)
-            elif key in _RUN_KEYS:
-                setattr(self.options, key, "" if value is None and key == "weights" else value)
-            elif key in _SPLIT_KEYS:
-                setattr(split, _SPLIT_KEYS[key], value)
-            else:
-                known = sorted((*_MODEL_KEYS, *_TRAINER_KEYS, *_RUN_KEYS, *_SPLIT_KEYS))
-                raise TypeError(f"Trainer got an unknown option {key!r}; known options: {', '.join(known)}")
-        split.seed = trainer.seed
-        self.options.model = model
-        self.options.trainer = trainer
-        self.options.split = split
+            if key not in known:
+                raise TypeError(f"Trainer got an unknown option {key!r}; known options: {', '.join(sorted(known))}")
+            if isinstance(value, os.PathLike):
+                value = os.fspath(value)
+            _train.set_run_option(self.options, key, json.dumps(value))
         self.result = None
 
     def fit(self) -> History:

@@ -1,8 +1,11 @@
-// The `histocnn` command-line tool: parses options and calls the library, nothing more.
+// The `histocnn` command-line interface: parses options and calls the library, nothing more.
+// Shared by the `histocnn` executable and `python -m histocnn`.
 #include "histocnn/core/device.h"
 #include "histocnn/core/error.h"
 #include "histocnn/core/version.h"
+#include "histocnn/cli.h"
 #include "histocnn/core/log.h"
+#include "histocnn/data/augment.h"
 #include "histocnn/data/balance.h"
 #include "histocnn/data/split.h"
 #include "histocnn/data/synthetic.h"
@@ -10,6 +13,7 @@
 #include "histocnn/models/backbone.h"
 #include "histocnn/models/complexity.h"
 #include "histocnn/models/weights.h"
+#include "histocnn/train/compare.h"
 #include "histocnn/train/demo.h"
 #include "histocnn/train/evaluate.h"
 #include "histocnn/train/run.h"
@@ -88,9 +92,16 @@ void add_model_options(CLI::App* cmd, train::RunOptions& o, std::string& weights
   static bool unfreeze = false;
   cmd->add_option("--backbone", o.model.backbone(), "Backbone name (see `histocnn models list`)")->capture_default_str();
   cmd->add_option("--weights", weights, "Pretrained backbone weights: 'imagenet', a .safetensors file, or none");
-  cmd->add_flag("--unfreeze", unfreeze, "Train the backbone too (default: frozen)")
+  cmd->add_option("--unfreeze-last", o.model.unfreeze_last(), "Train the last N backbone blocks (the study: 4)")
+      ->capture_default_str();
+  cmd->add_flag("--unfreeze", unfreeze, "Train the whole backbone too (default: frozen)")
       ->each([&o](const std::string&) { o.model.freeze_backbone(false); });
   cmd->add_flag("--train-bn", o.model.train_bn(), "Let BatchNorm layers of an unfrozen backbone train");
+  cmd->add_option("--head", o.model.head(), "dense, or lstm (the feature map read as a sequence)")
+      ->capture_default_str();
+  cmd->add_option("--lstm-units", o.model.lstm_units(), "LSTM units of the lstm head")->capture_default_str();
+  cmd->add_option("--hidden1", o.model.hidden1(), "First dense layer of the head")->capture_default_str();
+  cmd->add_option("--hidden2", o.model.hidden2(), "Second dense layer of the head")->capture_default_str();
   cmd->add_option("--dropout", o.model.dropout(), "Dropout of the dense head")->capture_default_str();
   cmd->add_flag("--batch-norm", o.model.batch_norm(), "BatchNorm before the last dense layer");
   cmd->add_flag("--tf-padding", o.model.tf_padding(), "TensorFlow SAME padding (for TF-trained weights)");
@@ -99,19 +110,35 @@ void add_model_options(CLI::App* cmd, train::RunOptions& o, std::string& weights
 
 void add_train_command(CLI::App& app) {
   static train::RunOptions o;
-  static std::string weights;
-  auto* cmd = app.add_subcommand("train", "Train a classifier and write a run folder");
+  static std::string weights, augment = "none";
+  auto* cmd = app.add_subcommand("train", "Train a classifier and write a run folder (rerun to resume)");
   cmd->add_option("--data", o.data_dir, "Folder of patches in the Kaggle layout");
   cmd->add_option("--manifest", o.manifest, "Manifest CSV (paths relative to its folder, or to --data)");
   cmd->add_option("--out", o.output_dir, "Folder for run folders")->capture_default_str();
-  cmd->add_option("--name", o.name, "Run folder name (default: <backbone>-<date>-<time>)");
+  cmd->add_option("--name", o.name, "Run folder name (default: <backbone>-<head>-<hash of the options>)");
   add_model_options(cmd, o, weights);
   cmd->add_option("--epochs", o.trainer.epochs, "Epochs")->capture_default_str();
   cmd->add_option("--batch-size", o.trainer.batch_size, "Batch size")->capture_default_str();
-  cmd->add_option("--optimizer", o.trainer.optimizer, "rmsprop or adam")->capture_default_str();
+  cmd->add_option("--optimizer", o.trainer.optimizer, "rmsprop, adam, adamw or sgd")->capture_default_str();
   cmd->add_option("--lr", o.trainer.learning_rate, "Learning rate")->capture_default_str();
   cmd->add_option("--weight-decay", o.trainer.weight_decay, "L2 weight decay")->capture_default_str();
-  cmd->add_flag("--augment", o.trainer.augment, "Flips and 90-degree turns on the training split");
+  cmd->add_option("--momentum", o.trainer.momentum, "Momentum (sgd)")->capture_default_str();
+  cmd->add_option("--schedule", o.trainer.schedule, "constant or cosine")->capture_default_str();
+  cmd->add_option("--warmup-epochs", o.trainer.warmup_epochs, "Linear warm-up epochs (cosine)")->capture_default_str();
+  cmd->add_option("--reduce-lr-patience", o.trainer.reduce_lr_patience,
+                  "ReduceLROnPlateau on val_loss after N epochs without improvement (0: off)")
+      ->capture_default_str();
+  cmd->add_option("--reduce-lr-factor", o.trainer.reduce_lr_factor, "ReduceLROnPlateau factor")->capture_default_str();
+  cmd->add_option("--min-lr", o.trainer.min_lr, "ReduceLROnPlateau lower bound")->capture_default_str();
+  cmd->add_option("--early-stopping", o.trainer.early_stopping_patience,
+                  "Stop after N epochs without a better val_auc (0: off)")
+      ->capture_default_str();
+  cmd->add_option("--class-weight", o.trainer.class_weight, "none or balanced")->capture_default_str();
+  cmd->add_option("--sampler", o.trainer.sampler, "shuffle or balanced (equal classes per epoch)")
+      ->capture_default_str();
+  cmd->add_option("--augment", augment, "none, flips, study (rotation 20, zoom 1.2, flips) or histology "
+                  "(flips, quarter turns, H&E stain jitter)")->capture_default_str();
+  cmd->add_flag("!--no-tensorboard", o.tensorboard, "Do not write TensorBoard event files");
   cmd->add_flag("!--no-feature-cache", o.trainer.cache_features, "Recompute frozen backbone features every epoch");
   cmd->add_option("--balance", o.balance_per_class, "Down-sample each class to N patches (the study used 2500)");
   cmd->add_option("--train-fraction", o.split.train, "Fraction of patches for training")->capture_default_str();
@@ -125,6 +152,7 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--threads", o.trainer.threads, "LibTorch threads (0: all cores)")->capture_default_str();
   cmd->callback([] {
     o.weights = weights;
+    o.trainer.augment = data::AugmentOptions::preset(augment);
     o.split.seed = o.trainer.seed;
     auto r = train::run_training(o);
     std::cout << r.test_report;
@@ -171,6 +199,21 @@ void add_demo_command(CLI::App& app) {
   cmd->callback([] {
     auto r = train::run_demo(o);
     std::cout << r.test_report;
+  });
+}
+
+void add_compare_command(CLI::App& app) {
+  static fs::path config_file;
+  auto* cmd = app.add_subcommand("compare", "Run a grid of runs (or the study's ablation) and tabulate them");
+  cmd->add_option("config", config_file, "Compare config (JSON): data_dir, output_dir, base, grid, ablation")
+      ->required()
+      ->check(CLI::ExistingFile);
+  cmd->callback([] {
+    auto config = train::load_compare_config(config_file);
+    auto rows = train::run_compare(config);
+    std::cout << train::compare_table_markdown(rows);
+    if (config.ablation) std::cout << "\n" << train::ablation_summary(rows);
+    std::printf("results: %s\n", (config.output_dir / "results.md").string().c_str());
   });
 }
 
@@ -253,7 +296,9 @@ void add_models_command(CLI::App& app) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+namespace histocnn::cli {
+
+int run(int argc, const char* const* argv) {
   CLI::App app{"histocnn: deep transfer learning on histopathology patches"};
   app.require_subcommand(1);
   app.set_version_flag("--version", std::string("histocnn ") + histocnn::version());
@@ -261,6 +306,7 @@ int main(int argc, char** argv) {
   add_train_command(app);
   add_evaluate_command(app);
   add_demo_command(app);
+  add_compare_command(app);
   add_models_command(app);
   try {
     app.parse(argc, argv);
@@ -275,3 +321,5 @@ int main(int argc, char** argv) {
   }
   return 0;
 }
+
+}  // namespace histocnn::cli

@@ -1,5 +1,12 @@
 #include "histocnn/data/augment.h"
 
+#include "histocnn/core/error.h"
+
+#include <nlohmann/json.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include <cmath>
+
 namespace histocnn::data {
 
 namespace {
@@ -9,10 +16,111 @@ uint64_t splitmix64(uint64_t x) {
   x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
   return x ^ (x >> 31);
 }
+
+// Uniform in [0, 1) and standard normal draws from our own arithmetic: std::*_distribution differ
+// between standard libraries, and augmentation must be the same everywhere for a seed.
+double uniform01(std::mt19937_64& rng) { return (rng() >> 11) * (1.0 / 9007199254740992.0); }
+double normal(std::mt19937_64& rng) {
+  const double u1 = std::max(uniform01(rng), 1e-300), u2 = uniform01(rng);
+  return std::sqrt(-2.0 * std::log(u1)) * std::cos(2.0 * M_PI * u2);
+}
+
+// Ruifrok & Johnston's H&E stain vectors (rows: haematoxylin, eosin, residual), normalised.
+struct StainMatrix {
+  double m[3][3];
+  double inv[3][3];
+  StainMatrix() {
+    const double h[3] = {0.65, 0.70, 0.29}, e[3] = {0.07, 0.99, 0.11};
+    double r[3] = {h[1] * e[2] - h[2] * e[1], h[2] * e[0] - h[0] * e[2], h[0] * e[1] - h[1] * e[0]};
+    const double* rows[3] = {h, e, r};
+    for (int i = 0; i < 3; ++i) {
+      double n = std::sqrt(rows[i][0] * rows[i][0] + rows[i][1] * rows[i][1] + rows[i][2] * rows[i][2]);
+      for (int j = 0; j < 3; ++j) m[i][j] = rows[i][j] / n;
+    }
+    const double det = m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1]) -
+                       m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0]) +
+                       m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0]);
+    inv[0][0] = (m[1][1] * m[2][2] - m[1][2] * m[2][1]) / det;
+    inv[0][1] = (m[0][2] * m[2][1] - m[0][1] * m[2][2]) / det;
+    inv[0][2] = (m[0][1] * m[1][2] - m[0][2] * m[1][1]) / det;
+    inv[1][0] = (m[1][2] * m[2][0] - m[1][0] * m[2][2]) / det;
+    inv[1][1] = (m[0][0] * m[2][2] - m[0][2] * m[2][0]) / det;
+    inv[1][2] = (m[0][2] * m[1][0] - m[0][0] * m[1][2]) / det;
+    inv[2][0] = (m[1][0] * m[2][1] - m[1][1] * m[2][0]) / det;
+    inv[2][1] = (m[0][1] * m[2][0] - m[0][0] * m[2][1]) / det;
+    inv[2][2] = (m[0][0] * m[1][1] - m[0][1] * m[1][0]) / det;
+  }
+};
 }  // namespace
 
 uint64_t sample_seed(uint64_t seed, int64_t epoch, int64_t index) {
   return splitmix64(splitmix64(splitmix64(seed) ^ static_cast<uint64_t>(epoch)) ^ static_cast<uint64_t>(index));
+}
+
+AugmentOptions AugmentOptions::preset(const std::string& name) {
+  AugmentOptions o;
+  if (name == "none") return o;
+  o.enabled = true;
+  if (name == "flips") return o;
+  if (name == "study") {
+    o.rotate90 = false;
+    o.rotation_degrees = 20;
+    o.zoom_max = 1.2;
+    return o;
+  }
+  if (name == "histology") {
+    o.stain_jitter = 0.05;
+    o.brightness = 0.05;
+    return o;
+  }
+  HISTOCNN_FAIL("unknown augmentation preset '{}'; use none, flips, study or histology", name);
+}
+
+void AugmentOptions::validate() const {
+  HISTOCNN_CHECK(rotation_degrees >= 0 && rotation_degrees <= 180, "rotation_degrees must be in [0, 180], got {}",
+                 rotation_degrees);
+  HISTOCNN_CHECK(zoom_max >= 1 && zoom_max <= 4, "zoom_max must be in [1, 4], got {}", zoom_max);
+  HISTOCNN_CHECK(stain_jitter >= 0 && stain_jitter <= 1, "stain_jitter must be in [0, 1], got {}", stain_jitter);
+  HISTOCNN_CHECK(brightness >= 0 && brightness <= 1, "brightness must be in [0, 1], got {}", brightness);
+}
+
+std::string AugmentOptions::to_json() const {
+  nlohmann::json j = {{"enabled", enabled},           {"horizontal_flip", horizontal_flip},
+                      {"vertical_flip", vertical_flip}, {"rotate90", rotate90},
+                      {"rotation_degrees", rotation_degrees}, {"zoom_max", zoom_max},
+                      {"stain_jitter", stain_jitter}, {"brightness", brightness}};
+  return j.dump();
+}
+
+cv::Mat jitter_stains(const cv::Mat& rgb, double sigma, std::mt19937_64& rng) {
+  static const StainMatrix stains;
+  double scale[3], shift[3];
+  for (int k = 0; k < 3; ++k) {
+    scale[k] = 1.0 + sigma * normal(rng);
+    shift[k] = sigma * normal(rng);
+  }
+  // Optical density od = -log((I + 1) / 256); concentrations c = od * inv(M); jitter; back.
+  double lut[256];
+  for (int v = 0; v < 256; ++v) lut[v] = -std::log((v + 1.0) / 256.0);
+  cv::Mat out(rgb.size(), CV_8UC3);
+  for (int y = 0; y < rgb.rows; ++y) {
+    const auto* src = rgb.ptr<cv::Vec3b>(y);
+    auto* dst = out.ptr<cv::Vec3b>(y);
+    for (int x = 0; x < rgb.cols; ++x) {
+      const double od[3] = {lut[src[x][0]], lut[src[x][1]], lut[src[x][2]]};
+      double c[3];
+      for (int k = 0; k < 3; ++k) {
+        c[k] = od[0] * stains.inv[0][k] + od[1] * stains.inv[1][k] + od[2] * stains.inv[2][k];
+        c[k] = c[k] * scale[k] + shift[k];
+      }
+      for (int ch = 0; ch < 3; ++ch) {
+        const double o = c[0] * stains.m[0][ch] + c[1] * stains.m[1][ch] + c[2] * stains.m[2][ch];
+        const double v = 256.0 * std::exp(-o) - 1.0;
+        dst[x][ch] = cv::saturate_cast<uint8_t>(v);
+      }
+    }
+  }
+  return out;
 }
 
 cv::Mat augment_patch(const cv::Mat& rgb, const AugmentOptions& options, std::mt19937_64& rng) {
@@ -21,9 +129,8 @@ cv::Mat augment_patch(const cv::Mat& rgb, const AugmentOptions& options, std::mt
   const bool hflip = options.horizontal_flip && (bits & 1);
   const bool vflip = options.vertical_flip && (bits & 2);
   const int turn = options.rotate90 ? static_cast<int>((bits >> 2) & 3) : 0;
-  if (!hflip && !vflip && turn == 0) return rgb;
-  // Never write into `rgb`: it may be the dataset's cached patch.
-  cv::Mat out;
+  // Never write into `rgb`: it may be the dataset's cached patch. Every step makes a new image.
+  cv::Mat out;  // empty, so cv::flip allocates instead of writing into `rgb`'s buffer
   if (hflip && vflip) {
     cv::flip(rgb, out, -1);
   } else if (hflip || vflip) {
@@ -36,6 +143,22 @@ cv::Mat augment_patch(const cv::Mat& rgb, const AugmentOptions& options, std::mt
     cv::Mat turned;
     cv::rotate(out, turned, kTurns[turn - 1]);
     out = turned;
+  }
+  const double angle = options.rotation_degrees > 0 ? (2 * uniform01(rng) - 1) * options.rotation_degrees : 0.0;
+  const double zoom = options.zoom_max > 1 ? 1.0 + uniform01(rng) * (options.zoom_max - 1.0) : 1.0;
+  if (angle != 0.0 || zoom != 1.0) {
+    const cv::Point2f centre(out.cols / 2.0f, out.rows / 2.0f);
+    cv::Mat m = cv::getRotationMatrix2D(centre, angle, zoom);
+    cv::Mat warped;
+    cv::warpAffine(out, warped, m, out.size(), cv::INTER_LINEAR, cv::BORDER_REFLECT_101);
+    out = warped;
+  }
+  if (options.stain_jitter > 0) out = jitter_stains(out, options.stain_jitter, rng);
+  if (options.brightness > 0) {
+    const double b = 1.0 + options.brightness * normal(rng);
+    cv::Mat scaled;
+    out.convertTo(scaled, CV_8UC3, b);
+    out = scaled;
   }
   return out;
 }

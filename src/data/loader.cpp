@@ -29,6 +29,18 @@ int64_t BatchLoader::num_batches() const {
 std::vector<int64_t> BatchLoader::epoch_order(int64_t epoch) const {
   std::vector<int64_t> order(dataset_.size());
   for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int64_t>(i);
+  if (options_.shuffle && options_.balanced) {
+    std::vector<int64_t> by_class[2];
+    for (size_t i = 0; i < order.size(); ++i) by_class[dataset_.label(i) ? 1 : 0].push_back(static_cast<int64_t>(i));
+    HISTOCNN_CHECK(!by_class[0].empty() && !by_class[1].empty(),
+                   "balanced sampling needs both classes in the training set");
+    std::mt19937_64 rng(sample_seed(options_.seed, epoch, -2));
+    for (auto& slot : order) {
+      const auto& pool = by_class[rng() & 1];
+      slot = pool[rng() % pool.size()];
+    }
+    return order;
+  }
   if (options_.shuffle) {
     // Fisher-Yates with our own draws: std::shuffle differs between standard libraries.
     std::mt19937_64 rng(sample_seed(options_.seed, epoch, -1));

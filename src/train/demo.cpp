@@ -57,7 +57,7 @@ RunResult run_demo(const DemoOptions& options) {
     run.model.freeze_backbone(false).hidden1(128).hidden2(64);
     run.trainer.epochs = options.epochs > 0 ? options.epochs : 8;
     run.trainer.optimizer = "adam";
-    run.trainer.augment = true;
+    run.trainer.augment = data::AugmentOptions::preset("histology");
   }
   auto result = run_training(run);
   log_info("demo finished in {:.0f} s. Test ROC-AUC {:.3f}, accuracy {:.3f}. Results in {} (report.txt, "

@@ -3,9 +3,8 @@
 #include "histocnn/core/device.h"
 #include "histocnn/core/error.h"
 #include "histocnn/data/dataset.h"
-#include "histocnn/models/classifier.h"
+#include "histocnn/inference/predictor.h"
 
-#include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
 namespace histocnn::train {
@@ -28,21 +27,16 @@ EvaluationResult evaluate_bundle(const std::filesystem::path& model_dir, const d
                                  double threshold, const std::string& device, int workers, bool progress) {
   HISTOCNN_CHECK(manifest.size() > 0, "there are no patches to evaluate on");
   configure_threads();
-  auto loaded = models::load_classifier(model_dir, parse_device(device));
-  auto j = nlohmann::json::parse(loaded.model_json);
-  HISTOCNN_CHECK(j.contains("preprocessing"), "'{}' has no preprocessing recorded; it cannot be evaluated",
-                 (loaded.directory / "model.json").string());
-  auto pre = data::Preprocessing::from_json(j["preprocessing"].dump());
-  if (threshold < 0) threshold = j.value("threshold", 0.5);
-  auto class_names = j.value("class_names", std::vector<std::string>{"IDC-negative", "IDC-positive"});
-
-  data::PatchDataset ds(manifest, pre);
+  inference::Predictor predictor(model_dir, device);
+  if (threshold < 0) threshold = predictor.threshold();
+  data::PatchDataset ds(manifest, predictor.preprocessing());
   ds.preload(workers, progress);
   EvaluationResult out;
-  out.predictions = predict_dataset(loaded.model, ds, 64, workers, progress);
+  out.predictions = predict_dataset(predictor.model(), ds, 64, workers, progress);
   out.metrics = metrics::evaluate_binary(out.predictions.labels, out.predictions.p_positive, threshold);
-  out.report = format_evaluation(out.predictions.labels, out.predictions.p_positive, threshold, class_names,
-                                 fmt::format("{} on {} patches", loaded.directory.string(), manifest.size()));
+  out.report = format_evaluation(out.predictions.labels, out.predictions.p_positive, threshold,
+                                 predictor.class_names(),
+                                 fmt::format("{} on {} patches", predictor.directory().string(), manifest.size()));
   return out;
 }
 

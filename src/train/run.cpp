@@ -6,6 +6,7 @@
 #include "histocnn/data/dataset.h"
 #include "histocnn/io/atomic_file.h"
 #include "histocnn/models/pretrained.h"
+#include "histocnn/train/callbacks.h"
 #include "histocnn/train/evaluate.h"
 
 #include <nlohmann/json.hpp>
@@ -48,8 +49,21 @@ std::string RunOptions::to_json() const {
       {"balance_per_class", balance_per_class},
       {"trainer", nlohmann::json::parse(trainer.to_json())},
       {"threshold", threshold},
+      {"tensorboard", tensorboard},
   };
   return j.dump(2);
+}
+
+std::string default_run_name(const RunOptions& options) {
+  // The options that define the run, without where it is written or how fast it runs.
+  auto j = nlohmann::json::parse(options.to_json());
+  j.erase("name");
+  j.erase("output_dir");
+  j["trainer"] = nlohmann::json::parse(options.trainer.learning_json());
+  j["trainer"]["epochs"] = options.trainer.epochs;
+  uint64_t h = 1469598103934665603ULL;
+  for (unsigned char c : j.dump()) h = (h ^ c) * 1099511628211ULL;
+  return fmt::format("{}-{}-{:08x}", options.model.backbone(), options.model.head(), h & 0xffffffffULL);
 }
 
 data::Manifest load_patch_manifest(const fs::path& data_dir, const fs::path& manifest) {
@@ -96,10 +110,8 @@ RunResult run_training(const RunOptions& options) {
              "features. Pass weights, or train the backbone (freeze_backbone = false)");
   }
 
-  // Run folder.
-  const std::string name = options.name.empty()
-                               ? fmt::format("{}-{}", options.model.backbone(), timestamp("%Y%m%d-%H%M%S"))
-                               : options.name;
+  // Run folder: named after what the run learns, so the same command finds (and resumes) it.
+  const std::string name = options.name.empty() ? default_run_name(options) : options.name;
   RunResult result;
   result.run_dir = options.output_dir / name;
   fs::create_directories(result.run_dir);
@@ -109,7 +121,12 @@ RunResult run_training(const RunOptions& options) {
 
   // Train.
   data::PatchDataset train_ds(train_m, pre), val_ds(val_m, pre), test_ds(test_m, pre);
-  Trainer trainer(model, options.trainer);
+  TrainerOptions trainer_options = options.trainer;
+  if (trainer_options.checkpoint_dir.empty()) trainer_options.checkpoint_dir = (result.run_dir / "checkpoint").string();
+  Trainer trainer(model, trainer_options);
+  trainer.add_callback(std::make_shared<CSVLogger>(result.run_dir / "history.csv"));
+  if (options.tensorboard) trainer.add_callback(std::make_shared<TensorBoard>(result.run_dir / "tensorboard"));
+  for (const auto& cb : options.callbacks) trainer.add_callback(cb);
   result.history = trainer.fit(train_ds, val_m.size() > 0 ? &val_ds : nullptr);
   io::write_file_atomic(result.run_dir / "history.csv", result.history.to_csv());
 
@@ -124,6 +141,12 @@ RunResult run_training(const RunOptions& options) {
     if (ds.size() == 0) return;
     auto pred = trainer.predict(ds);
     out = metrics::evaluate_binary(pred.labels, pred.p_positive, options.threshold);
+    std::string csv = "path,patient,label,p_positive\n";
+    const auto& rows = ds.manifest().rows();
+    for (size_t i = 0; i < rows.size(); ++i) {
+      csv += fmt::format("{},{},{},{}\n", rows[i].path, rows[i].patient, rows[i].label, pred.p_positive[i]);
+    }
+    io::write_file_atomic(result.run_dir / fmt::format("predictions_{}.csv", split), csv);
     metrics_out[split] = metrics_json(out);
     report += format_evaluation(pred.labels, pred.p_positive, options.threshold, class_names,
                                 fmt::format("{} split", split)) + "\n";

@@ -6,12 +6,14 @@
 #include "histocnn/core/progress.h"
 #include "histocnn/data/loader.h"
 #include "histocnn/metrics/binary.h"
+#include "histocnn/train/checkpoint.h"
 
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
 #include <chrono>
 #include <cmath>
+#include <sstream>
 
 namespace histocnn::train {
 
@@ -25,7 +27,7 @@ struct StopTraining {};
 
 std::unique_ptr<torch::optim::Optimizer> make_optimizer(const std::vector<torch::Tensor>& params,
                                                         const TrainerOptions& o) {
-  // Keras' defaults (rho 0.9, epsilon 1e-7), which the study used.
+  // Keras' defaults (rho 0.9, epsilon 1e-7) for RMSprop and Adam, which the study used.
   if (o.optimizer == "rmsprop") {
     return std::make_unique<torch::optim::RMSprop>(
         params, torch::optim::RMSpropOptions(o.learning_rate).alpha(0.9).eps(1e-7).weight_decay(o.weight_decay));
@@ -34,31 +36,44 @@ std::unique_ptr<torch::optim::Optimizer> make_optimizer(const std::vector<torch:
     return std::make_unique<torch::optim::Adam>(
         params, torch::optim::AdamOptions(o.learning_rate).eps(1e-7).weight_decay(o.weight_decay));
   }
-  HISTOCNN_FAIL("optimizer '{}' is not known; use 'rmsprop' or 'adam'", o.optimizer);
+  if (o.optimizer == "adamw") {
+    return std::make_unique<torch::optim::AdamW>(
+        params, torch::optim::AdamWOptions(o.learning_rate).eps(1e-7).weight_decay(o.weight_decay));
+  }
+  if (o.optimizer == "sgd") {
+    return std::make_unique<torch::optim::SGD>(
+        params, torch::optim::SGDOptions(o.learning_rate).momentum(o.momentum).weight_decay(o.weight_decay));
+  }
+  HISTOCNN_FAIL("optimizer '{}' is not known; use rmsprop, adam, adamw or sgd", o.optimizer);
 }
 
-data::LoaderOptions loader_options(const TrainerOptions& o, bool shuffle, bool augment) {
+data::LoaderOptions loader_options(const TrainerOptions& o, bool shuffle, const data::AugmentOptions& augment) {
   data::LoaderOptions lo;
   lo.batch_size = o.batch_size;
   lo.shuffle = shuffle;
+  lo.balanced = shuffle && o.sampler == "balanced";
   lo.workers = o.workers;
   lo.seed = o.seed;
-  lo.augment.enabled = augment;
+  lo.augment = augment;
   return lo;
 }
 
-// Pooled backbone features of a whole dataset, [N, C] on the model's device.
+// What the head reads for a whole dataset (pooled features or feature-map sequences), on `device`.
 torch::Tensor extract_features(models::Classifier& model, const data::PatchDataset& ds, const TrainerOptions& o,
                                const torch::Device& device, const std::string& label) {
   model->eval();
   torch::NoGradGuard no_grad;
-  data::BatchLoader loader(ds, loader_options(o, false, false));
-  auto out = torch::empty({static_cast<int64_t>(ds.size()), model->backbone()->feature_channels()},
-                          torch::TensorOptions().dtype(torch::kFloat32).device(device));
+  data::BatchLoader loader(ds, loader_options(o, false, {}));
+  torch::Tensor out;
   ProgressBar bar(loader.num_batches(), label, o.progress, "img");
   int64_t offset = 0;
   loader.run_epoch(0, [&](data::Batch& b) {
     auto f = model->features(b.images.to(device));
+    if (!out.defined()) {
+      auto sizes = f.sizes().vec();
+      sizes[0] = static_cast<int64_t>(ds.size());
+      out = torch::empty(sizes, f.options());
+    }
     const int64_t n = f.size(0);
     out.narrow(0, offset, n).copy_(f);
     offset += n;
@@ -74,6 +89,70 @@ std::vector<double> to_vector(const torch::Tensor& t) {
   return std::vector<double>(c.data_ptr<double>(), c.data_ptr<double>() + c.numel());
 }
 
+uint64_t fnv1a(const std::string& s) {
+  uint64_t h = 1469598103934665603ULL;
+  for (unsigned char c : s) h = (h ^ c) * 1099511628211ULL;
+  return h;
+}
+
+// Identifies what a run learns from: the options that matter and the exact training data.
+std::string fingerprint(const TrainerOptions& o, const models::Classifier& model, const data::PatchDataset& train,
+                        const data::PatchDataset* val) {
+  std::string data;
+  for (const auto* ds : {&train, val}) {
+    if (!ds) continue;
+    for (const auto& r : ds->manifest().rows()) data += r.path + (r.label ? "1" : "0") + ";";
+    data += ds->preprocessing().to_json() + "|";
+  }
+  return fmt::format("{}|{}|data:{:016x}", o.learning_json(), model->options().to_json(), fnv1a(data));
+}
+
+io::TensorMap clone_state(const models::Classifier& model) {
+  io::TensorMap out;
+  for (const auto& kv : models::state_dict(*model)) out[kv.first] = kv.second.to(torch::kCPU).clone();
+  return out;
+}
+
+std::string serialize_optimizer(const torch::optim::Optimizer& optimizer) {
+  torch::serialize::OutputArchive archive;
+  optimizer.save(archive);
+  std::ostringstream out;
+  archive.save_to(out);
+  return out.str();
+}
+
+void deserialize_optimizer(torch::optim::Optimizer& optimizer, const std::string& bytes) {
+  torch::serialize::InputArchive archive;
+  std::istringstream in(bytes);
+  archive.load_from(in);
+  optimizer.load(archive);
+}
+
+io::TensorMap rng_state() {
+  auto gen = at::detail::getDefaultCPUGenerator();
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  return {{"cpu", gen.get_state()}};
+}
+
+void set_rng_state(const io::TensorMap& state) {
+  auto it = state.find("cpu");
+  if (it == state.end()) return;
+  auto gen = at::detail::getDefaultCPUGenerator();
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  gen.set_state(it->second);
+}
+
+class LambdaCallback : public Callback {
+ public:
+  explicit LambdaCallback(EpochCallback fn) : fn_(std::move(fn)) {}
+  void on_epoch_end(TrainContext& context, const EpochRecord& record) override {
+    if (!fn_(record)) context.stop_training = true;
+  }
+
+ private:
+  EpochCallback fn_;
+};
+
 }  // namespace
 
 void TrainerOptions::validate() const {
@@ -83,27 +162,49 @@ void TrainerOptions::validate() const {
                  learning_rate);
   HISTOCNN_CHECK(weight_decay >= 0, "weight_decay must be >= 0, got {}", weight_decay);
   HISTOCNN_CHECK(workers >= 0, "workers must be >= 0, got {}", workers);
-  HISTOCNN_CHECK(optimizer == "rmsprop" || optimizer == "adam", "optimizer '{}' is not known; use 'rmsprop' or 'adam'",
-                 optimizer);
+  HISTOCNN_CHECK(optimizer == "rmsprop" || optimizer == "adam" || optimizer == "adamw" || optimizer == "sgd",
+                 "optimizer '{}' is not known; use rmsprop, adam, adamw or sgd", optimizer);
+  HISTOCNN_CHECK(schedule == "constant" || schedule == "cosine", "schedule '{}' is not known; use constant or cosine",
+                 schedule);
+  HISTOCNN_CHECK(warmup_epochs >= 0 && warmup_epochs < epochs, "warmup_epochs must be in [0, epochs), got {}",
+                 warmup_epochs);
+  HISTOCNN_CHECK(class_weight == "none" || class_weight == "balanced",
+                 "class_weight '{}' is not known; use none or balanced", class_weight);
+  HISTOCNN_CHECK(sampler == "shuffle" || sampler == "balanced", "sampler '{}' is not known; use shuffle or balanced",
+                 sampler);
+  HISTOCNN_CHECK(reduce_lr_patience >= 0 && early_stopping_patience >= 0, "patience values must be >= 0");
+  augment.validate();
 }
 
-std::string TrainerOptions::to_json() const {
-  nlohmann::json j = {{"epochs", epochs},       {"batch_size", batch_size},         {"optimizer", optimizer},
-                      {"learning_rate", learning_rate}, {"weight_decay", weight_decay}, {"seed", seed},
-                      {"workers", workers},     {"threads", threads},               {"device", device},
-                      {"augment", augment},     {"cache_features", cache_features}, {"restore_best", restore_best}};
+std::string TrainerOptions::learning_json() const {
+  nlohmann::json j = {{"batch_size", batch_size},
+                      {"optimizer", optimizer},
+                      {"learning_rate", learning_rate},
+                      {"weight_decay", weight_decay},
+                      {"momentum", momentum},
+                      {"schedule", schedule},
+                      {"warmup_epochs", warmup_epochs},
+                      {"reduce_lr_patience", reduce_lr_patience},
+                      {"reduce_lr_factor", reduce_lr_factor},
+                      {"min_lr", min_lr},
+                      {"early_stopping_patience", early_stopping_patience},
+                      {"class_weight", class_weight},
+                      {"sampler", sampler},
+                      {"seed", seed},
+                      {"augment", nlohmann::json::parse(augment.to_json())},
+                      {"cache_features", cache_features},
+                      {"restore_best", restore_best}};
   return j.dump();
 }
 
-std::string History::to_csv() const {
-  std::string s = "epoch,train_loss,train_accuracy,val_loss,val_accuracy,val_auc,learning_rate,seconds,images_per_second\n";
-  auto num = [](double v) { return std::isfinite(v) ? fmt::format("{:.6g}", v) : std::string(); };
-  for (const auto& e : epochs) {
-    s += fmt::format("{},{},{},{},{},{},{},{},{}\n", e.epoch, num(e.train_loss), num(e.train_accuracy), num(e.val_loss),
-                     num(e.val_accuracy), num(e.val_auc), num(e.learning_rate), num(e.seconds),
-                     num(e.images_per_second));
-  }
-  return s;
+std::string TrainerOptions::to_json() const {
+  auto j = nlohmann::json::parse(learning_json());
+  j["epochs"] = epochs;
+  j["workers"] = workers;
+  j["threads"] = threads;
+  j["device"] = device;
+  j["checkpoint_dir"] = checkpoint_dir;
+  return j.dump();
 }
 
 Predictions predict_dataset(models::Classifier& model, const data::PatchDataset& dataset, int64_t batch_size,
@@ -139,7 +240,27 @@ Trainer::Trainer(models::Classifier model, TrainerOptions options)
   HISTOCNN_CHECK(!model_.is_empty(), "Trainer needs a model");
 }
 
-void Trainer::add_callback(EpochCallback callback) { callbacks_.push_back(std::move(callback)); }
+Trainer::~Trainer() = default;
+
+void Trainer::add_callback(std::shared_ptr<Callback> callback) {
+  HISTOCNN_CHECK(callback != nullptr, "add_callback got a null callback");
+  callbacks_.push_back(std::move(callback));
+}
+
+void Trainer::add_callback(EpochCallback callback) {
+  callbacks_.push_back(std::make_shared<LambdaCallback>(std::move(callback)));
+}
+
+double Trainer::learning_rate() const {
+  if (!optimizer_) return options_.learning_rate;
+  return optimizer_->param_groups().front().options().get_lr();
+}
+
+void Trainer::set_learning_rate(double lr) {
+  HISTOCNN_CHECK(lr > 0 && std::isfinite(lr), "learning rate must be positive, got {}", lr);
+  HISTOCNN_CHECK(optimizer_ != nullptr, "the learning rate can only be changed while training");
+  for (auto& group : optimizer_->param_groups()) group.options().set_lr(lr);
+}
 
 Predictions Trainer::predict(const data::PatchDataset& dataset) {
   return predict_dataset(model_, dataset, std::max<int64_t>(options_.batch_size, 64), options_.workers,
@@ -162,12 +283,45 @@ History Trainer::fit(const data::PatchDataset& train, const data::PatchDataset* 
     if (p.requires_grad()) params.push_back(p);
   }
   HISTOCNN_CHECK(!params.empty(), "the model has no trainable parameters");
-  auto optimizer = make_optimizer(params, options_);
+  optimizer_ = make_optimizer(params, options_);
 
+  // Built-in callbacks from the options, before the user's (so the user sees their effect).
+  std::vector<std::shared_ptr<Callback>> callbacks;
+  if (options_.reduce_lr_patience > 0) {
+    callbacks.push_back(std::make_shared<ReduceLROnPlateau>("val_loss", options_.reduce_lr_factor,
+                                                            options_.reduce_lr_patience, options_.min_lr));
+  }
+  if (options_.early_stopping_patience > 0) {
+    callbacks.push_back(std::make_shared<EarlyStopping>("val_auc", options_.early_stopping_patience));
+  }
+  callbacks.insert(callbacks.end(), callbacks_.begin(), callbacks_.end());
+  const bool needs_val = options_.reduce_lr_patience > 0 || options_.early_stopping_patience > 0;
+  HISTOCNN_CHECK(val || !needs_val, "early stopping and ReduceLROnPlateau watch the validation set; pass one");
+
+  // Resume from the last checkpoint when it was written by the same run.
   History history;
-  const bool use_cache = options_.cache_features && model_->backbone_frozen() && !options_.augment;
+  io::TensorMap best_state;
+  const std::string print = fingerprint(options_, model_, train, val);
+  if (!options_.checkpoint_dir.empty()) {
+    if (auto ck = load_checkpoint(options_.checkpoint_dir)) {
+      HISTOCNN_CHECK(ck->fingerprint == print,
+                     "the checkpoint in '{}' was written by a run with other options or data; use another run "
+                     "folder, or delete that checkpoint to start over",
+                     options_.checkpoint_dir);
+      models::load_state_dict(*model_, ck->model);
+      best_state = std::move(ck->best_model);
+      deserialize_optimizer(*optimizer_, ck->optimizer);
+      set_rng_state(ck->rng);
+      history = std::move(ck->history);
+      history.resumed_from_epoch = history.epochs.empty() ? 0 : history.epochs.back().epoch;
+      log_info("resuming from the checkpoint of epoch {} in {}", history.resumed_from_epoch, options_.checkpoint_dir);
+    }
+  }
+
+  const bool use_cache = options_.cache_features && model_->backbone_frozen() && !options_.augment.enabled;
   torch::Tensor train_features, val_features;
-  if (use_cache) {
+  const bool already_done = history.stopped_early || static_cast<int>(history.epochs.size()) >= options_.epochs;
+  if (use_cache && !already_done) {
     auto t0 = Clock::now();
     train_features = extract_features(model_, train, options_, device_, "features (train)");
     if (val) val_features = extract_features(model_, *val, options_, device_, "features (val)");
@@ -175,6 +329,12 @@ History Trainer::fit(const data::PatchDataset& train, const data::PatchDataset* 
   }
   const auto label_list = train.labels();
   const auto train_labels = torch::tensor(std::vector<int64_t>(label_list.begin(), label_list.end())).to(device_);
+  torch::Tensor class_weights;
+  if (options_.class_weight == "balanced") {
+    const int64_t pos = train_labels.sum().item<int64_t>(), n = train_labels.size(0);
+    HISTOCNN_CHECK(pos > 0 && pos < n, "class_weight 'balanced' needs both classes in the training set");
+    class_weights = torch::tensor({n / (2.0 * (n - pos)), n / (2.0 * pos)}, torch::kFloat32).to(device_);
+  }
   data::BatchLoader loader(train, loader_options(options_, /*shuffle=*/true, options_.augment));
 
   auto validate = [&](EpochRecord& rec) {
@@ -194,24 +354,42 @@ History Trainer::fit(const data::PatchDataset& train, const data::PatchDataset* 
     rec.val_auc = m.roc_auc;
   };
 
-  io::TensorMap best_state;
-  for (int epoch = 1; epoch <= options_.epochs && !stop_requested_; ++epoch) {
+  TrainContext context;
+  context.trainer = this;
+  context.epochs = options_.epochs;
+  context.history = &history;
+  for (auto& cb : callbacks) cb->on_train_begin(context);
+
+  const int first_epoch = static_cast<int>(history.epochs.size()) + 1;
+  for (int epoch = first_epoch; epoch <= options_.epochs && !already_done && !stop_requested_; ++epoch) {
     auto t0 = Clock::now();
+    if (options_.schedule == "cosine") {
+      const int e = epoch - 1, w = options_.warmup_epochs;
+      const double factor = e < w ? (e + 1.0) / w
+                                  : 0.5 * (1.0 + std::cos(M_PI * (e - w) / std::max(1, options_.epochs - w)));
+      set_learning_rate(std::max(options_.learning_rate * factor, 1e-12));
+    }
+    for (auto& cb : callbacks) cb->on_epoch_begin(context, epoch);
     model_->train(true);
     double loss_sum = 0;
-    int64_t correct = 0, seen = 0;
+    int64_t correct = 0, seen = 0, batch_index = 0;
+    bool interrupted = false;
     ProgressBar bar(loader.num_batches(), fmt::format("epoch {}/{}", epoch, options_.epochs), options_.progress, "img");
     auto step = [&](const torch::Tensor& logits, const torch::Tensor& y) {
-      auto loss = torch::nn::functional::cross_entropy(logits, y);
-      optimizer->zero_grad();
+      auto loss = torch::nn::functional::cross_entropy(
+          logits, y, torch::nn::functional::CrossEntropyFuncOptions().weight(class_weights));
+      optimizer_->zero_grad();
       loss.backward();
-      optimizer->step();
+      optimizer_->step();
       const int64_t n = y.size(0);
-      loss_sum += loss.item<double>() * n;
+      const double batch_loss = loss.item<double>();
+      loss_sum += batch_loss * n;
       correct += logits.argmax(1).eq(y).sum().item<int64_t>();
       seen += n;
       bar.add_items(n);
       bar.update(1, fmt::format("loss {:.4f} acc {:.3f}", loss_sum / seen, static_cast<double>(correct) / seen));
+      for (auto& cb : callbacks) cb->on_batch_end(context, batch_index, batch_loss);
+      ++batch_index;
       if (stop_requested_) throw StopTraining{};
     };
     try {
@@ -228,20 +406,24 @@ History Trainer::fit(const data::PatchDataset& train, const data::PatchDataset* 
         loader.run_epoch(epoch - 1, [&](data::Batch& b) { step(model_->forward(b.images.to(device_)), b.labels.to(device_)); });
       }
     } catch (const StopTraining&) {
-      history.stopped_early = true;
+      interrupted = true;
     }
     bar.finish();
-    if (history.stopped_early) break;
+    if (interrupted) {
+      // The epoch is incomplete: keep the last checkpoint as it is, so a rerun redoes this epoch.
+      history.stopped_early = true;
+      log_info("training stopped during epoch {}; the checkpoint of epoch {} is kept", epoch, epoch - 1);
+      break;
+    }
 
     EpochRecord rec;
     rec.epoch = epoch;
     rec.train_loss = loss_sum / std::max<int64_t>(seen, 1);
     rec.train_accuracy = static_cast<double>(correct) / std::max<int64_t>(seen, 1);
-    rec.learning_rate = options_.learning_rate;
+    rec.learning_rate = learning_rate();
     validate(rec);
     rec.seconds = seconds_since(t0);
     rec.images_per_second = seen / std::max(rec.seconds, 1e-9);
-    history.epochs.push_back(rec);
     log_info("epoch {}/{}: loss {:.4f} acc {:.4f}{} ({:.1f}s, {:.0f} img/s)", epoch, options_.epochs, rec.train_loss,
              rec.train_accuracy,
              val ? fmt::format(" | val loss {:.4f} acc {:.4f} auc {:.4f}", rec.val_loss, rec.val_accuracy, rec.val_auc)
@@ -251,21 +433,34 @@ History Trainer::fit(const data::PatchDataset& train, const data::PatchDataset* 
     if (val && std::isfinite(rec.val_auc) && (history.best_epoch == 0 || rec.val_auc > history.best_val_auc)) {
       history.best_epoch = epoch;
       history.best_val_auc = rec.val_auc;
-      if (options_.restore_best) {
-        best_state.clear();
-        for (const auto& kv : models::state_dict(*model_)) best_state[kv.first] = kv.second.clone();
-      }
+      if (options_.restore_best) best_state = clone_state(model_);
     }
-    for (auto& cb : callbacks_) {
-      if (!cb(rec)) history.stopped_early = true;
+    context.stop_training = false;
+    for (auto& cb : callbacks) cb->on_epoch_end(context, rec);
+    history.epochs.push_back(rec);
+    if (context.stop_training) {
+      history.stopped_early = true;
+      log_info("a callback stopped training after epoch {}", epoch);
+    }
+    if (!options_.checkpoint_dir.empty()) {
+      TrainingCheckpoint ck;
+      ck.history = history;
+      ck.model = clone_state(model_);
+      ck.best_model = best_state;
+      ck.optimizer = serialize_optimizer(*optimizer_);
+      ck.rng = rng_state();
+      ck.fingerprint = print;
+      save_checkpoint(options_.checkpoint_dir, ck);
     }
     if (history.stopped_early) break;
   }
+  for (auto& cb : callbacks) cb->on_train_end(context);
   if (options_.restore_best && !best_state.empty() && history.best_epoch != static_cast<int>(history.epochs.size())) {
     models::load_state_dict(*model_, best_state);
     log_info("restored the weights of epoch {} (best validation AUC {:.4f})", history.best_epoch, history.best_val_auc);
   }
   model_->eval();
+  optimizer_.reset();
   return history;
 }
 

@@ -24,18 +24,17 @@ def test_trainer_fit_returns_history_and_writes_run(synthetic_data, tmp_path):
 
 
 def test_python_and_cli_give_the_same_numbers(synthetic_data, tmp_path, cli):
-    common = dict(backbone="simple_cnn", image_size=50, epochs=1, hidden1=32, hidden2=16, seed=5, workers=2)
-    trainer = histocnn.Trainer(data_dir=str(synthetic_data), freeze_backbone=False, output_dir=str(tmp_path),
-                               name="py", progress=False, **common)
+    trainer = histocnn.Trainer(data_dir=str(synthetic_data), backbone="simple_cnn", freeze_backbone=False,
+                               image_size=50, epochs=1, hidden1=32, hidden2=16, seed=5, workers=2,
+                               output_dir=str(tmp_path), name="py", progress=False)
     trainer.fit()
     run_cli(cli, "train", "--data", synthetic_data, "--unfreeze", "--out", tmp_path, "--name", "cli",
-            "--backbone", "simple_cnn", "--image-size", 50, "--epochs", 1, "--seed", 5, "--workers", 2)
-    # hidden sizes are not CLI options yet: compare through each run's own bundle evaluation instead
+            "--backbone", "simple_cnn", "--image-size", 50, "--epochs", 1, "--hidden1", 32, "--hidden2", 16,
+            "--seed", 5, "--workers", 2)
+    assert (tmp_path / "cli" / "manifest.csv").read_text() == (tmp_path / "py" / "manifest.csv").read_text()
     py_metrics = json.loads((tmp_path / "py" / "metrics.json").read_text())
-    assert py_metrics["test"]["n"] > 0
-    cli_manifest = (tmp_path / "cli" / "manifest.csv").read_text()
-    py_manifest = (tmp_path / "py" / "manifest.csv").read_text()
-    assert cli_manifest == py_manifest  # same seeded patient split from both front ends
+    cli_metrics = json.loads((tmp_path / "cli" / "metrics.json").read_text())
+    assert py_metrics["test"] == cli_metrics["test"]  # same code, same numbers
 
 
 def test_unknown_option_is_a_type_error():
@@ -77,3 +76,17 @@ def test_package_reports_its_torch():
     assert histocnn.torch_version().split(".")[:2] == torch.__version__.split(".")[:2]
     assert "mobilenet_v2" in histocnn.models.backbone_names()
     assert histocnn.models.count_parameters("mobilenet_v2") == 2223872
+
+
+def test_python_m_histocnn_is_the_same_cli(cli, tmp_path):
+    import subprocess
+    import sys
+    env = {**os.environ, "HISTOCNN_PROGRESS": "0"}
+    via_python = subprocess.run([sys.executable, "-m", "histocnn", "models", "list"], capture_output=True, text=True,
+                                env=env, timeout=120)
+    via_cli = subprocess.run([cli, "models", "list"], capture_output=True, text=True, env=env, timeout=120)
+    assert via_python.returncode == 0, via_python.stderr
+    assert via_python.stdout == via_cli.stdout
+    bad = subprocess.run([sys.executable, "-m", "histocnn", "data", "scan", str(tmp_path / "missing")],
+                         capture_output=True, text=True, env=env, timeout=120)
+    assert bad.returncode != 0 and "missing" in bad.stderr

@@ -1,16 +1,20 @@
 #pragma once
 // Label-preserving augmentation of uint8 RGB patches, applied before resizing.
 //
-//   histocnn::data::AugmentOptions aug;                  // flips and 90-degree turns
+//   auto aug = histocnn::data::AugmentOptions::preset("histology");  // flips, quarter turns, H&E jitter
+//   auto aug = histocnn::data::AugmentOptions::preset("study");      // flips, rotation 20, zoom 1.0-1.2
 //   std::mt19937_64 rng(seed);
 //   cv::Mat out = histocnn::data::augment_patch(patch, aug, rng);
 //
-// Tissue has no up or down, so flips and quarter turns are always safe. Each sample draws from
-// its own generator seeded by (seed, epoch, index), so results do not depend on thread timing.
+// Tissue has no up or down, so flips and quarter turns are always safe; staining varies between
+// labs, which the haematoxylin-eosin jitter imitates (Tellez et al. 2018: scale and shift each
+// stain's optical density after colour deconvolution). Each sample draws from its own generator
+// seeded by (seed, epoch, index), so results do not depend on thread timing.
 #include <opencv2/core.hpp>
 
 #include <cstdint>
 #include <random>
+#include <string>
 
 namespace histocnn::data {
 
@@ -19,9 +23,24 @@ struct AugmentOptions {
   bool horizontal_flip = true;
   bool vertical_flip = true;
   bool rotate90 = true;
+  double rotation_degrees = 0;   ///< random rotation in [-r, r], reflecting at the border (study: 20)
+  double zoom_max = 1.0;         ///< random zoom-in in [1, zoom_max] (study: 1.2)
+  double stain_jitter = 0.0;     ///< H&E optical-density scale/shift sigma (0.05 is moderate)
+  double brightness = 0.0;       ///< multiplicative brightness jitter sigma
+
+  /// "none", "flips" (flips and quarter turns), "study" (the study's Keras ImageDataGenerator:
+  /// flips, rotation 20, zoom 1.2), "histology" (flips, quarter turns, H&E jitter 0.05).
+  static AugmentOptions preset(const std::string& name);
+  void validate() const;
+  std::string to_json() const;
 };
 
 cv::Mat augment_patch(const cv::Mat& rgb, const AugmentOptions& options, std::mt19937_64& rng);
+
+/// Haematoxylin-eosin jitter alone: deconvolves RGB into H, E and residual optical densities
+/// (Ruifrok & Johnston's stain vectors), scales each by (1 + N(0, sigma)) and shifts it by
+/// N(0, sigma), and converts back.
+cv::Mat jitter_stains(const cv::Mat& rgb, double sigma, std::mt19937_64& rng);
 
 /// A per-sample seed mixing the run seed, the epoch and the sample index (splitmix64).
 uint64_t sample_seed(uint64_t seed, int64_t epoch, int64_t index);

@@ -27,6 +27,9 @@ struct Batch {
 struct LoaderOptions {
   int64_t batch_size = 32;
   bool shuffle = false;
+  /// With shuffle: draw each epoch's samples with replacement so both classes are equally likely
+  /// (a weighted sampler), instead of a permutation.
+  bool balanced = false;
   bool drop_last = false;
   int workers = 2;
   int prefetch = 4;
@@ -39,7 +42,8 @@ class BatchLoader {
   BatchLoader(PatchDataset dataset, LoaderOptions options);
 
   int64_t num_batches() const;
-  /// The sample order of an epoch (a seeded permutation when shuffling).
+  /// The sample order of an epoch (a seeded permutation when shuffling; a class-balanced draw with
+  /// replacement when balanced).
   std::vector<int64_t> epoch_order(int64_t epoch) const;
   /// Calls `fn` for each batch of the epoch, in order. Exceptions from workers (a file that fails
   /// to decode) and from `fn` stop the epoch and are rethrown here.

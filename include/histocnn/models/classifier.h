@@ -13,6 +13,7 @@
 // holding the bias), and training those BN layers destroys the features at the first step.
 #include "histocnn/models/backbone.h"
 #include "histocnn/models/dense_head.h"
+#include "histocnn/models/lstm_head.h"
 #include "histocnn/models/weights.h"
 
 #include <torch/nn/module.h>
@@ -29,8 +30,14 @@ struct ClassifierOptions {
   static ClassifierOptions from_json(const std::string& json);
 
   TORCH_ARG(std::string, backbone) = "mobilenet_v2";
+  /// "dense" (pooled features -> dense layers) or "lstm" (feature map as a sequence -> LSTM -> dense).
+  TORCH_ARG(std::string, head) = "dense";
+  TORCH_ARG(int64_t, lstm_units) = 512;
   TORCH_ARG(bool, tf_padding) = false;
   TORCH_ARG(bool, freeze_backbone) = true;
+  /// With freeze_backbone: the last N blocks of the backbone still train (the study's "last 4
+  /// layers"; a block is a child of the backbone's `features`, e.g. one inverted residual).
+  TORCH_ARG(int64_t, unfreeze_last) = 0;
   TORCH_ARG(bool, train_bn) = false;
   TORCH_ARG(int64_t, hidden1) = 512;
   TORCH_ARG(int64_t, hidden2) = 128;
@@ -44,28 +51,37 @@ class ClassifierImpl : public torch::nn::Module {
   explicit ClassifierImpl(ClassifierOptions options = {});
 
   torch::Tensor forward(torch::Tensor x);
-  /// Pooled backbone features, [N, C] (no gradient when the backbone is frozen).
+  /// What the head reads: pooled features [N, C] for the dense head, the feature map as a
+  /// sequence [N, h*w, C] for the LSTM head (no gradient when the backbone is frozen).
   torch::Tensor features(torch::Tensor x);
-  /// The head applied to pooled features.
+  /// The head applied to features().
   torch::Tensor head_forward(torch::Tensor features);
   /// Class probabilities (softmax), in inference mode, without gradient.
   torch::Tensor predict_proba(torch::Tensor x);
 
   void train(bool on = true) override;
+  /// Freezes (or unfreezes) the backbone; with `frozen`, the last unfreeze_last blocks stay trainable.
   void set_backbone_frozen(bool frozen);
-  bool backbone_frozen() const { return options_.freeze_backbone(); }
+  /// True when no backbone parameter trains, so backbone features can be computed once and cached.
+  bool backbone_frozen() const { return options_.freeze_backbone() && options_.unfreeze_last() == 0; }
+  /// The backbone's blocks in forward order (the children of its `features`, or its children).
+  std::vector<std::shared_ptr<torch::nn::Module>> backbone_blocks() const;
 
   /// Loads published backbone weights (torchvision names); the ImageNet top is ignored.
   LoadReport load_backbone_weights(const std::filesystem::path& file, bool strict = true);
 
   const ClassifierOptions& options() const { return options_; }
   const Backbone& backbone() const { return backbone_; }
-  const DenseHead& head() const { return head_; }
+  /// The head module (DenseHead or LSTMHead).
+  const std::shared_ptr<torch::nn::Module>& head() const { return head_; }
 
  private:
+  torch::Tensor backbone_features(torch::Tensor x);
   ClassifierOptions options_;
   Backbone backbone_;
-  DenseHead head_{nullptr};
+  std::shared_ptr<torch::nn::Module> head_;
+  DenseHead dense_head_{nullptr};
+  LSTMHead lstm_head_{nullptr};
 };
 TORCH_MODULE(Classifier);
 

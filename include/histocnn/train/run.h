@@ -8,11 +8,18 @@
 //   opt.image_size = 96;
 //   auto result = histocnn::train::run_training(opt);
 //   // result.run_dir: options.json, manifest.csv (with splits), history.csv, metrics.json,
-//   //                 report.txt and model/1/{model.safetensors, model.json}
+//   //                 report.txt, tensorboard/, checkpoint/ and model/1/{model.safetensors, model.json}
+//
+// The run folder's default name is derived from the options, so running the same command again
+// finds the same folder and resumes from its checkpoint (or, when finished, only re-evaluates).
 #include "histocnn/data/split.h"
 #include "histocnn/metrics/binary.h"
 #include "histocnn/models/classifier.h"
+#include "histocnn/train/callbacks.h"
 #include "histocnn/train/trainer.h"
+
+#include <memory>
+#include <vector>
 
 #include <filesystem>
 #include <string>
@@ -23,7 +30,7 @@ struct RunOptions {
   std::filesystem::path data_dir;   ///< a folder in the Kaggle layout (scanned), or
   std::filesystem::path manifest;   ///< a manifest CSV (its split column is used when filled)
   std::filesystem::path output_dir = "runs";
-  std::string name;                 ///< run folder name; default <backbone>-<date>-<time>
+  std::string name;                 ///< run folder name; default <backbone>-<head>-<hash of the options>
   models::ClassifierOptions model;
   std::string weights;              ///< pretrained backbone weights (safetensors); "" = random init
   int image_size = 224;
@@ -32,6 +39,8 @@ struct RunOptions {
   int64_t balance_per_class = 0;    ///< down-sample each class to this many patches (0 = keep all)
   TrainerOptions trainer;
   double threshold = 0.5;           ///< decision threshold for the reported metrics
+  bool tensorboard = true;          ///< write TensorBoard scalars to <run>/tensorboard
+  std::vector<std::shared_ptr<Callback>> callbacks;  ///< extra callbacks (not part of the options)
 
   std::string to_json() const;
 };
@@ -47,6 +56,9 @@ struct RunResult {
 };
 
 RunResult run_training(const RunOptions& options);
+
+/// The run folder name used when RunOptions::name is empty: <backbone>-<head>-<8 hex digits>.
+std::string default_run_name(const RunOptions& options);
 
 /// Loads a data folder or manifest CSV as RunOptions describes; scanning reports rejected files.
 data::Manifest load_patch_manifest(const std::filesystem::path& data_dir, const std::filesystem::path& manifest);

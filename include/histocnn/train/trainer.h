@@ -3,60 +3,62 @@
 //
 //   histocnn::train::TrainerOptions opt;
 //   opt.epochs = 10; opt.optimizer = "rmsprop"; opt.learning_rate = 1e-3;
+//   opt.checkpoint_dir = "runs/x/checkpoint";      // resumable: rerun continues where it stopped
 //   histocnn::train::Trainer trainer(model, opt);
+//   trainer.add_callback(std::make_shared<histocnn::train::CSVLogger>("runs/x/history.csv"));
 //   auto history = trainer.fit(train_set, &val_set);
 //   auto pred = trainer.predict(test_set);          // P(IDC-positive) per patch
 //
 // With a frozen backbone and no augmentation, backbone features are computed once and the head
 // trains on them (cache_features), so 20 epochs cost little more than one backbone pass.
 #include "histocnn/data/dataset.h"
+#include "histocnn/data/augment.h"
 #include "histocnn/models/classifier.h"
+#include "histocnn/train/callbacks.h"
+#include "histocnn/train/history.h"
 
 #include <atomic>
 #include <functional>
-#include <limits>
+#include <memory>
 #include <string>
 #include <vector>
+
+namespace torch::optim {
+class Optimizer;
+}
 
 namespace histocnn::train {
 
 struct TrainerOptions {
   int epochs = 10;
   int64_t batch_size = 32;
-  std::string optimizer = "rmsprop";  ///< rmsprop | adam
+  std::string optimizer = "rmsprop";  ///< rmsprop | adam | adamw | sgd
   double learning_rate = 1e-3;
   double weight_decay = 0.0;
+  double momentum = 0.9;              ///< sgd only
+  std::string schedule = "constant";  ///< constant | cosine (per epoch, after warmup_epochs of linear warm-up)
+  int warmup_epochs = 0;
+  int reduce_lr_patience = 0;         ///< > 0: ReduceLROnPlateau on val_loss (factor, min_lr below)
+  double reduce_lr_factor = 0.2;
+  double min_lr = 1e-4;
+  int early_stopping_patience = 0;    ///< > 0: EarlyStopping on val_auc
+  std::string class_weight = "none";  ///< none | balanced (loss weights inverse to class counts)
+  std::string sampler = "shuffle";    ///< shuffle | balanced (draw classes equally, with replacement)
   uint64_t seed = 42;
   int workers = 2;               ///< batch-preparation threads
   int threads = 0;               ///< LibTorch intra-op threads; <= 0: all cores
   std::string device = "auto";   ///< auto | cpu | cuda | cuda:N
-  bool augment = false;          ///< flips and quarter turns on the training split
+  data::AugmentOptions augment;  ///< on the training split only
   bool cache_features = true;    ///< frozen backbone + no augmentation: compute features once
   bool restore_best = true;      ///< end with the weights of the best validation AUC epoch
+  std::string checkpoint_dir;    ///< "" = no checkpoints; else resume from and save to this folder
   bool progress = true;          ///< progress bars on stderr
 
   void validate() const;
   std::string to_json() const;
-};
-
-struct EpochRecord {
-  int epoch = 0;  ///< 1-based
-  double train_loss = 0, train_accuracy = 0;
-  double val_loss = std::numeric_limits<double>::quiet_NaN();
-  double val_accuracy = std::numeric_limits<double>::quiet_NaN();
-  double val_auc = std::numeric_limits<double>::quiet_NaN();
-  double learning_rate = 0;
-  double seconds = 0;
-  double images_per_second = 0;
-};
-
-struct History {
-  std::vector<EpochRecord> epochs;
-  int best_epoch = 0;  ///< 1-based; 0 when no validation set
-  double best_val_auc = std::numeric_limits<double>::quiet_NaN();
-  double feature_cache_seconds = 0;  ///< time spent computing cached backbone features
-  bool stopped_early = false;        ///< a callback or request_stop() ended training
-  std::string to_csv() const;
+  /// The options that change what is learned (not threads, workers, device, progress, paths):
+  /// a checkpoint is only resumed by a run with the same ones.
+  std::string learning_json() const;
 };
 
 struct Predictions {
@@ -74,22 +76,28 @@ Predictions predict_dataset(models::Classifier& model, const data::PatchDataset&
 class Trainer {
  public:
   Trainer(models::Classifier model, TrainerOptions options = {});
+  ~Trainer();
 
   History fit(const data::PatchDataset& train, const data::PatchDataset* val = nullptr);
   Predictions predict(const data::PatchDataset& dataset);
 
+  void add_callback(std::shared_ptr<Callback> callback);
   void add_callback(EpochCallback callback);
   /// Asks fit() to stop after the current batch; safe from another thread or a signal handler.
+  /// The last completed epoch's checkpoint is kept, so the run can be resumed.
   void request_stop() { stop_requested_ = true; }
 
   models::Classifier& model() { return model_; }
   const TrainerOptions& options() const { return options_; }
+  double learning_rate() const;
+  void set_learning_rate(double lr);
 
  private:
   models::Classifier model_;
   TrainerOptions options_;
   torch::Device device_;
-  std::vector<EpochCallback> callbacks_;
+  std::vector<std::shared_ptr<Callback>> callbacks_;
+  std::unique_ptr<torch::optim::Optimizer> optimizer_;
   std::atomic<bool> stop_requested_{false};
 };
 

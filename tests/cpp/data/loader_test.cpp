@@ -106,3 +106,30 @@ TEST_CASE("A corrupt patch is reported by name before training, with all the oth
   data::BatchLoader loader(ds, o);
   REQUIRE_THROWS_WITH(loader.run_epoch(0, [](data::Batch&) {}), Catch::Contains(bad1.filename().string()));
 }
+
+TEST_CASE("The balanced sampler draws both classes equally often", "[data]") {
+  test::TempDir dir;
+  data::SyntheticOptions so;
+  so.patients = 4;
+  so.patches_per_patient = 50;
+  so.positive_fraction = 0.2;
+  data::generate_synthetic(dir / "data", so);
+  data::Preprocessing pre;
+  pre.image_size = 16;
+  data::PatchDataset ds(data::scan_directory(dir / "data").manifest, pre);
+  data::LoaderOptions o;
+  o.shuffle = true;
+  o.balanced = true;
+  data::BatchLoader loader(ds, o);
+  int64_t positives = 0, total = 0;
+  for (int epoch = 0; epoch < 5; ++epoch) {
+    for (auto i : loader.epoch_order(epoch)) {
+      positives += ds.label(static_cast<size_t>(i));
+      ++total;
+    }
+  }
+  const double share = static_cast<double>(positives) / total;
+  CHECK(share > 0.45);
+  CHECK(share < 0.55);
+  CHECK(loader.epoch_order(0) == loader.epoch_order(0));
+}

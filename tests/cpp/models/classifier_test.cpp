@@ -107,3 +107,43 @@ TEST_CASE("A damaged bundle gets an error naming the file", "[models][io]") {
   REQUIRE_THROWS_WITH(models::load_classifier(dir / "nothing-here"), Catch::Contains("nothing-here"));
   REQUIRE_THROWS_AS(models::make_backbone("resnet9000"), std::invalid_argument);
 }
+
+TEST_CASE("The CNN+LSTM head reads the feature map as a sequence", "[models]") {
+  models::Classifier model(models::ClassifierOptions().backbone("simple_cnn").head("lstm").lstm_units(64));
+  model->eval();
+  auto x = torch::randn({2, 3, 48, 48});
+  auto f = model->features(x);
+  // simple_cnn: three 2x poolings, 48 -> 6: a sequence of 36 positions of 256 channels.
+  CHECK(f.sizes() == torch::IntArrayRef({2, 36, 256}));
+  CHECK(model->forward(x).sizes() == torch::IntArrayRef({2, 2}));
+  // torch.nn.LSTM(256, 64): 4 gates x (64 x 256 input + 64 x 64 recurrent + 2 x 64 biases).
+  models::LSTMHead head(models::LSTMHeadOptions(256).units(64).dense(models::DenseHeadOptions(64)));
+  CHECK(models::count_parameters(*head->lstm) == 4 * 64 * (256 + 64 + 2));
+  // Round trip through the bundle keeps the head type.
+  test::TempDir dir;
+  models::save_classifier(model, dir / "m", "{}");
+  auto back = models::load_classifier(dir / "m");
+  CHECK(back.model->options().head() == "lstm");
+  CHECK(torch::allclose(back.model->forward(x), model->forward(x)));
+  CHECK_THROWS_WITH(models::Classifier(models::ClassifierOptions().backbone("simple_cnn").head("gru")),
+                    Catch::Contains("gru"));
+}
+
+TEST_CASE("unfreeze_last trains only the last blocks of a frozen backbone", "[models]") {
+  models::Classifier model(models::ClassifierOptions().backbone("mobilenet_v2").freeze_backbone(true).unfreeze_last(4));
+  CHECK_FALSE(model->backbone_frozen());
+  auto blocks = model->backbone_blocks();
+  REQUIRE(blocks.size() == 19);  // torchvision's features: stem, 17 inverted residuals, last conv
+  for (size_t i = 0; i < blocks.size(); ++i) {
+    for (const auto& p : blocks[i]->parameters()) CHECK(p.requires_grad() == (i >= 15));
+  }
+  model->train();
+  for (size_t i = 0; i < blocks.size(); ++i) {
+    for (const auto& m : blocks[i]->modules()) {
+      if (m->as<torch::nn::Conv2d>()) CHECK(m->is_training() == (i >= 15));
+      if (m->as<torch::nn::BatchNorm2d>()) CHECK_FALSE(m->is_training());  // train_bn = false
+    }
+  }
+  CHECK_THROWS_WITH(models::Classifier(models::ClassifierOptions().backbone("simple_cnn").unfreeze_last(99)),
+                    Catch::Contains("unfreeze_last"));
+}

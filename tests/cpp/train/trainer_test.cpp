@@ -38,7 +38,7 @@ train::RunOptions small_run(const test::TempDir& dir, int epochs) {
   run.trainer.epochs = epochs;
   run.trainer.optimizer = "adam";
   run.trainer.progress = false;
-  run.trainer.augment = true;
+  run.trainer.augment = data::AugmentOptions::preset("flips");
   return run;
 }
 }  // namespace

@@ -1,0 +1,60 @@
+#pragma once
+// The comparison loop: a grid of runs (backbones x heads x freezing x hyper-parameters) and the
+// study's incremental ablation, summarised in one table.
+//
+//   auto config = histocnn::train::load_compare_config("compare.json");
+//   auto rows = histocnn::train::run_compare(config);     // runs already done are read, not redone
+//   std::cout << histocnn::train::compare_table_markdown(rows);
+//
+// compare.json:
+//   {"data_dir": "patches/", "output_dir": "compare",
+//    "base": {"weights": "imagenet", "image_size": 96, "epochs": 10},
+//    "grid": {"backbone": ["mobilenet_v2", "simple_cnn"], "freeze_backbone": [true, false]},
+//    "ablation": false}
+// Option names are those of set_run_option (train/options.h). With "ablation": true the base run
+// is followed by the study's cumulative steps: 20 epochs, + batch norm, + augmentation,
+// dropout 0.5, Adam, last 4 layers unfrozen.
+#include "histocnn/train/run.h"
+
+#include <filesystem>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace histocnn::train {
+
+struct CompareStep {
+  std::string label;  ///< e.g. "backbone=simple_cnn freeze_backbone=false" or "+ batch norm"
+  RunOptions options;
+};
+
+struct CompareConfig {
+  std::vector<CompareStep> steps;
+  std::filesystem::path output_dir = "compare";
+  bool ablation = false;
+};
+
+struct CompareRow {
+  std::string label, run_name, backbone, head;
+  int64_t parameters = 0;
+  double size_mb = 0;
+  double train_accuracy = 0, val_accuracy = 0, val_auc = 0;
+  double test_accuracy = 0, precision = 0, recall = 0, f1 = 0, auc = 0, auc_low = 0, auc_high = 0, test_loss = 0;
+  double seconds = 0, images_per_second = 0;
+  bool reused = false;  ///< read from a run folder that was already complete
+};
+
+/// Reads a compare config (JSON); errors name the file and the offending key.
+CompareConfig load_compare_config(const std::filesystem::path& file);
+/// Runs every step (or reads it when its run folder already holds metrics.json), writes
+/// <output_dir>/results.csv and results.md, and returns the rows in step order.
+std::vector<CompareRow> run_compare(const CompareConfig& config);
+/// The row of a finished run folder.
+CompareRow read_run_row(const std::filesystem::path& run_dir);
+
+std::string compare_table_csv(const std::vector<CompareRow>& rows);
+std::string compare_table_markdown(const std::vector<CompareRow>& rows);
+/// For the ablation: each step's change in test AUC and accuracy from the step before.
+std::string ablation_summary(const std::vector<CompareRow>& rows);
+
+}  // namespace histocnn::train

@@ -1,0 +1,22 @@
+#pragma once
+// Setting RunOptions by flat option names: the same names for a compare config, the Python
+// Trainer's keyword arguments and (with dashes) the command line.
+//
+//   histocnn::train::RunOptions o;
+//   histocnn::train::set_run_option(o, "backbone", "\"mobilenet_v2\"");   // values are JSON text
+//   histocnn::train::set_run_option(o, "learning_rate", "1e-4");
+//   histocnn::train::set_run_option(o, "augment", "\"histology\"");
+#include "histocnn/train/run.h"
+
+#include <string>
+#include <vector>
+
+namespace histocnn::train {
+
+/// Sets one option; throws std::invalid_argument naming the option when the name is unknown (with
+/// the known names) or the value has the wrong type.
+void set_run_option(RunOptions& options, const std::string& name, const std::string& json_value);
+/// All option names set_run_option accepts, sorted.
+std::vector<std::string> run_option_names();
+
+}  // namespace histocnn::train

@@ -1,0 +1,3 @@
+#include "histocnn/cli.h"
+
+int main(int argc, char** argv) { return histocnn::cli::run(argc, argv); }

@@ -1,0 +1,27 @@
+#include "histocnn/models/lstm_head.h"
+
+#include "histocnn/core/error.h"
+
+#include <torch/torch.h>
+
+namespace histocnn::models {
+
+LSTMHeadImpl::LSTMHeadImpl(LSTMHeadOptions options_) : options(std::move(options_)) { reset(); }
+
+void LSTMHeadImpl::reset() {
+  HISTOCNN_CHECK(options.in_features() > 0, "lstm head in_features must be positive, got {}", options.in_features());
+  HISTOCNN_CHECK(options.units() > 0, "lstm_units must be positive, got {}", options.units());
+  lstm = register_module("lstm", torch::nn::LSTM(torch::nn::LSTMOptions(options.in_features(), options.units())
+                                                     .batch_first(true)));
+  auto dense_options = options.dense();
+  dense_options.in_features(options.units());
+  dense = register_module("dense", DenseHead(dense_options));
+}
+
+torch::Tensor LSTMHeadImpl::forward(torch::Tensor sequence) {
+  HISTOCNN_CHECK(sequence.dim() == 3, "the lstm head expects [N, T, C] sequences, got {} dimensions", sequence.dim());
+  auto out = std::get<0>(lstm->forward(sequence));  // [N, T, units]
+  return dense->forward(out.select(1, out.size(1) - 1));
+}
+
+}  // namespace histocnn::models

@@ -1,0 +1,91 @@
+#include "histocnn/data/synthetic.h"
+#include "histocnn/io/atomic_file.h"
+#include "histocnn/train/compare.h"
+#include "histocnn/train/options.h"
+
+#include "test_support.h"
+
+#include <catch2/catch.hpp>
+#include <fmt/format.h>
+
+using namespace histocnn;
+
+TEST_CASE("Options are set by their flat names, with clear errors", "[train]") {
+  train::RunOptions o;
+  train::set_run_option(o, "backbone", "\"simple_cnn\"");
+  train::set_run_option(o, "learning_rate", "0.0005");
+  train::set_run_option(o, "augment", "\"study\"");
+  train::set_run_option(o, "seed", "9");
+  train::set_run_option(o, "unfreeze_last", "4");
+  CHECK(o.model.backbone() == "simple_cnn");
+  CHECK(o.trainer.learning_rate == 0.0005);
+  CHECK(o.trainer.augment.rotation_degrees == 20);
+  CHECK(o.trainer.seed == 9);
+  CHECK(o.split.seed == 9);
+  CHECK(o.model.unfreeze_last() == 4);
+  CHECK_THROWS_WITH(train::set_run_option(o, "learning_rat", "1"), Catch::Contains("learning_rat") &&
+                                                                       Catch::Contains("learning_rate"));
+  CHECK_THROWS_WITH(train::set_run_option(o, "epochs", "\"ten\""), Catch::Contains("epochs"));
+  CHECK(train::run_option_names().size() > 40);
+}
+
+TEST_CASE("A compare config expands its grid and the study's ablation", "[train]") {
+  test::TempDir dir;
+  io::write_file_atomic(dir / "grid.json", R"({"data_dir": "d", "output_dir": "out",
+      "base": {"epochs": 3, "image_size": 50},
+      "grid": {"backbone": ["simple_cnn", "mobilenet_v2"], "freeze_backbone": [true, false]}})");
+  auto grid = train::load_compare_config(dir / "grid.json");
+  REQUIRE(grid.steps.size() == 4);
+  CHECK(grid.steps[0].label == "backbone=simple_cnn freeze_backbone=true");
+  CHECK(grid.steps[3].options.model.backbone() == "mobilenet_v2");
+  CHECK_FALSE(grid.steps[3].options.model.freeze_backbone());
+  CHECK(grid.steps[3].options.trainer.epochs == 3);
+  // Distinct runs get distinct folders.
+  std::set<std::string> names;
+  for (const auto& s : grid.steps) names.insert(train::default_run_name(s.options));
+  CHECK(names.size() == 4);
+
+  io::write_file_atomic(dir / "ablation.json", R"({"data_dir": "d", "base": {"epochs": 10}, "ablation": true})");
+  auto ablation = train::load_compare_config(dir / "ablation.json");
+  REQUIRE(ablation.steps.size() == 7);
+  const auto& last = ablation.steps.back().options;
+  CHECK(last.trainer.epochs == 20);
+  CHECK(last.model.batch_norm());
+  CHECK(last.trainer.augment.enabled);
+  CHECK(last.model.dropout() == 0.5);
+  CHECK(last.trainer.optimizer == "adam");
+  CHECK(last.model.unfreeze_last() == 4);
+  CHECK(ablation.steps[1].options.trainer.optimizer == "rmsprop");
+
+  io::write_file_atomic(dir / "bad.json", R"({"data_dir": "d", "grid": {"dropouts": [0.1]}})");
+  CHECK_THROWS_WITH(train::load_compare_config(dir / "bad.json"),
+                    Catch::Contains("bad.json") && Catch::Contains("dropouts"));
+  io::write_file_atomic(dir / "bad2.json", R"({"data": "d"})");
+  CHECK_THROWS_WITH(train::load_compare_config(dir / "bad2.json"), Catch::Contains("unknown key 'data'"));
+}
+
+TEST_CASE("The comparison runs each grid point once and tabulates them", "[train][slow]") {
+  test::TempDir dir;
+  data::SyntheticOptions synth;
+  synth.patients = 6;
+  synth.patches_per_patient = 20;
+  data::generate_synthetic(dir / "data", synth);
+  io::write_file_atomic(dir / "c.json", fmt::format(R"({{"data_dir": "{}", "output_dir": "{}",
+      "base": {{"backbone": "simple_cnn", "epochs": 1, "image_size": 32, "hidden1": 16, "hidden2": 8}},
+      "grid": {{"freeze_backbone": [true, false]}}}})",
+                                                      (dir / "data").string(), (dir / "out").string()));
+  auto config = train::load_compare_config(dir / "c.json");
+  auto rows = train::run_compare(config);
+  REQUIRE(rows.size() == 2);
+  for (const auto& r : rows) {
+    CHECK_FALSE(r.reused);
+    CHECK(r.parameters > 0);
+    CHECK(r.auc >= 0);
+    CHECK(r.auc <= 1);
+  }
+  auto md = io::read_file(dir / "out" / "results.md");
+  CHECK(md.find("freeze_backbone=false") != std::string::npos);
+  auto again = train::run_compare(config);
+  CHECK(again[0].reused);
+  CHECK(again[1].auc == rows[1].auc);
+}

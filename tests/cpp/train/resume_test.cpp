@@ -1,0 +1,160 @@
+#include "histocnn/data/split.h"
+#include "histocnn/data/synthetic.h"
+#include "histocnn/train/callbacks.h"
+#include "histocnn/train/checkpoint.h"
+#include "histocnn/train/trainer.h"
+
+#include "test_support.h"
+
+#include <catch2/catch.hpp>
+#include <torch/torch.h>
+
+using namespace histocnn;
+
+namespace {
+
+struct Fixture {
+  test::TempDir dir;
+  data::Manifest manifest;
+  data::Preprocessing pre;
+  Fixture() {
+    data::SyntheticOptions synth;
+    synth.patients = 4;
+    synth.patches_per_patient = 16;
+    data::generate_synthetic(dir / "data", synth);
+    manifest = data::split_manifest(data::scan_directory(dir / "data").manifest, data::SplitOptions{});
+    pre.image_size = 32;
+  }
+  train::History fit(int epochs, const std::string& checkpoint, bool frozen, const std::string& augment = "none",
+                     std::vector<double>* p_out = nullptr) {
+    data::PatchDataset train_ds(manifest.subset("train"), pre), val_ds(manifest.subset("val"), pre);
+    torch::manual_seed(1);
+    models::Classifier model(models::ClassifierOptions().backbone("simple_cnn").freeze_backbone(frozen).hidden1(32)
+                                 .hidden2(16));
+    train::TrainerOptions o;
+    o.epochs = epochs;
+    o.batch_size = 8;
+    o.progress = false;
+    o.device = "cpu";
+    o.checkpoint_dir = checkpoint;
+    o.optimizer = "adam";
+    o.augment = data::AugmentOptions::preset(augment);
+    o.reduce_lr_patience = 1;
+    o.min_lr = 1e-5;
+    train::Trainer trainer(model, o);
+    auto h = trainer.fit(train_ds, &val_ds);
+    if (p_out) *p_out = trainer.predict(val_ds).p_positive;
+    return h;
+  }
+};
+
+}  // namespace
+
+TEST_CASE("A run continued from its checkpoint ends exactly as an uninterrupted run", "[train]") {
+  Fixture f;
+  for (bool frozen : {true, false}) {
+    INFO("frozen backbone: " << frozen);
+    const auto ck = f.dir / (frozen ? "ck-frozen" : "ck-trainable");
+    std::vector<double> p_full, p_resumed;
+    auto full = f.fit(4, "", frozen, frozen ? "none" : "histology", &p_full);
+    auto part = f.fit(2, ck.string(), frozen, frozen ? "none" : "histology");
+    REQUIRE(part.epochs.size() == 2);
+    auto resumed = f.fit(4, ck.string(), frozen, frozen ? "none" : "histology", &p_resumed);
+    CHECK(resumed.resumed_from_epoch == 2);
+    CHECK(resumed.to_csv(false) == full.to_csv(false));
+    CHECK(resumed.best_epoch == full.best_epoch);
+    CHECK(p_resumed == p_full);
+    // A finished run is not trained again.
+    auto again = f.fit(4, ck.string(), frozen, frozen ? "none" : "histology");
+    CHECK(again.resumed_from_epoch == 4);
+    CHECK(again.to_csv(false) == full.to_csv(false));
+  }
+}
+
+TEST_CASE("A checkpoint from other options is refused, not silently mixed in", "[train]") {
+  Fixture f;
+  const auto ck = f.dir / "ck";
+  f.fit(1, ck.string(), true);
+  f.pre.image_size = 40;
+  CHECK_THROWS_WITH(f.fit(2, ck.string(), true), Catch::Contains("other options or data") &&
+                                                      Catch::Contains(ck.string()));
+}
+
+TEST_CASE("Checkpoints are written atomically: a leftover temporary folder does not count", "[train]") {
+  test::TempDir dir;
+  train::TrainingCheckpoint ck;
+  ck.history.epochs.push_back(train::EpochRecord{1, 0.5, 0.75});
+  ck.model = {{"w", torch::ones({2})}};
+  ck.fingerprint = "f";
+  ck.optimizer = "opaque";
+  train::save_checkpoint(dir.path(), ck);
+  ck.history.epochs.push_back(train::EpochRecord{2, 0.25, 0.875});
+  train::save_checkpoint(dir.path(), ck);
+  // A run killed while writing epoch 3 leaves a staging folder and no new `latest`.
+  std::filesystem::create_directories(dir / ".epoch-3.tmp-1");
+  auto back = train::load_checkpoint(dir.path());
+  REQUIRE(back);
+  CHECK(back->history.epochs.size() == 2);
+  CHECK(back->history.epochs[1].train_loss == 0.25);
+  CHECK(back->optimizer == "opaque");
+  CHECK(torch::equal(back->model.at("w"), torch::ones({2})));
+  CHECK_FALSE(std::filesystem::exists(dir / "epoch-1"));
+  CHECK_FALSE(train::load_checkpoint(dir / "nothing"));
+}
+
+TEST_CASE("EarlyStopping and ReduceLROnPlateau follow Keras' rules, also when replayed from a history",
+          "[train]") {
+  auto record = [](int epoch, double auc, double loss) {
+    train::EpochRecord r;
+    r.epoch = epoch;
+    r.val_auc = auc;
+    r.val_loss = loss;
+    return r;
+  };
+  // val_auc: 0.70 0.80 0.79 0.80 0.75 -> no improvement over 0.80 for 3 epochs -> stop after epoch 5.
+  const std::vector<train::EpochRecord> records = {record(1, 0.70, 1), record(2, 0.80, 1), record(3, 0.79, 1),
+                                                   record(4, 0.80, 1), record(5, 0.75, 1)};
+  train::History history;
+  train::TrainContext ctx;
+  ctx.history = &history;
+  train::EarlyStopping stop("val_auc", 3);
+  stop.on_train_begin(ctx);
+  for (const auto& r : records) {
+    stop.on_epoch_end(ctx, r);
+    history.epochs.push_back(r);
+    CHECK(ctx.stop_training == (r.epoch == 5));
+  }
+  CHECK(stop.stopped_epoch() == 5);
+
+  // The same state rebuilt from the first four epochs stops at the fifth as well.
+  train::History first4;
+  first4.epochs.assign(records.begin(), records.begin() + 4);
+  train::TrainContext ctx2;
+  ctx2.history = &first4;
+  train::EarlyStopping resumed("val_auc", 3);
+  resumed.on_train_begin(ctx2);
+  CHECK_FALSE(ctx2.stop_training);
+  resumed.on_epoch_end(ctx2, records[4]);
+  CHECK(ctx2.stop_training);
+
+  CHECK_THROWS_WITH(train::EarlyStopping("val_f2"), Catch::Contains("val_f2"));
+  CHECK_THROWS_AS(train::ReduceLROnPlateau("val_loss", 1.5), std::invalid_argument);
+}
+
+TEST_CASE("ReduceLROnPlateau lowers the learning rate after epochs without a better val_loss", "[train]") {
+  Fixture f;
+  auto h = f.fit(5, "", true);
+  double best = h.epochs[0].val_loss;
+  for (size_t i = 1; i < h.epochs.size(); ++i) {
+    const auto& e = h.epochs[i];
+    const double previous_lr = h.epochs[i - 1].learning_rate;
+    // patience 1: the epoch after one without improvement runs at 0.2x (not below min_lr)
+    const bool improved = e.val_loss < best;
+    if (improved) best = e.val_loss;
+    if (i + 1 < h.epochs.size()) {
+      const double next_lr = h.epochs[i + 1].learning_rate;
+      CHECK(next_lr == Approx(improved ? e.learning_rate : std::max(e.learning_rate * 0.2, 1e-5)));
+    }
+    CHECK(e.learning_rate <= previous_lr);
+  }
+}
