@@ -12,8 +12,46 @@ namespace py = pybind11;
 
 namespace histocnn::bindings {
 
+namespace {
+
+// Lets Python subclasses override the C++ callback hooks. The hooks are exposed under
+// underscore names; histocnn.Callback (Python) turns them into Keras-style methods.
+class PyCallback : public train::Callback {
+ public:
+  void on_train_begin(train::TrainContext& c) override {
+    PYBIND11_OVERRIDE_NAME(void, train::Callback, "_on_train_begin", on_train_begin, std::ref(c));
+  }
+  void on_epoch_begin(train::TrainContext& c, int epoch) override {
+    PYBIND11_OVERRIDE_NAME(void, train::Callback, "_on_epoch_begin", on_epoch_begin, std::ref(c), epoch);
+  }
+  void on_batch_end(train::TrainContext& c, int64_t batch, double loss) override {
+    PYBIND11_OVERRIDE_NAME(void, train::Callback, "_on_batch_end", on_batch_end, std::ref(c), batch, loss);
+  }
+  void on_epoch_end(train::TrainContext& c, const train::EpochRecord& r) override {
+    PYBIND11_OVERRIDE_NAME(void, train::Callback, "_on_epoch_end", on_epoch_end, std::ref(c), r);
+  }
+  void on_train_end(train::TrainContext& c) override {
+    PYBIND11_OVERRIDE_NAME(void, train::Callback, "_on_train_end", on_train_end, std::ref(c));
+  }
+};
+
+}  // namespace
+
 void init_train(py::module_& root) {
   auto m = root.def_submodule("train", "Training runs and evaluation (the Python Trainer wraps these)");
+
+  py::class_<train::TrainContext>(m, "TrainContext")
+      .def_readonly("epochs", &train::TrainContext::epochs)
+      .def_readonly("batches_per_epoch", &train::TrainContext::batches_per_epoch)
+      .def_readwrite("stop_training", &train::TrainContext::stop_training)
+      .def_property("learning_rate", &train::TrainContext::learning_rate, &train::TrainContext::set_learning_rate);
+
+  py::class_<train::Callback, PyCallback, std::shared_ptr<train::Callback>>(m, "CallbackBase")
+      .def(py::init<>());
+  py::class_<train::StopSignal, train::Callback, std::shared_ptr<train::StopSignal>>(m, "StopSignal")
+      .def(py::init<>())
+      .def("request", &train::StopSignal::request, "Stop at the next batch (thread-safe).")
+      .def_property_readonly("requested", &train::StopSignal::requested);
 
   py::class_<train::TrainerOptions>(m, "TrainerOptions")
       .def(py::init<>())
@@ -69,6 +107,7 @@ void init_train(py::module_& root) {
       .def_readwrite("trainer", &train::RunOptions::trainer)
       .def_readwrite("threshold", &train::RunOptions::threshold)
       .def_readwrite("tensorboard", &train::RunOptions::tensorboard)
+      .def_readwrite("callbacks", &train::RunOptions::callbacks)
       .def("to_json", &train::RunOptions::to_json);
 
   py::class_<train::EpochRecord>(m, "EpochRecord")
@@ -89,6 +128,7 @@ void init_train(py::module_& root) {
       .def_readonly("feature_cache_seconds", &train::History::feature_cache_seconds)
       .def_readonly("stopped_early", &train::History::stopped_early)
       .def_readonly("resumed_from_epoch", &train::History::resumed_from_epoch)
+      .def_readonly("interrupted", &train::History::interrupted)
       .def("to_csv", &train::History::to_csv);
 
   py::class_<train::RunResult>(m, "RunResult")

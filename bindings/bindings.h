@@ -8,5 +8,6 @@ void init_data(pybind11::module_& m);
 void init_models(pybind11::module_& m);
 void init_metrics(pybind11::module_& m);
 void init_train(pybind11::module_& m);
+void init_inference(pybind11::module_& m);
 
 }  // namespace histocnn::bindings

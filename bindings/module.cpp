@@ -12,4 +12,5 @@ PYBIND11_MODULE(_histocnn, m) {
   histocnn::bindings::init_models(m);
   histocnn::bindings::init_metrics(m);
   histocnn::bindings::init_train(m);
+  histocnn::bindings::init_inference(m);
 }

@@ -20,6 +20,12 @@ data = _histocnn.data
 models = _histocnn.models
 metrics = _histocnn.metrics
 
+inference = _histocnn.inference
+train = _histocnn.train
+
+from .callbacks import Callback, TqdmProgress  # noqa: E402
+from .predictor import Predictor  # noqa: E402
 from .trainer import History, Trainer, demo, evaluate  # noqa: E402
 
-__all__ = ["Trainer", "History", "demo", "evaluate", "data", "models", "metrics", "__version__"]
+__all__ = ["Trainer", "History", "Callback", "TqdmProgress", "Predictor", "demo", "evaluate", "data", "models",
+           "metrics", "inference", "train", "__version__"]

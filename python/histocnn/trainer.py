@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import json
 import os
+import sys
+import threading
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 from ._loader import _histocnn
 
@@ -18,12 +20,14 @@ class History:
     epochs: List[Dict[str, float]] = field(default_factory=list)
     best_epoch: int = 0
     best_val_auc: float = float("nan")
+    interrupted: bool = False
 
     @classmethod
     def _from_cpp(cls, h) -> "History":
         keys = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "val_auc", "learning_rate",
                 "seconds", "images_per_second")
-        return cls([{k: getattr(e, k) for k in keys} for e in h.epochs], h.best_epoch, h.best_val_auc)
+        return cls([{k: getattr(e, k) for k in keys} for e in h.epochs], h.best_epoch, h.best_val_auc,
+                   h.interrupted)
 
     def __len__(self) -> int:
         return len(self.epochs)
@@ -45,7 +49,10 @@ class Trainer:
     ``freeze_backbone``, ``unfreeze_last``, ``head``, ``train_fraction``.
     """
 
-    def __init__(self, data_dir: Optional[str] = None, manifest: Optional[str] = None, **options: Any):
+    def __init__(self, data_dir: Optional[str] = None, manifest: Optional[str] = None,
+                 callbacks: Sequence = (), progress: Any = "auto", **options: Any):
+        """``callbacks``: histocnn.Callback instances. ``progress``: "auto" (a tqdm bar when tqdm
+        is installed, else the C++ bar), "tqdm", True (the C++ bar on stderr) or False."""
         self.options = _train.RunOptions()
         known = set(_train.run_option_names())
         if data_dir is not None:
@@ -53,17 +60,68 @@ class Trainer:
         if manifest is not None:
             options["manifest"] = os.fspath(manifest)
         for key, value in options.items():
-            if key not in known:
+            if key not in known or key == "progress":
                 raise TypeError(f"Trainer got an unknown option {key!r}; known options: {', '.join(sorted(known))}")
             if isinstance(value, os.PathLike):
                 value = os.fspath(value)
             _train.set_run_option(self.options, key, json.dumps(value))
+        self.callbacks = list(callbacks)
+        use_tqdm = progress == "tqdm"
+        if progress == "auto":
+            try:
+                import tqdm  # noqa: F401
+                use_tqdm = True
+            except ImportError:
+                use_tqdm = False
+        if use_tqdm:
+            from .callbacks import TqdmProgress
+            self.callbacks.append(TqdmProgress())
+        self.options.trainer.progress = bool(progress) and not use_tqdm
+        self._stop = _train.StopSignal()
         self.result = None
 
     def fit(self) -> History:
-        """Splits by patient, trains, evaluates on validation and test, writes the run folder."""
-        self.result = _train.run_training(self.options)
-        return History._from_cpp(self.result.history)
+        """Splits by patient, trains, evaluates on validation and test, writes the run folder.
+
+        Ctrl-C (KeyboardInterrupt) stops training at the next batch; the checkpoint of the last
+        complete epoch is kept (calling fit() again resumes from it) and the interrupt is re-raised
+        once the C++ side has stopped cleanly.
+        """
+        self._stop = _train.StopSignal()
+        self.options.callbacks = [*self.callbacks, self._stop]
+        outcome: Dict[str, Any] = {}
+        finished = threading.Event()
+
+        def work():
+            try:
+                outcome["result"] = _train.run_training(self.options)
+            except BaseException as e:  # handed to the calling thread
+                outcome["error"] = e
+            finally:
+                finished.set()
+
+        # Training runs in a worker thread (the C++ core releases the GIL) so that the main thread
+        # stays free to receive KeyboardInterrupt and ask the trainer to stop. The wait uses an
+        # Event: an interrupted Thread.join() can mark a running thread as finished.
+        thread = threading.Thread(target=work, name="histocnn-fit", daemon=True)
+        thread.start()
+        interrupted = False
+        while not finished.is_set():
+            try:
+                finished.wait(0.1)
+            except KeyboardInterrupt:
+                if not interrupted:
+                    interrupted = True
+                    self._stop.request()
+                    print("histocnn: stopping at the next batch; the last checkpoint is kept", file=sys.stderr)
+        thread.join()
+        if "error" in outcome:
+            raise outcome["error"]
+        self.result = outcome["result"]
+        history = History._from_cpp(self.result.history)
+        if interrupted:
+            raise KeyboardInterrupt("training stopped; call fit() again to resume from the last checkpoint")
+        return history
 
     @property
     def run_dir(self) -> Optional[str]:

@@ -20,6 +20,14 @@ namespace fs = std::filesystem;
 double TrainContext::learning_rate() const { return trainer->learning_rate(); }
 void TrainContext::set_learning_rate(double lr) { trainer->set_learning_rate(lr); }
 
+void StopSignal::on_train_begin(TrainContext& context) {
+  if (requested_) context.trainer->request_stop();
+}
+
+void StopSignal::on_batch_end(TrainContext& context, int64_t, double) {
+  if (requested_) context.trainer->request_stop();
+}
+
 double monitored_value(const EpochRecord& r, const std::string& monitor) {
   if (monitor == "val_auc") return r.val_auc;
   if (monitor == "val_loss") return r.val_loss;

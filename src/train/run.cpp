@@ -129,6 +129,11 @@ RunResult run_training(const RunOptions& options) {
   for (const auto& cb : options.callbacks) trainer.add_callback(cb);
   result.history = trainer.fit(train_ds, val_m.size() > 0 ? &val_ds : nullptr);
   io::write_file_atomic(result.run_dir / "history.csv", result.history.to_csv());
+  if (result.history.interrupted) {
+    log_warn("training was interrupted; the checkpoint in {} is kept and the same command resumes from it",
+             trainer_options.checkpoint_dir);
+    return result;
+  }
 
   // Evaluate on validation and test.
   const std::vector<std::string> class_names = {"IDC-negative", "IDC-positive"};

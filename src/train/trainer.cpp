@@ -358,10 +358,11 @@ History Trainer::fit(const data::PatchDataset& train, const data::PatchDataset* 
   context.trainer = this;
   context.epochs = options_.epochs;
   context.history = &history;
+  context.batches_per_epoch = loader.num_batches();
   for (auto& cb : callbacks) cb->on_train_begin(context);
 
   const int first_epoch = static_cast<int>(history.epochs.size()) + 1;
-  for (int epoch = first_epoch; epoch <= options_.epochs && !already_done && !stop_requested_; ++epoch) {
+  for (int epoch = first_epoch; epoch <= options_.epochs && !already_done; ++epoch) {
     auto t0 = Clock::now();
     if (options_.schedule == "cosine") {
       const int e = epoch - 1, w = options_.warmup_epochs;
@@ -412,6 +413,7 @@ History Trainer::fit(const data::PatchDataset& train, const data::PatchDataset* 
     if (interrupted) {
       // The epoch is incomplete: keep the last checkpoint as it is, so a rerun redoes this epoch.
       history.stopped_early = true;
+      history.interrupted = true;
       log_info("training stopped during epoch {}; the checkpoint of epoch {} is kept", epoch, epoch - 1);
       break;
     }

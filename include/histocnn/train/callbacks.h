@@ -10,6 +10,8 @@
 // checkpoint) and rebuilds counters from it, so a resumed run behaves as an uninterrupted one.
 #include "histocnn/train/history.h"
 
+#include <atomic>
+#include <cstdint>
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -23,6 +25,7 @@ class Trainer;
 struct TrainContext {
   Trainer* trainer = nullptr;
   int epochs = 0;              ///< planned number of epochs
+  int64_t batches_per_epoch = 0;
   const History* history = nullptr;
   bool stop_training = false;  ///< set to true to end training after this epoch
   double learning_rate() const;
@@ -37,6 +40,20 @@ class Callback {
   virtual void on_batch_end(TrainContext& context, int64_t batch, double loss) {}
   virtual void on_epoch_end(TrainContext& context, const EpochRecord& record) {}
   virtual void on_train_end(TrainContext& context) {}
+};
+
+/// Stops training at the next batch once request() is called (from any thread): what a Ctrl-C
+/// handler or a notebook's interrupt calls. The epoch in progress is dropped and the checkpoint of
+/// the last complete epoch is kept, so the same run resumes from there.
+class StopSignal : public Callback {
+ public:
+  void request() { requested_ = true; }
+  bool requested() const { return requested_; }
+  void on_train_begin(TrainContext& context) override;
+  void on_batch_end(TrainContext& context, int64_t batch, double loss) override;
+
+ private:
+  std::atomic<bool> requested_{false};
 };
 
 /// Reads a monitored quantity ("val_auc", "val_loss", "val_accuracy", "train_loss", "train_accuracy")

@@ -27,6 +27,7 @@ struct History {
   double best_val_auc = std::numeric_limits<double>::quiet_NaN();
   double feature_cache_seconds = 0;  ///< time spent computing cached backbone features
   bool stopped_early = false;        ///< a callback or request_stop() ended training
+  bool interrupted = false;          ///< request_stop() ended training mid-epoch (rerun to resume)
   int resumed_from_epoch = 0;        ///< > 0 when training continued from a checkpoint
 
   /// The columns that describe what was learned (epoch .. learning_rate); with timings also

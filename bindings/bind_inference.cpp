@@ -1,0 +1,91 @@
+#include "bindings.h"
+
+#include "histocnn/core/error.h"
+#include "histocnn/inference/predictor.h"
+
+#include <pybind11/numpy.h>
+#include <pybind11/stl.h>
+#include <pybind11/stl/filesystem.h>
+#include <torch/torch.h>
+
+namespace py = pybind11;
+
+namespace histocnn::bindings {
+
+namespace {
+
+using ImageArray = py::array_t<uint8_t, py::array::c_style | py::array::forcecast>;
+
+// HxWx3 uint8 arrays -> RGB cv::Mats (copied, so the GIL can be released afterwards).
+std::vector<cv::Mat> to_mats(const std::vector<ImageArray>& arrays) {
+  std::vector<cv::Mat> mats;
+  mats.reserve(arrays.size());
+  for (size_t i = 0; i < arrays.size(); ++i) {
+    const auto& a = arrays[i];
+    HISTOCNN_CHECK(a.ndim() == 3 && a.shape(2) == 3 && a.shape(0) > 0 && a.shape(1) > 0,
+                   "image {} must be an HxWx3 uint8 array (RGB); got {} dimensions", i, a.ndim());
+    cv::Mat view(static_cast<int>(a.shape(0)), static_cast<int>(a.shape(1)), CV_8UC3,
+                 const_cast<uint8_t*>(a.data()));
+    mats.push_back(view.clone());
+  }
+  return mats;
+}
+
+py::array_t<double> to_numpy(const std::vector<double>& v) { return py::array_t<double>(v.size(), v.data()); }
+
+py::array_t<float> to_numpy(const torch::Tensor& t) {
+  auto c = t.to(torch::kCPU, torch::kFloat32).contiguous();
+  std::vector<py::ssize_t> shape(c.sizes().begin(), c.sizes().end());
+  return py::array_t<float>(shape, c.data_ptr<float>());
+}
+
+}  // namespace
+
+void init_inference(py::module_& root) {
+  auto m = root.def_submodule("inference", "Saved models predicting on images and files");
+  py::class_<inference::Predictor>(m, "Predictor")
+      .def(py::init<const std::filesystem::path&, const std::string&>(), py::arg("model_dir"),
+           py::arg("device") = "auto")
+      .def(
+          "predict_proba",
+          [](inference::Predictor& p, const std::vector<ImageArray>& images, int64_t batch_size) {
+            auto mats = to_mats(images);
+            torch::Tensor probs;
+            {
+              py::gil_scoped_release release;
+              probs = p.predict_proba(mats, batch_size);
+            }
+            return to_numpy(probs);
+          },
+          py::arg("images"), py::arg("batch_size") = 64, "Class probabilities [N, classes] for HxWx3 uint8 arrays.")
+      .def(
+          "predict_files",
+          [](inference::Predictor& p, const std::vector<std::filesystem::path>& files, int64_t batch_size) {
+            std::vector<double> out;
+            {
+              py::gil_scoped_release release;
+              out = p.predict_files(files, batch_size);
+            }
+            return to_numpy(out);
+          },
+          py::arg("files"), py::arg("batch_size") = 64, "P(class 1) for image files.")
+      .def(
+          "features",
+          [](inference::Predictor& p, const std::vector<ImageArray>& images, int64_t batch_size) {
+            auto mats = to_mats(images);
+            torch::Tensor f;
+            {
+              py::gil_scoped_release release;
+              f = p.features(mats, batch_size);
+            }
+            return to_numpy(f);
+          },
+          py::arg("images"), py::arg("batch_size") = 64)
+      .def_property_readonly("class_names", &inference::Predictor::class_names)
+      .def_property_readonly("threshold", &inference::Predictor::threshold)
+      .def_property_readonly("model_json", &inference::Predictor::model_json)
+      .def_property_readonly("image_size", [](const inference::Predictor& p) { return p.preprocessing().image_size; })
+      .def_property_readonly("directory", &inference::Predictor::directory);
+}
+
+}  // namespace histocnn::bindings

@@ -1,0 +1,68 @@
+"""Predicting with a saved model from the inputs Python users hold."""
+from __future__ import annotations
+
+import os
+from typing import Iterable, List, Sequence, Union
+
+import numpy as np
+
+from ._loader import _histocnn
+
+
+def _as_rgb_array(x) -> np.ndarray:
+    """numpy HxWx3 uint8, a torch tensor (HxWx3 uint8, or 3xHxW uint8/float in [0, 1]) or a PIL image."""
+    if hasattr(x, "convert") and hasattr(x, "size") and not isinstance(x, np.ndarray):  # PIL.Image
+        return np.asarray(x.convert("RGB"), dtype=np.uint8)
+    if type(x).__module__.startswith("torch"):
+        t = x.detach().cpu()
+        if t.dim() == 3 and t.shape[0] == 3 and t.shape[-1] != 3:
+            t = t.permute(1, 2, 0)
+        if t.is_floating_point():
+            t = (t.clamp(0, 1) * 255).round()
+        return np.ascontiguousarray(t.to(dtype=__import__("torch").uint8).numpy())
+    a = np.asarray(x)
+    if a.ndim != 3 or a.shape[2] != 3:
+        raise ValueError(f"an image must be HxWx3 (RGB); got an array of shape {a.shape}")
+    if a.dtype != np.uint8:
+        raise ValueError(f"an image array must be uint8; got {a.dtype} (scale floats to 0..255 first)")
+    return np.ascontiguousarray(a)
+
+
+class Predictor:
+    """A saved model (``runs/<run>/model``) that classifies patches.
+
+    ``predict`` takes file paths, numpy arrays (HxWx3 uint8), torch tensors or PIL images, alone or
+    in a list, and returns P(IDC-positive) as a numpy array.
+    """
+
+    def __init__(self, model_dir: Union[str, os.PathLike], device: str = "auto"):
+        self._cpp = _histocnn.inference.Predictor(os.fspath(model_dir), device)
+
+    @property
+    def class_names(self) -> List[str]:
+        return list(self._cpp.class_names)
+
+    @property
+    def threshold(self) -> float:
+        return self._cpp.threshold
+
+    @property
+    def image_size(self) -> int:
+        return self._cpp.image_size
+
+    def predict_proba(self, images, batch_size: int = 64) -> np.ndarray:
+        items = images if isinstance(images, (list, tuple)) else [images]
+        if items and all(isinstance(i, (str, os.PathLike)) for i in items):
+            p1 = self._cpp.predict_files([os.fspath(i) for i in items], batch_size)
+            return np.stack([1 - p1, p1], axis=1)
+        return self._cpp.predict_proba([_as_rgb_array(i) for i in items], batch_size)
+
+    def predict(self, images, batch_size: int = 64) -> np.ndarray:
+        """P(class 1) for each image."""
+        return self.predict_proba(images, batch_size)[:, 1]
+
+    def features(self, images, batch_size: int = 64):
+        """What the head reads (pooled backbone features), as a torch tensor."""
+        import torch
+        items = images if isinstance(images, (list, tuple)) else [images]
+        return torch.from_numpy(self._cpp.features([_as_rgb_array(i) for i in items], batch_size))
