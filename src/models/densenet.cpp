@@ -21,8 +21,9 @@ class DenseLayerImpl : public torch::nn::Module {
     conv2 = register_module("conv2", Conv2d(Conv2dOptions(bn_size * growth, growth, 3).padding(1).bias(false)));
   }
   torch::Tensor forward(const torch::Tensor& x) {
-    auto y = conv1->forward(torch::relu(norm1->forward(x)));
-    return conv2->forward(torch::relu(norm2->forward(y)));
+    // In place on fresh BatchNorm outputs, as torchvision's inplace ReLUs.
+    auto y = conv1->forward(norm1->forward(x).relu_());
+    return conv2->forward(norm2->forward(y).relu_());
   }
   BatchNorm2d norm1{nullptr}, norm2{nullptr};
   Conv2d conv1{nullptr}, conv2{nullptr};
@@ -56,7 +57,7 @@ class TransitionImpl : public torch::nn::Module {
     conv = register_module("conv", Conv2d(Conv2dOptions(in, out, 1).bias(false)));
   }
   torch::Tensor forward(torch::Tensor x) {
-    return torch::avg_pool2d(conv->forward(torch::relu(norm->forward(x))), {2, 2}, {2, 2});
+    return torch::avg_pool2d(conv->forward(norm->forward(x).relu_()), {2, 2}, {2, 2});
   }
   BatchNorm2d norm{nullptr};
   Conv2d conv{nullptr};
@@ -97,6 +98,6 @@ DenseNetImpl::DenseNetImpl(int64_t depth) : depth_(depth) {
   }
 }
 
-torch::Tensor DenseNetImpl::forward_features(torch::Tensor x) { return torch::relu(features->forward(x)); }
+torch::Tensor DenseNetImpl::forward_features(torch::Tensor x) { return features->forward(x).relu_(); }
 
 }  // namespace histocnn::models

@@ -35,7 +35,7 @@ class MBConvImpl : public torch::nn::Module {
       auto keep = torch::empty({y.size(0), 1, 1, 1}, y.options()).bernoulli_(survival).div_(survival);
       y = y * keep;
     }
-    return y + x;
+    return y.add_(x);  // y is a fresh BatchNorm (or dropped) output
   }
   torch::nn::Sequential block{nullptr};
 

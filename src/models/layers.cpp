@@ -17,6 +17,19 @@ torch::Tensor activate(const torch::Tensor& x, Act act) {
   return x;
 }
 
+torch::Tensor activate_(torch::Tensor x, Act act) {
+  if (act == Act::ReLU) return x.relu_();
+  if (torch::GradMode::is_enabled()) return activate(x, act);
+  switch (act) {
+    case Act::ReLU6: return torch::hardtanh_(x, 0.0, 6.0);
+    case Act::Hardswish: return torch::hardswish_(x);
+    case Act::Hardsigmoid: return torch::hardsigmoid_(x);
+    case Act::SiLU: return torch::silu_(x);
+    case Act::Sigmoid: return torch::sigmoid_(x);
+    default: return activate(x, act);
+  }
+}
+
 torch::Tensor tf_same_pad(const torch::Tensor& x, int64_t kh, int64_t kw, int64_t stride, double value) {
   auto pad_for = [&](int64_t in, int64_t k) {
     const int64_t out = (in + stride - 1) / stride;
@@ -44,7 +57,7 @@ ConvNormActImpl::ConvNormActImpl(const ConvNormActOptions& o) : options_(o) {
 
 torch::Tensor ConvNormActImpl::forward(torch::Tensor x) {
   if (options_.tf_padding()) x = tf_same_pad(x, options_.kernel(), options_.kernel(), options_.stride());
-  return activate(bn->forward(conv->forward(x)), options_.act());
+  return activate_(bn->forward(conv->forward(x)), options_.act());
 }
 
 SqueezeExcitationImpl::SqueezeExcitationImpl(int64_t channels, int64_t squeeze, Act act, Act scale_act)
@@ -55,7 +68,7 @@ SqueezeExcitationImpl::SqueezeExcitationImpl(int64_t channels, int64_t squeeze, 
 
 torch::Tensor SqueezeExcitationImpl::forward(torch::Tensor x) {
   auto s = x.mean({2, 3}, /*keepdim=*/true);
-  s = activate(fc2->forward(activate(fc1->forward(s), act_)), scale_act_);
+  s = activate_(fc2->forward(activate_(fc1->forward(s), act_)), scale_act_);
   return s * x;
 }
 

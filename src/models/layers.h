@@ -10,6 +10,9 @@ namespace histocnn::models::detail {
 enum class Act { None, ReLU, ReLU6, Hardswish, Hardsigmoid, SiLU, Sigmoid };
 
 torch::Tensor activate(const torch::Tensor& x, Act act);
+/// The same, overwriting `x` where that is safe: always for ReLU (its backward needs only the
+/// result), for the others only without gradient tracking. `x` must be a fresh temporary.
+torch::Tensor activate_(torch::Tensor x, Act act);
 
 /// TensorFlow "SAME" padding for a (kh, kw) window with the given stride: output = ceil(in /
 /// stride), the odd pixel goes after. `value` is 0 for convolutions, -inf for max pooling.

@@ -40,7 +40,7 @@ class InvertedResidualV3Impl : public torch::nn::Module {
   }
   torch::Tensor forward(torch::Tensor x) {
     auto y = block->forward(x);
-    return use_residual_ ? y + x : y;
+    return use_residual_ ? y.add_(x) : y;  // y is a fresh BatchNorm output
   }
   torch::nn::Sequential block{nullptr};
 

@@ -30,9 +30,11 @@ class BasicBlockImpl : public torch::nn::Module {
     }
   }
   torch::Tensor forward(torch::Tensor x) {
-    auto y = torch::relu(bn1->forward(conv1->forward(x)));
+    // In place on fresh BatchNorm outputs, as torchvision's inplace ReLUs (autograd-safe: neither
+    // BatchNorm's nor ReLU's backward needs the overwritten values).
+    auto y = bn1->forward(conv1->forward(x)).relu_();
     y = bn2->forward(conv2->forward(y));
-    return torch::relu(y + (downsample ? downsample->forward(x) : x));
+    return y.add_(downsample ? downsample->forward(x) : x).relu_();
   }
   Conv2d conv1{nullptr}, conv2{nullptr};
   BatchNorm2d bn1{nullptr}, bn2{nullptr};
@@ -56,10 +58,10 @@ class BottleneckImpl : public torch::nn::Module {
     }
   }
   torch::Tensor forward(torch::Tensor x) {
-    auto y = torch::relu(bn1->forward(conv1->forward(x)));
-    y = torch::relu(bn2->forward(conv2->forward(y)));
+    auto y = bn1->forward(conv1->forward(x)).relu_();
+    y = bn2->forward(conv2->forward(y)).relu_();
     y = bn3->forward(conv3->forward(y));
-    return torch::relu(y + (downsample ? downsample->forward(x) : x));
+    return y.add_(downsample ? downsample->forward(x) : x).relu_();
   }
   Conv2d conv1{nullptr}, conv2{nullptr}, conv3{nullptr};
   BatchNorm2d bn1{nullptr}, bn2{nullptr}, bn3{nullptr};
@@ -83,7 +85,7 @@ class PreActBottleneckImpl : public torch::nn::Module {
     conv3 = register_module("conv3", conv(filters, 4 * filters, 1, 1, 0, true));
   }
   torch::Tensor forward(torch::Tensor x) {
-    auto pre = torch::relu(preact->forward(x));
+    auto pre = preact->forward(x).relu_();
     torch::Tensor shortcut;
     if (downsample) {
       shortcut = downsample->forward(pre);
@@ -92,9 +94,9 @@ class PreActBottleneckImpl : public torch::nn::Module {
     } else {
       shortcut = x;
     }
-    auto y = torch::relu(bn1->forward(conv1->forward(pre)));
-    y = torch::relu(bn2->forward(conv2->forward(y)));
-    return shortcut + conv3->forward(y);
+    auto y = bn1->forward(conv1->forward(pre)).relu_();
+    y = bn2->forward(conv2->forward(y)).relu_();
+    return conv3->forward(y).add_(shortcut);
   }
   BatchNorm2d preact{nullptr}, bn1{nullptr}, bn2{nullptr};
   Conv2d downsample{nullptr}, conv1{nullptr}, conv2{nullptr}, conv3{nullptr};
@@ -141,7 +143,7 @@ ResNetImpl::ResNetImpl(ResNetOptions options) : options_(options) {
 }
 
 torch::Tensor ResNetImpl::forward_features(torch::Tensor x) {
-  x = torch::relu(bn1->forward(conv1->forward(x)));
+  x = bn1->forward(conv1->forward(x)).relu_();
   x = torch::max_pool2d(x, {3, 3}, {2, 2}, {1, 1});
   return layer4->forward(layer3->forward(layer2->forward(layer1->forward(x))));
 }
@@ -178,7 +180,7 @@ torch::Tensor ResNetV2Impl::forward_features(torch::Tensor x) {
   // Keras pads with zeros before this pool, and the stem has no activation, so zeros can win.
   x = torch::max_pool2d(torch::constant_pad_nd(x, {1, 1, 1, 1}, 0.0), {3, 3}, {2, 2});
   x = layer4->forward(layer3->forward(layer2->forward(layer1->forward(x))));
-  return torch::relu(post_bn->forward(x));
+  return post_bn->forward(x).relu_();
 }
 
 }  // namespace histocnn::models

@@ -17,8 +17,8 @@ class FireImpl : public torch::nn::Module {
     expand3x3 = register_module("expand3x3", Conv2d(Conv2dOptions(squeeze_planes, expand3x3_planes, 3).padding(1)));
   }
   torch::Tensor forward(torch::Tensor x) {
-    x = torch::relu(squeeze->forward(x));
-    return torch::cat({torch::relu(expand1x1->forward(x)), torch::relu(expand3x3->forward(x))}, 1);
+    x = squeeze->forward(x).relu_();
+    return torch::cat({expand1x1->forward(x).relu_(), expand3x3->forward(x).relu_()}, 1);
   }
   Conv2d squeeze{nullptr}, expand1x1{nullptr}, expand3x3{nullptr};
 };

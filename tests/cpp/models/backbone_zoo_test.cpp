@@ -17,12 +17,22 @@ TEST_CASE("Every backbone of the study and the small modern ones is registered",
   CHECK(models::make_backbone("mobilenet_v3_small", models::BackboneOptions{true})->name() == "mobilenet_v3_small");
 }
 
-TEST_CASE("Every registered backbone runs at 32 and 50 px and reports its feature channels", "[models][slow]") {
-  torch::NoGradGuard no_grad;
+TEST_CASE("Every registered backbone runs at 32 and 50 px, trains, and reports its feature channels",
+          "[models][slow]") {
   for (const auto& name : models::backbone_names()) {
     INFO(name);
     auto b = models::make_backbone(name);
     CHECK(b->name() == name);
+    {
+      // Training mode with autograd: in-place activations must not break the backward pass, and
+      // the gradient must reach the first layer.
+      b->train();
+      b->forward(torch::randn({2, 3, 50, 50})).pow(2).sum().backward();
+      auto first = b->parameters().front();
+      REQUIRE(first.grad().defined());
+      CHECK(first.grad().abs().sum().item<double>() > 0);
+    }
+    torch::NoGradGuard no_grad;
     b->eval();
     for (int64_t size : {32, 50}) {
       auto maps = b->forward_features(torch::randn({2, 3, size, size}));
