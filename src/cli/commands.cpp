@@ -146,7 +146,13 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--test-fraction", o.split.test, "Fraction for testing")->capture_default_str();
   cmd->add_flag("--split-by-patch", o.split.by_patch, "Split patches instead of patients (leaks; not recommended)");
   cmd->add_option("--seed", o.trainer.seed, "Random seed for split, initialisation and shuffling")->capture_default_str();
-  cmd->add_option("--threshold", o.threshold, "Decision threshold for the reported metrics")->capture_default_str();
+  cmd->add_option("--threshold", o.threshold, "Decision threshold (with --threshold-method fixed)")
+      ->capture_default_str();
+  cmd->add_option("--threshold-method", o.threshold_method,
+                  "fixed, youden or sensitivity: choose the threshold on the validation split")
+      ->capture_default_str();
+  cmd->add_option("--target-sensitivity", o.target_sensitivity, "For --threshold-method sensitivity")
+      ->capture_default_str();
   cmd->add_option("--device", o.trainer.device, "auto, cpu, cuda or cuda:N")->capture_default_str();
   cmd->add_option("--workers", o.trainer.workers, "Threads preparing batches")->capture_default_str();
   cmd->add_option("--threads", o.trainer.threads, "LibTorch threads (0: all cores)")->capture_default_str();

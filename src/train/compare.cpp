@@ -4,6 +4,7 @@
 #include "histocnn/core/log.h"
 #include "histocnn/io/atomic_file.h"
 #include "histocnn/io/bundle.h"
+#include "histocnn/metrics/plots.h"
 #include "histocnn/models/classifier.h"
 #include "histocnn/train/options.h"
 
@@ -169,6 +170,20 @@ std::vector<CompareRow> run_compare(const CompareConfig& config) {
     io::write_file_atomic(config.output_dir / "results.csv", compare_table_csv(rows));
     io::write_file_atomic(config.output_dir / "results.md", compare_table_markdown(rows) +
                                                                 (config.ablation ? "\n" + ablation_summary(rows) : ""));
+  }
+  std::vector<std::string> labels;
+  std::vector<double> sizes, accuracies;
+  for (const auto& r : rows) {
+    if (!std::isfinite(r.test_accuracy)) continue;
+    labels.push_back(r.label);
+    sizes.push_back(r.parameters / 1e6);
+    accuracies.push_back(r.test_accuracy);
+  }
+  metrics::PlotOptions plot;
+  plot.title = "test accuracy versus model size";
+  plot.y_label = "test accuracy";
+  if (!labels.empty()) {
+    metrics::plot_accuracy_vs_size(config.output_dir / "size_vs_accuracy.png", labels, sizes, accuracies, plot);
   }
   return rows;
 }

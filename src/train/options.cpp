@@ -69,6 +69,8 @@ const std::map<std::string, Setter>& setters() {
       {"normalisation", [](RunOptions& o, const nlohmann::json& v) { o.normalisation = as<std::string>(v); }},
       {"balance_per_class", [](RunOptions& o, const nlohmann::json& v) { o.balance_per_class = as<int64_t>(v); }},
       {"threshold", [](RunOptions& o, const nlohmann::json& v) { o.threshold = as<double>(v); }},
+      {"threshold_method", [](RunOptions& o, const nlohmann::json& v) { o.threshold_method = as<std::string>(v); }},
+      {"target_sensitivity", [](RunOptions& o, const nlohmann::json& v) { o.target_sensitivity = as<double>(v); }},
       {"tensorboard", [](RunOptions& o, const nlohmann::json& v) { o.tensorboard = as<bool>(v); }},
       // split
       {"train_fraction", [](RunOptions& o, const nlohmann::json& v) { o.split.train = as<double>(v); }},

@@ -5,6 +5,8 @@
 #include "histocnn/data/balance.h"
 #include "histocnn/data/dataset.h"
 #include "histocnn/io/atomic_file.h"
+#include "histocnn/metrics/plots.h"
+#include "histocnn/metrics/report.h"
 #include "histocnn/models/pretrained.h"
 #include "histocnn/train/callbacks.h"
 #include "histocnn/train/evaluate.h"
@@ -49,6 +51,8 @@ std::string RunOptions::to_json() const {
       {"balance_per_class", balance_per_class},
       {"trainer", nlohmann::json::parse(trainer.to_json())},
       {"threshold", threshold},
+      {"threshold_method", threshold_method},
+      {"target_sensitivity", target_sensitivity},
       {"tensorboard", tensorboard},
   };
   return j.dump(2);
@@ -135,29 +139,74 @@ RunResult run_training(const RunOptions& options) {
     return result;
   }
 
-  // Evaluate on validation and test.
+  // Evaluate: choose the decision threshold on validation (unless fixed), then report the test
+  // split in full (intervals by patient, PR-AUC, calibration, patient-level results, plots).
   const std::vector<std::string> class_names = {"IDC-negative", "IDC-positive"};
-  std::string report;
-  nlohmann::json metrics_out = {{"best_epoch", result.history.best_epoch},
-                                {"epochs_run", result.history.epochs.size()},
-                                {"feature_cache_seconds", result.history.feature_cache_seconds},
-                                {"threshold", options.threshold}};
-  auto evaluate_split = [&](const data::PatchDataset& ds, const std::string& split, metrics::BinaryMetrics& out) {
-    if (ds.size() == 0) return;
+  auto predict_split = [&](const data::PatchDataset& ds, const std::string& split) {
     auto pred = trainer.predict(ds);
-    out = metrics::evaluate_binary(pred.labels, pred.p_positive, options.threshold);
     std::string csv = "path,patient,label,p_positive\n";
     const auto& rows = ds.manifest().rows();
     for (size_t i = 0; i < rows.size(); ++i) {
       csv += fmt::format("{},{},{},{}\n", rows[i].path, rows[i].patient, rows[i].label, pred.p_positive[i]);
     }
     io::write_file_atomic(result.run_dir / fmt::format("predictions_{}.csv", split), csv);
-    metrics_out[split] = metrics_json(out);
-    report += format_evaluation(pred.labels, pred.p_positive, options.threshold, class_names,
-                                fmt::format("{} split", split)) + "\n";
+    return pred;
   };
-  evaluate_split(val_ds, "validation", result.validation);
-  evaluate_split(test_ds, "test", result.test);
+  auto patients_of = [](const data::PatchDataset& ds) {
+    std::vector<std::string> p;
+    for (const auto& r : ds.manifest().rows()) p.push_back(r.patient);
+    return p;
+  };
+  metrics::EvaluationOptions eval_options;
+  eval_options.threshold = options.threshold;
+  eval_options.class_names = class_names;
+  eval_options.seed = options.trainer.seed;
+  std::string report;
+  nlohmann::json metrics_out = {{"best_epoch", result.history.best_epoch},
+                                {"epochs_run", result.history.epochs.size()},
+                                {"feature_cache_seconds", result.history.feature_cache_seconds}};
+  if (val_ds.size() > 0) {
+    auto pred = predict_split(val_ds, "validation");
+    if (options.threshold_method != "fixed") {
+      eval_options.validation_choice =
+          metrics::choose_threshold(pred.labels, pred.p_positive, options.threshold_method, options.target_sensitivity);
+    }
+    const double t = eval_options.validation_choice ? eval_options.validation_choice->threshold : options.threshold;
+    result.validation = metrics::evaluate_binary(pred.labels, pred.p_positive, t);
+    metrics_out["validation"] = metrics_json(result.validation);
+    report += format_evaluation(pred.labels, pred.p_positive, t, class_names, "validation split") + "\n";
+  } else {
+    HISTOCNN_CHECK(options.threshold_method == "fixed", "threshold_method '{}' needs a validation split",
+                   options.threshold_method);
+  }
+  double threshold = eval_options.validation_choice ? eval_options.validation_choice->threshold : options.threshold;
+  metrics_out["threshold"] = threshold;
+  if (test_ds.size() > 0) {
+    auto pred = predict_split(test_ds, "test");
+    auto full = metrics::evaluate_full(pred.labels, pred.p_positive, patients_of(test_ds), eval_options);
+    result.test = full.metrics;
+    metrics_out["test"] = metrics_json(full.metrics);
+    metrics_out["test_full"] = nlohmann::json::parse(full.to_json());
+    if (full.intervals) {
+      metrics_out["test_auc_ci"] = {{"low", full.intervals->roc_auc.lower},
+                                    {"high", full.intervals->roc_auc.upper},
+                                    {"unit", full.intervals->unit}};
+    }
+    report += format_evaluation(pred.labels, pred.p_positive, threshold, class_names, "test split") + "\n" +
+              full.to_text() + "\n";
+    metrics::write_evaluation_plots(result.run_dir / "plots", full, "test_");
+  }
+  metrics::TrainingCurves curves;
+  for (const auto& e : result.history.epochs) {
+    curves.train_loss.push_back(e.train_loss);
+    curves.train_accuracy.push_back(e.train_accuracy);
+    if (val_ds.size() > 0) {
+      curves.val_loss.push_back(e.val_loss);
+      curves.val_accuracy.push_back(e.val_accuracy);
+      curves.val_auc.push_back(e.val_auc);
+    }
+  }
+  if (!result.history.epochs.empty()) metrics::plot_training_curves(result.run_dir / "plots" / "training.png", curves);
   result.test_report = report;
   io::write_file_atomic(result.run_dir / "report.txt", report);
 
@@ -165,7 +214,7 @@ RunResult run_training(const RunOptions& options) {
   nlohmann::json extra = {
       {"preprocessing", nlohmann::json::parse(pre.to_json())},
       {"class_names", class_names},
-      {"threshold", options.threshold},
+      {"threshold", threshold},
       {"provenance",
        {{"created", timestamp("%Y-%m-%dT%H:%M:%SZ")},
         {"data", options.manifest.empty() ? options.data_dir.string() : options.manifest.string()},

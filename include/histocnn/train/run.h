@@ -8,7 +8,8 @@
 //   opt.image_size = 96;
 //   auto result = histocnn::train::run_training(opt);
 //   // result.run_dir: options.json, manifest.csv (with splits), history.csv, metrics.json,
-//   //                 report.txt, tensorboard/, checkpoint/ and model/1/{model.safetensors, model.json}
+//   //                 report.txt, predictions_{validation,test}.csv, plots/*.png, tensorboard/,
+//   //                 checkpoint/ and model/1/{model.safetensors, model.json}
 //
 // The run folder's default name is derived from the options, so running the same command again
 // finds the same folder and resumes from its checkpoint (or, when finished, only re-evaluates).
@@ -38,7 +39,11 @@ struct RunOptions {
   data::SplitOptions split;
   int64_t balance_per_class = 0;    ///< down-sample each class to this many patches (0 = keep all)
   TrainerOptions trainer;
-  double threshold = 0.5;           ///< decision threshold for the reported metrics
+  double threshold = 0.5;           ///< decision threshold when threshold_method is "fixed"
+  /// "fixed", or chosen on the validation split: "youden" (max sensitivity + specificity) or
+  /// "sensitivity" (the highest threshold reaching target_sensitivity).
+  std::string threshold_method = "fixed";
+  double target_sensitivity = 0.9;
   bool tensorboard = true;          ///< write TensorBoard scalars to <run>/tensorboard
   std::vector<std::shared_ptr<Callback>> callbacks;  ///< extra callbacks (not part of the options)
 

@@ -39,6 +39,7 @@ train::RunOptions small_run(const test::TempDir& dir, int epochs) {
   run.trainer.optimizer = "adam";
   run.trainer.progress = false;
   run.trainer.augment = data::AugmentOptions::preset("flips");
+  run.threshold_method = "youden";
   return run;
 }
 }  // namespace
@@ -54,6 +55,8 @@ TEST_CASE("Training on synthetic patches learns, writes a complete run folder, a
   CHECK(result.test.roc_auc > 0.75);  // learnable: far above chance on held-out patients
   CHECK(result.history.best_epoch >= 1);
   for (const char* f : {"options.json", "manifest.csv", "history.csv", "metrics.json", "report.txt",
+                        "predictions_test.csv", "plots/training.png", "plots/test_roc.png", "plots/test_pr.png",
+                        "plots/test_confusion_matrix.png", "plots/test_reliability.png",
                         "model/1/model.safetensors", "model/1/model.json"}) {
     CHECK(std::filesystem::exists(result.run_dir / f));
   }
@@ -61,6 +64,10 @@ TEST_CASE("Training on synthetic patches learns, writes a complete run folder, a
   CHECK(std::count(history_csv.begin(), history_csv.end(), '\n') == 5);
   auto metrics = nlohmann::json::parse(slurp(result.run_dir / "metrics.json"));
   CHECK(metrics["test"]["roc_auc"].get<double>() == Approx(result.test.roc_auc));
+  // Bootstrap interval by patient around the point estimate.
+  CHECK(metrics["test_auc_ci"]["unit"] == "patient");
+  CHECK(metrics["test_auc_ci"]["low"].get<double>() <= result.test.roc_auc);
+  CHECK(metrics["test_auc_ci"]["high"].get<double>() >= result.test.roc_auc);
   auto model_json = nlohmann::json::parse(slurp(result.model_dir / "model.json"));
   CHECK(model_json["preprocessing"]["image_size"] == 50);
   CHECK(model_json["provenance"]["patches"]["test"].get<int64_t>() == result.test.n);
