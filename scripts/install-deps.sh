@@ -10,6 +10,7 @@ PACKAGES=(
   pybind11-dev python3-dev python3-pybind11
   python3-torch python3-torchvision python3-numpy python3-pytest python3-sklearn
   python3-protobuf python3-crc32c python3-pandas python3-tqdm python3-pil python3-matplotlib
+  python3-nbclient python3-nbformat python3-ipykernel
   python3-pip python3-venv python3-setuptools python3-wheel
 )
 

@@ -23,9 +23,10 @@ metrics = _histocnn.metrics
 inference = _histocnn.inference
 train = _histocnn.train
 
+from . import plots  # noqa: E402
 from .callbacks import Callback, TqdmProgress  # noqa: E402
 from .predictor import Predictor  # noqa: E402
 from .trainer import History, Trainer, demo, evaluate  # noqa: E402
 
-__all__ = ["Trainer", "History", "Callback", "TqdmProgress", "Predictor", "demo", "evaluate", "data", "models",
+__all__ = ["Trainer", "History", "Callback", "TqdmProgress", "Predictor", "plots", "demo", "evaluate", "data", "models",
            "metrics", "inference", "train", "__version__"]
