@@ -1,6 +1,7 @@
 #include "histocnn/models/mobilenet_v2.h"
 
 #include "histocnn/core/error.h"
+#include "layers.h"
 
 #include <torch/torch.h>
 
@@ -8,27 +9,8 @@
 
 namespace histocnn::models {
 
-namespace {
-
-// torchvision's _make_divisible: round channels to a multiple of 8, never down by more than 10 %.
-int64_t make_divisible(double value, int64_t divisor = 8) {
-  int64_t v = std::max<int64_t>(divisor, static_cast<int64_t>(value + divisor / 2.0) / divisor * divisor);
-  if (v < 0.9 * value) v += divisor;
-  return v;
-}
-
-// TensorFlow "SAME": output = ceil(in / stride), padding split with the extra pixel after.
-torch::Tensor tf_same_pad(const torch::Tensor& x, int64_t kernel, int64_t stride) {
-  auto pad_for = [&](int64_t in) {
-    int64_t out = (in + stride - 1) / stride;
-    return std::max<int64_t>((out - 1) * stride + kernel - in, 0);
-  };
-  const int64_t ph = pad_for(x.size(2)), pw = pad_for(x.size(3));
-  if (ph == 0 && pw == 0) return x;
-  return torch::constant_pad_nd(x, {pw / 2, pw - pw / 2, ph / 2, ph - ph / 2}, 0.0);
-}
-
-}  // namespace
+using detail::make_divisible;
+using detail::tf_same_pad;
 
 ConvBNActImpl::ConvBNActImpl(int64_t in, int64_t out, int64_t kernel, int64_t stride, int64_t groups, bool relu6,
                              bool tf_padding)
@@ -43,7 +25,7 @@ ConvBNActImpl::ConvBNActImpl(int64_t in, int64_t out, int64_t kernel, int64_t st
 }
 
 torch::Tensor ConvBNActImpl::forward(torch::Tensor x) {
-  if (tf_padding_) x = tf_same_pad(x, kernel_, stride_);
+  if (tf_padding_) x = tf_same_pad(x, kernel_, kernel_, stride_);
   x = bn->forward(conv->forward(x));
   return relu6_ ? torch::hardtanh(x, 0.0, 6.0) : x;
 }
@@ -73,12 +55,12 @@ MobileNetV2Impl::MobileNetV2Impl(MobileNetV2Options options) : options_(options)
   // t (expansion), c (channels), n (repeats), s (first stride): the paper's Table 2.
   const int64_t settings[7][4] = {{1, 16, 1, 1}, {6, 24, 2, 2}, {6, 32, 3, 2}, {6, 64, 4, 2},
                                   {6, 96, 3, 1}, {6, 160, 3, 2}, {6, 320, 1, 1}};
-  int64_t in = make_divisible(32 * w);
-  last_channels_ = make_divisible(1280 * std::max(1.0, w));
+  int64_t in = make_divisible(32 * w, 8);
+  last_channels_ = make_divisible(1280 * std::max(1.0, w), 8);
   features = torch::nn::Sequential();
   features->push_back(ConvBNAct(3, in, 3, 2, 1, true, tf));
   for (const auto& s : settings) {
-    const int64_t out = make_divisible(s[1] * w);
+    const int64_t out = make_divisible(s[1] * w, 8);
     for (int64_t i = 0; i < s[2]; ++i) {
       features->push_back(InvertedResidual(in, out, i == 0 ? s[3] : 1, s[0], tf));
       in = out;
@@ -92,19 +74,7 @@ MobileNetV2Impl::MobileNetV2Impl(MobileNetV2Options options) : options_(options)
     register_module("classifier", classifier);
   }
 
-  // torchvision's initialisation.
-  for (auto& m : modules(/*include_self=*/false)) {
-    if (auto* c = m->as<torch::nn::Conv2d>()) {
-      torch::nn::init::kaiming_normal_(c->weight, 0.0, torch::kFanOut);
-      if (c->bias.defined()) torch::nn::init::zeros_(c->bias);
-    } else if (auto* b = m->as<torch::nn::BatchNorm2d>()) {
-      torch::nn::init::ones_(b->weight);
-      torch::nn::init::zeros_(b->bias);
-    } else if (auto* l = m->as<torch::nn::Linear>()) {
-      torch::nn::init::normal_(l->weight, 0.0, 0.01);
-      torch::nn::init::zeros_(l->bias);
-    }
-  }
+  detail::init_torchvision(*this);
 }
 
 torch::Tensor MobileNetV2Impl::forward_features(torch::Tensor x) { return features->forward(x); }
