@@ -90,3 +90,23 @@ def test_python_m_histocnn_is_the_same_cli(cli, tmp_path):
     bad = subprocess.run([sys.executable, "-m", "histocnn", "data", "scan", str(tmp_path / "missing")],
                          capture_output=True, text=True, env=env, timeout=120)
     assert bad.returncode != 0 and "missing" in bad.stderr
+
+
+def test_every_option_name_reaches_the_cpp_options():
+    """The Python keyword arguments are the C++ option names: each one changes RunOptions."""
+    base = json.loads(histocnn.train.RunOptions().to_json())
+    special = {"augment": "study", "optimizer": "adam", "schedule": "cosine", "class_weight": "balanced",
+               "sampler": "balanced", "head": "lstm", "backbone": "simple_cnn", "device": "cpu",
+               "threshold_method": "youden", "normalisation": "inception", "weights": "w.safetensors"}
+    for name in histocnn.train.run_option_names():
+        if name == "progress":  # a display setting, deliberately not part of the recorded options
+            continue
+        changed = False
+        for value in ([special[name]] if name in special else [True, False, 3, 0.25, "x"]):
+            o = histocnn.train.RunOptions()
+            try:
+                histocnn.train.set_run_option(o, name, json.dumps(value))
+            except ValueError:
+                continue
+            changed = changed or json.loads(o.to_json()) != base
+        assert changed, name

@@ -7,6 +7,7 @@
 //
 // With ImageNet MobileNetV2 weights available (see models/pretrained.h) it trains the study's
 // dense head on a frozen MobileNetV2 at 96 px; without them, the small CNN from scratch at 50 px.
+#include "histocnn/core/progress.h"
 #include "histocnn/train/run.h"
 
 #include <filesystem>
@@ -20,7 +21,7 @@ struct DemoOptions {
   int epochs = 0;              ///< 0: the demo's default for the chosen backbone
   std::string backbone = "auto";  ///< auto | mobilenet_v2 | simple_cnn
   uint64_t seed = 42;
-  bool progress = true;
+  bool progress = progress_enabled_by_default();
 };
 
 RunResult run_demo(const DemoOptions& options);

@@ -11,6 +11,7 @@
 //
 // With a frozen backbone and no augmentation, backbone features are computed once and the head
 // trains on them (cache_features), so 20 epochs cost little more than one backbone pass.
+#include "histocnn/core/progress.h"
 #include "histocnn/data/dataset.h"
 #include "histocnn/data/augment.h"
 #include "histocnn/models/classifier.h"
@@ -52,7 +53,7 @@ struct TrainerOptions {
   bool cache_features = true;    ///< frozen backbone + no augmentation: compute features once
   bool restore_best = true;      ///< end with the weights of the best validation AUC epoch
   std::string checkpoint_dir;    ///< "" = no checkpoints; else resume from and save to this folder
-  bool progress = true;          ///< progress bars on stderr
+  bool progress = progress_enabled_by_default();  ///< progress bars on stderr (HISTOCNN_PROGRESS=0: off)
 
   void validate() const;
   std::string to_json() const;
