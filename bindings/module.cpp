@@ -8,6 +8,7 @@ PYBIND11_MODULE(_histocnn, m) {
   m.attr("__version__") = histocnn::version();
   m.def("torch_version", &histocnn::torch_version, "The LibTorch version this extension was built against.");
   histocnn::bindings::init_core(m);
+  histocnn::bindings::init_io(m);
   histocnn::bindings::init_data(m);
   histocnn::bindings::init_models(m);
   histocnn::bindings::init_metrics(m);

@@ -21,6 +21,7 @@ models = _histocnn.models
 metrics = _histocnn.metrics
 
 inference = _histocnn.inference
+io = _histocnn.io
 train = _histocnn.train
 
 from . import plots  # noqa: E402
@@ -29,4 +30,4 @@ from .predictor import Predictor  # noqa: E402
 from .trainer import History, Trainer, demo, evaluate  # noqa: E402
 
 __all__ = ["Trainer", "History", "Callback", "TqdmProgress", "Predictor", "plots", "demo", "evaluate", "data", "models",
-           "metrics", "inference", "train", "__version__"]
+           "metrics", "inference", "io", "train", "__version__"]
