@@ -100,8 +100,15 @@ RunResult run_training(const RunOptions& options) {
 
   // Model.
   torch::manual_seed(options.trainer.seed);
-  models::Classifier model(options.model);
   const auto weights = models::resolve_weights(options.weights, options.model.backbone());
+  auto model_options = options.model;
+  if (weights.path.empty() && !model_options.freeze_backbone() && !model_options.train_bn()) {
+    // BatchNorm kept in inference mode protects pretrained (often folded) statistics; a randomly
+    // initialised network has none, and deep ones stop learning without batch statistics.
+    model_options.train_bn(true);
+    log_info("training the backbone from scratch: its BatchNorm layers train too (train_bn)");
+  }
+  models::Classifier model(model_options);
   std::string normalisation = options.normalisation;
   if (normalisation.empty()) normalisation = weights.normalisation;
   if (normalisation.empty()) normalisation = model->backbone()->normalisation();
