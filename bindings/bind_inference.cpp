@@ -39,6 +39,13 @@ py::array_t<float> to_numpy(const torch::Tensor& t) {
   return py::array_t<float>(shape, c.data_ptr<float>());
 }
 
+// Runs `fn` without the GIL: the C++ work needs no Python objects, and other threads may run.
+template <typename Fn>
+auto without_gil(Fn&& fn) {
+  py::gil_scoped_release release;
+  return fn();
+}
+
 }  // namespace
 
 void init_inference(py::module_& root) {
@@ -50,35 +57,20 @@ void init_inference(py::module_& root) {
           "predict_proba",
           [](inference::Predictor& p, const std::vector<ImageArray>& images, int64_t batch_size) {
             auto mats = to_mats(images);
-            torch::Tensor probs;
-            {
-              py::gil_scoped_release release;
-              probs = p.predict_proba(mats, batch_size);
-            }
-            return to_numpy(probs);
+            return to_numpy(without_gil([&] { return p.predict_proba(mats, batch_size); }));
           },
           py::arg("images"), py::arg("batch_size") = 64, "Class probabilities [N, classes] for HxWx3 uint8 arrays.")
       .def(
           "predict_files",
           [](inference::Predictor& p, const std::vector<std::filesystem::path>& files, int64_t batch_size) {
-            std::vector<double> out;
-            {
-              py::gil_scoped_release release;
-              out = p.predict_files(files, batch_size);
-            }
-            return to_numpy(out);
+            return to_numpy(without_gil([&] { return p.predict_files(files, batch_size); }));
           },
           py::arg("files"), py::arg("batch_size") = 64, "P(class 1) for image files.")
       .def(
           "features",
           [](inference::Predictor& p, const std::vector<ImageArray>& images, int64_t batch_size) {
             auto mats = to_mats(images);
-            torch::Tensor f;
-            {
-              py::gil_scoped_release release;
-              f = p.features(mats, batch_size);
-            }
-            return to_numpy(f);
+            return to_numpy(without_gil([&] { return p.features(mats, batch_size); }));
           },
           py::arg("images"), py::arg("batch_size") = 64)
       .def_property_readonly("class_names", &inference::Predictor::class_names)

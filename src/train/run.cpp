@@ -1,6 +1,7 @@
 #include "histocnn/train/run.h"
 
 #include "histocnn/core/error.h"
+#include "histocnn/core/hash.h"
 #include "histocnn/core/log.h"
 #include "histocnn/data/balance.h"
 #include "histocnn/data/dataset.h"
@@ -65,9 +66,8 @@ std::string default_run_name(const RunOptions& options) {
   j.erase("output_dir");
   j["trainer"] = nlohmann::json::parse(options.trainer.learning_json());
   j["trainer"]["epochs"] = options.trainer.epochs;
-  uint64_t h = 1469598103934665603ULL;
-  for (unsigned char c : j.dump()) h = (h ^ c) * 1099511628211ULL;
-  return fmt::format("{}-{}-{:08x}", options.model.backbone(), options.model.head(), h & 0xffffffffULL);
+  return fmt::format("{}-{}-{:08x}", options.model.backbone(), options.model.head(),
+                     fnv1a64(j.dump()) & 0xffffffffULL);
 }
 
 data::Manifest load_patch_manifest(const fs::path& data_dir, const fs::path& manifest) {

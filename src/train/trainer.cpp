@@ -2,6 +2,7 @@
 
 #include "histocnn/core/device.h"
 #include "histocnn/core/error.h"
+#include "histocnn/core/hash.h"
 #include "histocnn/core/log.h"
 #include "histocnn/core/progress.h"
 #include "histocnn/data/loader.h"
@@ -89,12 +90,6 @@ std::vector<double> to_vector(const torch::Tensor& t) {
   return std::vector<double>(c.data_ptr<double>(), c.data_ptr<double>() + c.numel());
 }
 
-uint64_t fnv1a(const std::string& s) {
-  uint64_t h = 1469598103934665603ULL;
-  for (unsigned char c : s) h = (h ^ c) * 1099511628211ULL;
-  return h;
-}
-
 // Identifies what a run learns from: the options that matter and the exact training data.
 std::string fingerprint(const TrainerOptions& o, const models::Classifier& model, const data::PatchDataset& train,
                         const data::PatchDataset* val) {
@@ -104,7 +99,7 @@ std::string fingerprint(const TrainerOptions& o, const models::Classifier& model
     for (const auto& r : ds->manifest().rows()) data += r.path + (r.label ? "1" : "0") + ";";
     data += ds->preprocessing().to_json() + "|";
   }
-  return fmt::format("{}|{}|data:{:016x}", o.learning_json(), model->options().to_json(), fnv1a(data));
+  return fmt::format("{}|{}|data:{:016x}", o.learning_json(), model->options().to_json(), fnv1a64(data));
 }
 
 io::TensorMap clone_state(const models::Classifier& model) {
