@@ -142,6 +142,10 @@ void init_train(py::module_& root) {
 
   m.def("set_run_option", &train::set_run_option, py::arg("options"), py::arg("name"), py::arg("json_value"),
         "Sets one option of RunOptions by its flat name; the value is JSON text.");
+  m.def("get_run_option", &train::get_run_option, py::arg("options"), py::arg("name"),
+        "One option of RunOptions by its flat name, as JSON text.");
+  m.def("run_option_values", &train::run_option_values, py::arg("options"),
+        "Every option as a JSON object of name -> value (of RunOptions() these are the defaults).");
   m.def("run_option_names", &train::run_option_names);
   m.def("run_training", &train::run_training, py::arg("options"), py::call_guard<py::gil_scoped_release>(),
         "Splits, trains, evaluates and writes a run folder (the job behind `histocnn train`).");

@@ -1,6 +1,7 @@
 """The notebook-facing Trainer: keyword options in, a run folder and a history out."""
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import sys
@@ -38,6 +39,11 @@ class History:
     def to_pandas(self):
         import pandas as pd
         return pd.DataFrame(self.epochs)
+
+
+def option_defaults() -> Dict[str, Any]:
+    """The C++ defaults of every option, by name (``histocnn.train.run_option_names()``)."""
+    return json.loads(_train.run_option_values(_train.RunOptions()))
 
 
 class Trainer:
@@ -79,6 +85,12 @@ class Trainer:
         self.options.trainer.progress = bool(progress) and not use_tqdm
         self._stop = _train.StopSignal()
         self.result = None
+
+    def option_values(self) -> Dict[str, Any]:
+        """The options this Trainer will run with, by name (the C++ RunOptions read back)."""
+        values = json.loads(_train.run_option_values(self.options))
+        values.pop("progress")
+        return values
 
     def fit(self) -> History:
         """Splits by patient, trains, evaluates on validation and test, writes the run folder.
@@ -144,3 +156,20 @@ def demo(output_dir: str = "histocnn-demo", **options: Any):
     for key, value in options.items():
         setattr(o, key, value)
     return _train.run_demo(o)
+
+
+def _signature() -> inspect.Signature:
+    """Trainer's signature with every option as a keyword argument and its C++ default, so that
+    help(), tab completion and inspect show the real defaults."""
+    P = inspect.Parameter
+    params = [P("self", P.POSITIONAL_OR_KEYWORD),
+              P("data_dir", P.POSITIONAL_OR_KEYWORD, default=None),
+              P("manifest", P.POSITIONAL_OR_KEYWORD, default=None),
+              P("callbacks", P.POSITIONAL_OR_KEYWORD, default=()),
+              P("progress", P.POSITIONAL_OR_KEYWORD, default="auto")]
+    taken = {p.name for p in params}
+    params += [P(name, P.KEYWORD_ONLY, default=value) for name, value in option_defaults().items() if name not in taken]
+    return inspect.Signature(params)
+
+
+Trainer.__init__.__signature__ = _signature()

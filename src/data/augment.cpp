@@ -76,6 +76,13 @@ AugmentOptions AugmentOptions::preset(const std::string& name) {
   HISTOCNN_FAIL("unknown augmentation preset '{}'; use none, flips, study or histology", name);
 }
 
+std::string AugmentOptions::preset_name() const {
+  for (const char* name : {"none", "flips", "study", "histology"}) {
+    if (preset(name).to_json() == to_json()) return name;
+  }
+  return "custom";
+}
+
 void AugmentOptions::validate() const {
   HISTOCNN_CHECK(rotation_degrees >= 0 && rotation_degrees <= 180, "rotation_degrees must be in [0, 180], got {}",
                  rotation_degrees);

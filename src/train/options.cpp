@@ -11,102 +11,137 @@ namespace histocnn::train {
 
 namespace {
 
-using Setter = std::function<void(RunOptions&, const nlohmann::json&)>;
+using json = nlohmann::json;
 
-template <typename T>
-T as(const nlohmann::json& v) {
-  return v.get<T>();
+struct Entry {
+  std::function<void(RunOptions&, const json&)> set;
+  std::function<json(const RunOptions&)> get;
+};
+
+// An option that is one field: `access` is a generic lambda returning a reference to it, so the
+// same lambda reads a const RunOptions and writes a mutable one.
+template <typename T, typename Access>
+Entry field(Access access) {
+  return {[access](RunOptions& o, const json& v) { access(o) = v.get<T>(); },
+          [access](const RunOptions& o) { return json(static_cast<T>(access(o))); }};
 }
 
-const std::map<std::string, Setter>& setters() {
-  static const std::map<std::string, Setter> table = {
+template <typename Access>
+Entry path_field(Access access) {
+  return {[access](RunOptions& o, const json& v) { access(o) = v.get<std::string>(); },
+          [access](const RunOptions& o) { return json(access(o).string()); }};
+}
+
+#define HISTOCNN_FIELD(type, expr) field<type>([](auto& o) -> auto& { return expr; })
+
+const std::map<std::string, Entry>& table() {
+  static const std::map<std::string, Entry> entries = {
       // model
-      {"backbone", [](RunOptions& o, const nlohmann::json& v) { o.model.backbone(as<std::string>(v)); }},
-      {"head", [](RunOptions& o, const nlohmann::json& v) { o.model.head(as<std::string>(v)); }},
-      {"lstm_units", [](RunOptions& o, const nlohmann::json& v) { o.model.lstm_units(as<int64_t>(v)); }},
-      {"tf_padding", [](RunOptions& o, const nlohmann::json& v) { o.model.tf_padding(as<bool>(v)); }},
-      {"freeze_backbone", [](RunOptions& o, const nlohmann::json& v) { o.model.freeze_backbone(as<bool>(v)); }},
-      {"unfreeze_last", [](RunOptions& o, const nlohmann::json& v) { o.model.unfreeze_last(as<int64_t>(v)); }},
-      {"train_bn", [](RunOptions& o, const nlohmann::json& v) { o.model.train_bn(as<bool>(v)); }},
-      {"hidden1", [](RunOptions& o, const nlohmann::json& v) { o.model.hidden1(as<int64_t>(v)); }},
-      {"hidden2", [](RunOptions& o, const nlohmann::json& v) { o.model.hidden2(as<int64_t>(v)); }},
-      {"dropout", [](RunOptions& o, const nlohmann::json& v) { o.model.dropout(as<double>(v)); }},
-      {"batch_norm", [](RunOptions& o, const nlohmann::json& v) { o.model.batch_norm(as<bool>(v)); }},
-      {"num_classes", [](RunOptions& o, const nlohmann::json& v) { o.model.num_classes(as<int64_t>(v)); }},
+      {"backbone", HISTOCNN_FIELD(std::string, o.model.backbone())},
+      {"head", HISTOCNN_FIELD(std::string, o.model.head())},
+      {"lstm_units", HISTOCNN_FIELD(int64_t, o.model.lstm_units())},
+      {"tf_padding", HISTOCNN_FIELD(bool, o.model.tf_padding())},
+      {"freeze_backbone", HISTOCNN_FIELD(bool, o.model.freeze_backbone())},
+      {"unfreeze_last", HISTOCNN_FIELD(int64_t, o.model.unfreeze_last())},
+      {"train_bn", HISTOCNN_FIELD(bool, o.model.train_bn())},
+      {"hidden1", HISTOCNN_FIELD(int64_t, o.model.hidden1())},
+      {"hidden2", HISTOCNN_FIELD(int64_t, o.model.hidden2())},
+      {"dropout", HISTOCNN_FIELD(double, o.model.dropout())},
+      {"batch_norm", HISTOCNN_FIELD(bool, o.model.batch_norm())},
+      {"num_classes", HISTOCNN_FIELD(int64_t, o.model.num_classes())},
       // trainer
-      {"epochs", [](RunOptions& o, const nlohmann::json& v) { o.trainer.epochs = as<int>(v); }},
-      {"batch_size", [](RunOptions& o, const nlohmann::json& v) { o.trainer.batch_size = as<int64_t>(v); }},
-      {"optimizer", [](RunOptions& o, const nlohmann::json& v) { o.trainer.optimizer = as<std::string>(v); }},
-      {"learning_rate", [](RunOptions& o, const nlohmann::json& v) { o.trainer.learning_rate = as<double>(v); }},
-      {"weight_decay", [](RunOptions& o, const nlohmann::json& v) { o.trainer.weight_decay = as<double>(v); }},
-      {"momentum", [](RunOptions& o, const nlohmann::json& v) { o.trainer.momentum = as<double>(v); }},
-      {"schedule", [](RunOptions& o, const nlohmann::json& v) { o.trainer.schedule = as<std::string>(v); }},
-      {"warmup_epochs", [](RunOptions& o, const nlohmann::json& v) { o.trainer.warmup_epochs = as<int>(v); }},
-      {"reduce_lr_patience", [](RunOptions& o, const nlohmann::json& v) { o.trainer.reduce_lr_patience = as<int>(v); }},
-      {"reduce_lr_factor", [](RunOptions& o, const nlohmann::json& v) { o.trainer.reduce_lr_factor = as<double>(v); }},
-      {"min_lr", [](RunOptions& o, const nlohmann::json& v) { o.trainer.min_lr = as<double>(v); }},
-      {"early_stopping_patience",
-       [](RunOptions& o, const nlohmann::json& v) { o.trainer.early_stopping_patience = as<int>(v); }},
-      {"class_weight", [](RunOptions& o, const nlohmann::json& v) { o.trainer.class_weight = as<std::string>(v); }},
-      {"sampler", [](RunOptions& o, const nlohmann::json& v) { o.trainer.sampler = as<std::string>(v); }},
-      {"seed", [](RunOptions& o, const nlohmann::json& v) { o.trainer.seed = o.split.seed = as<uint64_t>(v); }},
-      {"workers", [](RunOptions& o, const nlohmann::json& v) { o.trainer.workers = as<int>(v); }},
-      {"threads", [](RunOptions& o, const nlohmann::json& v) { o.trainer.threads = as<int>(v); }},
-      {"device", [](RunOptions& o, const nlohmann::json& v) { o.trainer.device = as<std::string>(v); }},
-      {"augment",
-       [](RunOptions& o, const nlohmann::json& v) { o.trainer.augment = data::AugmentOptions::preset(as<std::string>(v)); }},
-      {"cache_features", [](RunOptions& o, const nlohmann::json& v) { o.trainer.cache_features = as<bool>(v); }},
-      {"restore_best", [](RunOptions& o, const nlohmann::json& v) { o.trainer.restore_best = as<bool>(v); }},
-      {"checkpoint_dir", [](RunOptions& o, const nlohmann::json& v) { o.trainer.checkpoint_dir = as<std::string>(v); }},
-      {"progress", [](RunOptions& o, const nlohmann::json& v) { o.trainer.progress = as<bool>(v); }},
+      {"epochs", HISTOCNN_FIELD(int, o.trainer.epochs)},
+      {"batch_size", HISTOCNN_FIELD(int64_t, o.trainer.batch_size)},
+      {"optimizer", HISTOCNN_FIELD(std::string, o.trainer.optimizer)},
+      {"learning_rate", HISTOCNN_FIELD(double, o.trainer.learning_rate)},
+      {"weight_decay", HISTOCNN_FIELD(double, o.trainer.weight_decay)},
+      {"momentum", HISTOCNN_FIELD(double, o.trainer.momentum)},
+      {"schedule", HISTOCNN_FIELD(std::string, o.trainer.schedule)},
+      {"warmup_epochs", HISTOCNN_FIELD(int, o.trainer.warmup_epochs)},
+      {"reduce_lr_patience", HISTOCNN_FIELD(int, o.trainer.reduce_lr_patience)},
+      {"reduce_lr_factor", HISTOCNN_FIELD(double, o.trainer.reduce_lr_factor)},
+      {"min_lr", HISTOCNN_FIELD(double, o.trainer.min_lr)},
+      {"early_stopping_patience", HISTOCNN_FIELD(int, o.trainer.early_stopping_patience)},
+      {"class_weight", HISTOCNN_FIELD(std::string, o.trainer.class_weight)},
+      {"sampler", HISTOCNN_FIELD(std::string, o.trainer.sampler)},
+      // One seed for the split, the initialisation and the shuffling.
+      {"seed", {[](RunOptions& o, const json& v) { o.trainer.seed = o.split.seed = v.get<uint64_t>(); },
+                [](const RunOptions& o) { return json(o.trainer.seed); }}},
+      {"workers", HISTOCNN_FIELD(int, o.trainer.workers)},
+      {"threads", HISTOCNN_FIELD(int, o.trainer.threads)},
+      {"device", HISTOCNN_FIELD(std::string, o.trainer.device)},
+      {"augment", {[](RunOptions& o, const json& v) { o.trainer.augment = data::AugmentOptions::preset(v.get<std::string>()); },
+                   [](const RunOptions& o) { return json(o.trainer.augment.preset_name()); }}},
+      {"cache_features", HISTOCNN_FIELD(bool, o.trainer.cache_features)},
+      {"restore_best", HISTOCNN_FIELD(bool, o.trainer.restore_best)},
+      {"checkpoint_dir", HISTOCNN_FIELD(std::string, o.trainer.checkpoint_dir)},
+      {"progress", HISTOCNN_FIELD(bool, o.trainer.progress)},
       // run
-      {"data_dir", [](RunOptions& o, const nlohmann::json& v) { o.data_dir = as<std::string>(v); }},
-      {"manifest", [](RunOptions& o, const nlohmann::json& v) { o.manifest = as<std::string>(v); }},
-      {"output_dir", [](RunOptions& o, const nlohmann::json& v) { o.output_dir = as<std::string>(v); }},
-      {"name", [](RunOptions& o, const nlohmann::json& v) { o.name = as<std::string>(v); }},
-      {"weights", [](RunOptions& o, const nlohmann::json& v) { o.weights = v.is_null() ? "" : as<std::string>(v); }},
-      {"image_size", [](RunOptions& o, const nlohmann::json& v) { o.image_size = as<int>(v); }},
-      {"normalisation", [](RunOptions& o, const nlohmann::json& v) { o.normalisation = as<std::string>(v); }},
-      {"balance_per_class", [](RunOptions& o, const nlohmann::json& v) { o.balance_per_class = as<int64_t>(v); }},
-      {"threshold", [](RunOptions& o, const nlohmann::json& v) { o.threshold = as<double>(v); }},
-      {"threshold_method", [](RunOptions& o, const nlohmann::json& v) { o.threshold_method = as<std::string>(v); }},
-      {"target_sensitivity", [](RunOptions& o, const nlohmann::json& v) { o.target_sensitivity = as<double>(v); }},
-      {"tensorboard", [](RunOptions& o, const nlohmann::json& v) { o.tensorboard = as<bool>(v); }},
+      {"data_dir", path_field([](auto& o) -> auto& { return o.data_dir; })},
+      {"manifest", path_field([](auto& o) -> auto& { return o.manifest; })},
+      {"output_dir", path_field([](auto& o) -> auto& { return o.output_dir; })},
+      {"name", HISTOCNN_FIELD(std::string, o.name)},
+      {"weights", {[](RunOptions& o, const json& v) { o.weights = v.is_null() ? "" : v.get<std::string>(); },
+                   [](const RunOptions& o) { return json(o.weights); }}},
+      {"image_size", HISTOCNN_FIELD(int, o.image_size)},
+      {"normalisation", HISTOCNN_FIELD(std::string, o.normalisation)},
+      {"balance_per_class", HISTOCNN_FIELD(int64_t, o.balance_per_class)},
+      {"threshold", HISTOCNN_FIELD(double, o.threshold)},
+      {"threshold_method", HISTOCNN_FIELD(std::string, o.threshold_method)},
+      {"target_sensitivity", HISTOCNN_FIELD(double, o.target_sensitivity)},
+      {"tensorboard", HISTOCNN_FIELD(bool, o.tensorboard)},
       // split
-      {"train_fraction", [](RunOptions& o, const nlohmann::json& v) { o.split.train = as<double>(v); }},
-      {"val_fraction", [](RunOptions& o, const nlohmann::json& v) { o.split.val = as<double>(v); }},
-      {"test_fraction", [](RunOptions& o, const nlohmann::json& v) { o.split.test = as<double>(v); }},
-      {"split_by_patch", [](RunOptions& o, const nlohmann::json& v) { o.split.by_patch = as<bool>(v); }},
+      {"train_fraction", HISTOCNN_FIELD(double, o.split.train)},
+      {"val_fraction", HISTOCNN_FIELD(double, o.split.val)},
+      {"test_fraction", HISTOCNN_FIELD(double, o.split.test)},
+      {"split_by_patch", HISTOCNN_FIELD(bool, o.split.by_patch)},
   };
-  return table;
+  return entries;
+}
+
+#undef HISTOCNN_FIELD
+
+const Entry& entry(const std::string& name) {
+  const auto& entries = table();
+  auto it = entries.find(name);
+  if (it == entries.end()) {
+    std::string known;
+    for (const auto& n : run_option_names()) known += (known.empty() ? "" : ", ") + n;
+    HISTOCNN_FAIL("unknown option '{}'; known options: {}", name, known);
+  }
+  return it->second;
 }
 
 }  // namespace
 
 void set_run_option(RunOptions& options, const std::string& name, const std::string& json_value) {
-  const auto& table = setters();
-  auto it = table.find(name);
-  if (it == table.end()) {
-    std::string known;
-    for (const auto& n : run_option_names()) known += (known.empty() ? "" : ", ") + n;
-    HISTOCNN_FAIL("unknown option '{}'; known options: {}", name, known);
-  }
-  nlohmann::json value;
+  const Entry& e = entry(name);
+  json value;
   try {
-    value = nlohmann::json::parse(json_value);
+    value = json::parse(json_value);
   } catch (const std::exception&) {
     HISTOCNN_FAIL("option '{}': '{}' is not a JSON value", name, json_value);
   }
   try {
-    it->second(options, value);
-  } catch (const nlohmann::json::exception&) {
+    e.set(options, value);
+  } catch (const json::exception&) {
     HISTOCNN_FAIL("option '{}' got {} of the wrong type", name, value.dump());
   }
 }
 
+std::string get_run_option(const RunOptions& options, const std::string& name) {
+  return entry(name).get(options).dump();
+}
+
+std::string run_option_values(const RunOptions& options) {
+  json j = json::object();
+  for (const auto& [name, e] : table()) j[name] = e.get(options);
+  return j.dump();
+}
+
 std::vector<std::string> run_option_names() {
   std::vector<std::string> names;
-  for (const auto& kv : setters()) names.push_back(kv.first);
+  for (const auto& kv : table()) names.push_back(kv.first);
   return names;
 }
 

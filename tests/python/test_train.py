@@ -110,3 +110,46 @@ def test_every_option_name_reaches_the_cpp_options():
                 continue
             changed = changed or json.loads(o.to_json()) != base
         assert changed, name
+
+
+def test_trainer_keywords_and_defaults_are_the_cpp_options(cli):
+    """Trainer's signature lists every C++ option with its default, and those defaults agree with
+    what `histocnn train --help` prints (CLI11 formats the same struct fields independently)."""
+    import inspect
+    import re
+
+    names = set(histocnn.train.run_option_names())
+    params = inspect.signature(histocnn.Trainer).parameters
+    assert set(params) == names | {"callbacks"}
+    defaults = histocnn.option_defaults()
+    fresh = histocnn.train.RunOptions()
+    for name in names - {"data_dir", "manifest", "progress"}:
+        assert params[name].kind is inspect.Parameter.KEYWORD_ONLY, name
+        assert params[name].default == defaults[name] == json.loads(histocnn.train.get_run_option(fresh, name)), name
+    # A Trainer built with no options runs with exactly the defaults; one option changes one value.
+    values = histocnn.Trainer(progress=False).option_values()
+    assert values == {k: v for k, v in defaults.items() if k != "progress"}
+    changed = histocnn.Trainer(progress=False, epochs=3, augment="study").option_values()
+    assert {k for k in values if values[k] != changed[k]} == {"epochs", "augment"}
+
+    help_text = run_cli(cli, "train", "--help").stdout
+    alias = {"lr": "learning_rate", "early_stopping": "early_stopping_patience", "out": "output_dir",
+             "balance": "balance_per_class"}
+    checked = set()
+    for flag, value in re.findall(r"^\s+--([a-z0-9-]+) [A-Z]+=(\S+)", help_text, re.M):
+        name = alias.get(flag.replace("-", "_"), flag.replace("-", "_"))
+        expected = defaults[name]
+        if isinstance(expected, bool) or isinstance(expected, str):
+            assert str(expected) == value, name
+        else:
+            assert float(value) == pytest.approx(expected), name
+        checked.add(name)
+    # Switches: a flag that turns something on defaults to off, and the other way round.
+    for flag, name, default in [("--batch-norm", "batch_norm", False), ("--train-bn", "train_bn", False),
+                                ("--tf-padding", "tf_padding", False), ("--split-by-patch", "split_by_patch", False),
+                                ("--unfreeze ", "freeze_backbone", True), ("--no-tensorboard", "tensorboard", True),
+                                ("--no-feature-cache", "cache_features", True)]:
+        assert flag in help_text
+        assert defaults[name] is default, name
+        checked.add(name)
+    assert len(checked) >= 40, sorted(names - checked)

@@ -31,6 +31,8 @@ struct AugmentOptions {
   /// "none", "flips" (flips and quarter turns), "study" (the study's Keras ImageDataGenerator:
   /// flips, rotation 20, zoom 1.2), "histology" (flips, quarter turns, H&E jitter 0.05).
   static AugmentOptions preset(const std::string& name);
+  /// The preset these options equal, or "custom".
+  std::string preset_name() const;
   void validate() const;
   std::string to_json() const;
 };

@@ -16,6 +16,10 @@ namespace histocnn::train {
 /// Sets one option; throws std::invalid_argument naming the option when the name is unknown (with
 /// the known names) or the value has the wrong type.
 void set_run_option(RunOptions& options, const std::string& name, const std::string& json_value);
+/// One option's value as JSON text (the inverse of set_run_option).
+std::string get_run_option(const RunOptions& options, const std::string& name);
+/// Every option as one JSON object of name -> value; run_option_values(RunOptions{}) are the defaults.
+std::string run_option_values(const RunOptions& options);
 /// All option names set_run_option accepts, sorted.
 std::vector<std::string> run_option_names();
 

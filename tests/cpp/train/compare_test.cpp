@@ -7,6 +7,9 @@
 
 #include <catch2/catch.hpp>
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <map>
 
 using namespace histocnn;
 
@@ -27,6 +30,34 @@ TEST_CASE("Options are set by their flat names, with clear errors", "[train]") {
                                                                        Catch::Contains("learning_rate"));
   CHECK_THROWS_WITH(train::set_run_option(o, "epochs", "\"ten\""), Catch::Contains("epochs"));
   CHECK(train::run_option_names().size() > 40);
+}
+
+TEST_CASE("Every option reads back what was set, and the defaults are the struct's", "[train]") {
+  const train::RunOptions defaults;
+  // A few defaults against the struct fields themselves.
+  CHECK(train::get_run_option(defaults, "epochs") == std::to_string(defaults.trainer.epochs));
+  CHECK(train::get_run_option(defaults, "backbone") == "\"" + defaults.model.backbone() + "\"");
+  CHECK(train::get_run_option(defaults, "augment") == "\"none\"");
+  CHECK(train::get_run_option(defaults, "output_dir") == "\"runs\"");
+  // Round trip: for every option, a value other than the default is set and read back.
+  const std::map<std::string, std::string> strings = {
+      {"augment", "\"histology\""}, {"optimizer", "\"adam\""}, {"schedule", "\"cosine\""},
+      {"head", "\"lstm\""}, {"backbone", "\"simple_cnn\""}, {"threshold_method", "\"youden\""}};
+  for (const auto& name : train::run_option_names()) {
+    INFO(name);
+    const auto before = nlohmann::json::parse(train::get_run_option(defaults, name));
+    std::string other;
+    if (strings.count(name)) other = strings.at(name);
+    else if (before.is_boolean()) other = before.get<bool>() ? "false" : "true";
+    else if (before.is_number_integer() || before.is_number_unsigned()) other = std::to_string(before.get<int64_t>() + 3);
+    else if (before.is_number()) other = fmt::format("{}", before.get<double>() / 2 + 0.125);
+    else other = "\"some/value\"";
+    train::RunOptions o;
+    train::set_run_option(o, name, other);
+    CHECK(nlohmann::json::parse(train::get_run_option(o, name)) == nlohmann::json::parse(other));
+    CHECK(nlohmann::json::parse(train::run_option_values(o))[name] == nlohmann::json::parse(other));
+  }
+  CHECK_THROWS_WITH(train::get_run_option(defaults, "epoch"), Catch::Contains("epochs"));
 }
 
 TEST_CASE("A compare config expands its grid and the study's ablation", "[train]") {
