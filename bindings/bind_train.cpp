@@ -126,6 +126,7 @@ void init_train(py::module_& root) {
       .def_readonly("best_epoch", &train::History::best_epoch)
       .def_readonly("best_val_auc", &train::History::best_val_auc)
       .def_readonly("feature_cache_seconds", &train::History::feature_cache_seconds)
+      .def_readonly("fit_seconds", &train::History::fit_seconds)
       .def_readonly("stopped_early", &train::History::stopped_early)
       .def_readonly("resumed_from_epoch", &train::History::resumed_from_epoch)
       .def_readonly("interrupted", &train::History::interrupted)

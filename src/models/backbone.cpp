@@ -20,6 +20,11 @@
 
 namespace histocnn::models {
 
+torch::Tensor BackboneImpl::forward_features(torch::Tensor x) {
+  if (x.dim() == 4 && x.device().is_cpu()) x = x.contiguous(torch::MemoryFormat::ChannelsLast);
+  return compute_features(x);
+}
+
 torch::Tensor BackboneImpl::forward(torch::Tensor x) {
   return forward_features(x).mean({2, 3});
 }

@@ -98,6 +98,6 @@ DenseNetImpl::DenseNetImpl(int64_t depth) : depth_(depth) {
   }
 }
 
-torch::Tensor DenseNetImpl::forward_features(torch::Tensor x) { return features->forward(x).relu_(); }
+torch::Tensor DenseNetImpl::compute_features(torch::Tensor x) { return features->forward(x).relu_(); }
 
 }  // namespace histocnn::models

@@ -209,7 +209,7 @@ InceptionResNetV2Impl::InceptionResNetV2Impl() {
   }
 }
 
-torch::Tensor InceptionResNetV2Impl::forward_features(torch::Tensor x) {
+torch::Tensor InceptionResNetV2Impl::compute_features(torch::Tensor x) {
   if (x.size(2) < kMinInputSize || x.size(3) < kMinInputSize) {
     x = torch::upsample_bilinear2d(x, {std::max(x.size(2), kMinInputSize), std::max(x.size(3), kMinInputSize)},
                                    /*align_corners=*/false);

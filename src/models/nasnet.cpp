@@ -210,7 +210,7 @@ NASNetMobileImpl::NASNetMobileImpl() {
   }
 }
 
-torch::Tensor NASNetMobileImpl::forward_features(torch::Tensor x) {
+torch::Tensor NASNetMobileImpl::compute_features(torch::Tensor x) {
   auto children = named_children();
   x = children["stem_bn1"]->as<torch::nn::BatchNorm2d>()->forward(children["stem_conv1"]->as<Conv2d>()->forward(x));
   torch::Tensor p;

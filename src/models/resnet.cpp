@@ -142,7 +142,7 @@ ResNetImpl::ResNetImpl(ResNetOptions options) : options_(options) {
   }
 }
 
-torch::Tensor ResNetImpl::forward_features(torch::Tensor x) {
+torch::Tensor ResNetImpl::compute_features(torch::Tensor x) {
   x = bn1->forward(conv1->forward(x)).relu_();
   x = torch::max_pool2d(x, {3, 3}, {2, 2}, {1, 1});
   return layer4->forward(layer3->forward(layer2->forward(layer1->forward(x))));
@@ -175,7 +175,7 @@ ResNetV2Impl::ResNetV2Impl(ResNetV2Options options) : options_(options) {
   detail::init_torchvision(*this);
 }
 
-torch::Tensor ResNetV2Impl::forward_features(torch::Tensor x) {
+torch::Tensor ResNetV2Impl::compute_features(torch::Tensor x) {
   x = conv1->forward(x);
   // Keras pads with zeros before this pool, and the stem has no activation, so zeros can win.
   x = torch::max_pool2d(torch::constant_pad_nd(x, {1, 1, 1, 1}, 0.0), {3, 3}, {2, 2});

@@ -21,6 +21,6 @@ SimpleCNNImpl::SimpleCNNImpl() {
   }
 }
 
-torch::Tensor SimpleCNNImpl::forward_features(torch::Tensor x) { return features->forward(x); }
+torch::Tensor SimpleCNNImpl::compute_features(torch::Tensor x) { return features->forward(x); }
 
 }  // namespace histocnn::models

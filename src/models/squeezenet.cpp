@@ -45,6 +45,6 @@ SqueezeNetImpl::SqueezeNetImpl() {
   }
 }
 
-torch::Tensor SqueezeNetImpl::forward_features(torch::Tensor x) { return features->forward(x); }
+torch::Tensor SqueezeNetImpl::compute_features(torch::Tensor x) { return features->forward(x); }
 
 }  // namespace histocnn::models

@@ -30,6 +30,6 @@ VGGImpl::VGGImpl(int64_t depth) : depth_(depth) {
   }
 }
 
-torch::Tensor VGGImpl::forward_features(torch::Tensor x) { return features->forward(x); }
+torch::Tensor VGGImpl::compute_features(torch::Tensor x) { return features->forward(x); }
 
 }  // namespace histocnn::models

@@ -88,7 +88,7 @@ XceptionImpl::XceptionImpl() {
   detail::init_torchvision(*this);
 }
 
-torch::Tensor XceptionImpl::forward_features(torch::Tensor x) {
+torch::Tensor XceptionImpl::compute_features(torch::Tensor x) {
   for (auto& m : order_) x = m.forward(x);
   return x;
 }

@@ -171,7 +171,8 @@ RunResult run_training(const RunOptions& options) {
   std::string report;
   nlohmann::json metrics_out = {{"best_epoch", result.history.best_epoch},
                                 {"epochs_run", result.history.epochs.size()},
-                                {"feature_cache_seconds", result.history.feature_cache_seconds}};
+                                {"feature_cache_seconds", result.history.feature_cache_seconds},
+                                {"fit_seconds", result.history.fit_seconds}};
   if (val_ds.size() > 0) {
     auto pred = predict_split(val_ds, "validation");
     if (options.threshold_method != "fixed") {

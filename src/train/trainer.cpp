@@ -266,6 +266,7 @@ History Trainer::fit(const data::PatchDataset& train, const data::PatchDataset* 
   HISTOCNN_CHECK(train.size() > 0, "the training set is empty");
   HISTOCNN_CHECK(!val || val->size() > 0, "the validation set is empty; pass none instead");
   stop_requested_ = false;
+  const auto fit_start = Clock::now();
   configure_threads(options_.threads);
   torch::manual_seed(options_.seed);
   model_->to(device_);
@@ -458,6 +459,7 @@ History Trainer::fit(const data::PatchDataset& train, const data::PatchDataset* 
   }
   model_->eval();
   optimizer_.reset();
+  history.fit_seconds = seconds_since(fit_start);
   return history;
 }
 

@@ -24,8 +24,11 @@ struct BackboneOptions {
 
 class BackboneImpl : public torch::nn::Module {
  public:
-  /// The last feature map, [N, C, h, w].
-  virtual torch::Tensor forward_features(torch::Tensor x) = 0;
+  /// The last feature map, [N, C, h, w]. On the CPU a 4-D input is first put in channels-last
+  /// memory format, which makes oneDNN's convolutions 1.1 to 2 times faster (same values).
+  torch::Tensor forward_features(torch::Tensor x);
+  /// What each backbone implements: the last feature map of x.
+  virtual torch::Tensor compute_features(torch::Tensor x) = 0;
   /// Global-average-pooled features, [N, C].
   torch::Tensor forward(torch::Tensor x);
   /// C, the number of feature channels.

@@ -17,7 +17,7 @@ class DenseNetImpl : public BackboneImpl {
   /// depth 121 (blocks 6, 12, 24, 16) or 201 (6, 12, 48, 32); growth rate 32, bottleneck 4.
   explicit DenseNetImpl(int64_t depth = 121);
   /// torchvision's features followed by the ReLU its forward() applies before pooling.
-  torch::Tensor forward_features(torch::Tensor x) override;
+  torch::Tensor compute_features(torch::Tensor x) override;
   int64_t feature_channels() const override { return channels_; }
   std::string name() const override { return "densenet" + std::to_string(depth_); }
   std::vector<std::string> top_prefixes() const override { return {"classifier."}; }

@@ -16,7 +16,7 @@ class EfficientNetImpl : public BackboneImpl {
  public:
   /// variant 0 (B0) only for now.
   explicit EfficientNetImpl(int variant = 0, bool tf_padding = false);
-  torch::Tensor forward_features(torch::Tensor x) override;
+  torch::Tensor compute_features(torch::Tensor x) override;
   int64_t feature_channels() const override { return 1280; }
   std::string name() const override { return "efficientnet_b" + std::to_string(variant_); }
   std::vector<std::string> top_prefixes() const override { return {"classifier."}; }

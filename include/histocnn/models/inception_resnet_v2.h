@@ -22,7 +22,7 @@ namespace histocnn::models {
 class InceptionResNetV2Impl : public BackboneImpl {
  public:
   InceptionResNetV2Impl();
-  torch::Tensor forward_features(torch::Tensor x) override;
+  torch::Tensor compute_features(torch::Tensor x) override;
   int64_t feature_channels() const override { return 1536; }
   std::string name() const override { return "inception_resnet_v2"; }
   /// Keras' weights expect x / 127.5 - 1.

@@ -54,7 +54,7 @@ struct MobileNetV2Options {
 class MobileNetV2Impl : public BackboneImpl {
  public:
   explicit MobileNetV2Impl(MobileNetV2Options options = {});
-  torch::Tensor forward_features(torch::Tensor x) override;
+  torch::Tensor compute_features(torch::Tensor x) override;
   /// The ImageNet logits; requires num_classes > 0.
   torch::Tensor logits(torch::Tensor x);
   int64_t feature_channels() const override { return last_channels_; }

@@ -15,7 +15,7 @@ class MobileNetV3Impl : public BackboneImpl {
  public:
   /// large = false: mobilenet_v3_small (576 feature channels); true: mobilenet_v3_large (960).
   explicit MobileNetV3Impl(bool large, bool tf_padding = false);
-  torch::Tensor forward_features(torch::Tensor x) override;
+  torch::Tensor compute_features(torch::Tensor x) override;
   int64_t feature_channels() const override { return channels_; }
   std::string name() const override { return large_ ? "mobilenet_v3_large" : "mobilenet_v3_small"; }
   std::vector<std::string> top_prefixes() const override { return {"classifier."}; }

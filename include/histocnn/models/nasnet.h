@@ -21,7 +21,7 @@ namespace histocnn::models {
 class NASNetMobileImpl : public BackboneImpl {
  public:
   NASNetMobileImpl();
-  torch::Tensor forward_features(torch::Tensor x) override;
+  torch::Tensor compute_features(torch::Tensor x) override;
   int64_t feature_channels() const override { return 1056; }
   std::string name() const override { return "nasnet_mobile"; }
   /// Keras' NASNet weights expect x / 127.5 - 1.

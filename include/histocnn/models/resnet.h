@@ -32,7 +32,7 @@ struct ResNetOptions {
 class ResNetImpl : public BackboneImpl {
  public:
   explicit ResNetImpl(ResNetOptions options = {});
-  torch::Tensor forward_features(torch::Tensor x) override;
+  torch::Tensor compute_features(torch::Tensor x) override;
   /// The ImageNet logits; requires num_classes > 0.
   torch::Tensor logits(torch::Tensor x);
   int64_t feature_channels() const override { return channels_; }
@@ -58,7 +58,7 @@ struct ResNetV2Options {
 class ResNetV2Impl : public BackboneImpl {
  public:
   explicit ResNetV2Impl(ResNetV2Options options = {});
-  torch::Tensor forward_features(torch::Tensor x) override;
+  torch::Tensor compute_features(torch::Tensor x) override;
   int64_t feature_channels() const override { return 2048; }
   std::string name() const override { return "resnet" + std::to_string(options_.depth()) + "v2"; }
   /// Keras' ResNetV2 weights expect x / 127.5 - 1.

@@ -13,7 +13,7 @@ namespace histocnn::models {
 class SimpleCNNImpl : public BackboneImpl {
  public:
   SimpleCNNImpl();
-  torch::Tensor forward_features(torch::Tensor x) override;
+  torch::Tensor compute_features(torch::Tensor x) override;
   int64_t feature_channels() const override { return 256; }
   std::string name() const override { return "simple_cnn"; }
 

@@ -15,7 +15,7 @@ namespace histocnn::models {
 class SqueezeNetImpl : public BackboneImpl {
  public:
   SqueezeNetImpl();
-  torch::Tensor forward_features(torch::Tensor x) override;
+  torch::Tensor compute_features(torch::Tensor x) override;
   int64_t feature_channels() const override { return 512; }
   std::string name() const override { return "squeezenet1_1"; }
   std::vector<std::string> top_prefixes() const override { return {"classifier."}; }

@@ -15,7 +15,7 @@ class VGGImpl : public BackboneImpl {
  public:
   /// depth 16 (torchvision's vgg16 configuration "D", without batch norm).
   explicit VGGImpl(int64_t depth = 16);
-  torch::Tensor forward_features(torch::Tensor x) override;
+  torch::Tensor compute_features(torch::Tensor x) override;
   int64_t feature_channels() const override { return 512; }
   std::string name() const override { return "vgg" + std::to_string(depth_); }
   std::vector<std::string> top_prefixes() const override { return {"classifier."}; }

@@ -19,7 +19,7 @@ namespace histocnn::models {
 class XceptionImpl : public BackboneImpl {
  public:
   XceptionImpl();
-  torch::Tensor forward_features(torch::Tensor x) override;
+  torch::Tensor compute_features(torch::Tensor x) override;
   int64_t feature_channels() const override { return 2048; }
   std::string name() const override { return "xception"; }
   /// Keras' Xception weights expect x / 127.5 - 1.

@@ -26,6 +26,7 @@ struct History {
   int best_epoch = 0;  ///< 1-based; 0 when no validation set
   double best_val_auc = std::numeric_limits<double>::quiet_NaN();
   double feature_cache_seconds = 0;  ///< time spent computing cached backbone features
+  double fit_seconds = 0;            ///< wall time of the last fit(): decoding, feature cache, epochs
   bool stopped_early = false;        ///< a callback or request_stop() ended training
   bool interrupted = false;          ///< request_stop() ended training mid-epoch (rerun to resume)
   int resumed_from_epoch = 0;        ///< > 0 when training continued from a checkpoint
