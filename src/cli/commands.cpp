@@ -121,6 +121,9 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--batch-size", o.trainer.batch_size, "Batch size")->capture_default_str();
   cmd->add_option("--optimizer", o.trainer.optimizer, "rmsprop, adam, adamw or sgd")->capture_default_str();
   cmd->add_option("--lr", o.trainer.learning_rate, "Learning rate")->capture_default_str();
+  cmd->add_option("--backbone-lr-multiplier", o.trainer.backbone_lr_multiplier,
+                  "Learning rate of unfrozen backbone layers relative to the head's")
+      ->capture_default_str();
   cmd->add_option("--weight-decay", o.trainer.weight_decay, "L2 weight decay")->capture_default_str();
   cmd->add_option("--momentum", o.trainer.momentum, "Momentum (sgd)")->capture_default_str();
   cmd->add_option("--schedule", o.trainer.schedule, "constant or cosine")->capture_default_str();

@@ -10,6 +10,7 @@
 #include "histocnn/models/resnet.h"
 #include "histocnn/models/simple_cnn.h"
 #include "histocnn/models/squeezenet.h"
+#include "histocnn/models/torchscript.h"
 #include "histocnn/models/vgg.h"
 #include "histocnn/models/xception.h"
 
@@ -77,6 +78,10 @@ std::map<std::string, BackboneFactory>& registry() {
 }  // namespace
 
 Backbone make_backbone(const std::string& name, const BackboneOptions& options) {
+  if (is_torchscript_backbone(name)) {
+    HISTOCNN_CHECK(!options.tf_padding, "a TorchScript backbone has its padding built in: drop tf_padding");
+    return std::make_shared<TorchScriptBackboneImpl>(name.substr(std::string(kTorchScriptPrefix).size()));
+  }
   BackboneFactory factory;
   {
     std::lock_guard<std::mutex> lock(registry_mutex());
@@ -86,7 +91,8 @@ Backbone make_backbone(const std::string& name, const BackboneOptions& options) 
   if (!factory) {
     std::string known;
     for (const auto& n : backbone_names()) known += (known.empty() ? "" : ", ") + n;
-    HISTOCNN_FAIL("unknown backbone '{}'; known backbones: {}", name, known);
+    HISTOCNN_FAIL("unknown backbone '{}'; known backbones: {} (or torchscript:<file saved with torch.jit.save>)",
+                  name, known);
   }
   return factory(options);
 }

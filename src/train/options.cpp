@@ -54,6 +54,7 @@ const std::map<std::string, Entry>& table() {
       {"batch_size", HISTOCNN_FIELD(int64_t, o.trainer.batch_size)},
       {"optimizer", HISTOCNN_FIELD(std::string, o.trainer.optimizer)},
       {"learning_rate", HISTOCNN_FIELD(double, o.trainer.learning_rate)},
+      {"backbone_lr_multiplier", HISTOCNN_FIELD(double, o.trainer.backbone_lr_multiplier)},
       {"weight_decay", HISTOCNN_FIELD(double, o.trainer.weight_decay)},
       {"momentum", HISTOCNN_FIELD(double, o.trainer.momentum)},
       {"schedule", HISTOCNN_FIELD(std::string, o.trainer.schedule)},

@@ -13,6 +13,7 @@
 #include <torch/torch.h>
 
 #include <chrono>
+#include <set>
 #include <cmath>
 #include <sstream>
 
@@ -90,15 +91,18 @@ std::vector<double> to_vector(const torch::Tensor& t) {
   return std::vector<double>(c.data_ptr<double>(), c.data_ptr<double>() + c.numel());
 }
 
+// The patches, labels and preprocessing of a dataset, as text.
+std::string dataset_identity(const data::PatchDataset& ds) {
+  std::string data;
+  for (const auto& r : ds.manifest().rows()) data += r.path + (r.label ? "1" : "0") + ";";
+  return data + ds.preprocessing().to_json();
+}
+
 // Identifies what a run learns from: the options that matter and the exact training data.
 std::string fingerprint(const TrainerOptions& o, const models::Classifier& model, const data::PatchDataset& train,
                         const data::PatchDataset* val) {
-  std::string data;
-  for (const auto* ds : {&train, val}) {
-    if (!ds) continue;
-    for (const auto& r : ds->manifest().rows()) data += r.path + (r.label ? "1" : "0") + ";";
-    data += ds->preprocessing().to_json() + "|";
-  }
+  std::string data = dataset_identity(train) + "|";
+  if (val) data += dataset_identity(*val) + "|";
   return fmt::format("{}|{}|data:{:016x}", o.learning_json(), model->options().to_json(), fnv1a64(data));
 }
 
@@ -156,6 +160,8 @@ void TrainerOptions::validate() const {
   HISTOCNN_CHECK(learning_rate > 0 && std::isfinite(learning_rate), "learning_rate must be positive, got {}",
                  learning_rate);
   HISTOCNN_CHECK(weight_decay >= 0, "weight_decay must be >= 0, got {}", weight_decay);
+  HISTOCNN_CHECK(backbone_lr_multiplier > 0 && backbone_lr_multiplier <= 100,
+                 "backbone_lr_multiplier must be in (0, 100], got {}", backbone_lr_multiplier);
   HISTOCNN_CHECK(workers >= 0, "workers must be >= 0, got {}", workers);
   HISTOCNN_CHECK(optimizer == "rmsprop" || optimizer == "adam" || optimizer == "adamw" || optimizer == "sgd",
                  "optimizer '{}' is not known; use rmsprop, adam, adamw or sgd", optimizer);
@@ -189,6 +195,8 @@ std::string TrainerOptions::learning_json() const {
                       {"augment", nlohmann::json::parse(augment.to_json())},
                       {"cache_features", cache_features},
                       {"restore_best", restore_best}};
+  // Only when set, so that runs named before this option existed keep their names.
+  if (backbone_lr_multiplier != 1.0) j["backbone_lr_multiplier"] = backbone_lr_multiplier;
   return j.dump();
 }
 
@@ -251,13 +259,30 @@ double Trainer::learning_rate() const {
   return optimizer_->param_groups().front().options().get_lr();
 }
 
+std::vector<double> Trainer::group_learning_rates() const {
+  std::vector<double> out;
+  if (!optimizer_) return out;
+  for (const auto& group : optimizer_->param_groups()) out.push_back(group.options().get_lr());
+  return out;
+}
+
 void Trainer::set_learning_rate(double lr) {
   HISTOCNN_CHECK(lr > 0 && std::isfinite(lr), "learning rate must be positive, got {}", lr);
   HISTOCNN_CHECK(optimizer_ != nullptr, "the learning rate can only be changed while training");
-  for (auto& group : optimizer_->param_groups()) group.options().set_lr(lr);
+  auto& groups = optimizer_->param_groups();
+  // Group 0 is the head; group 1, when present, the trainable backbone layers.
+  for (size_t g = 0; g < groups.size(); ++g) groups[g].options().set_lr(g == 0 ? lr : lr * options_.backbone_lr_multiplier);
 }
 
 Predictions Trainer::predict(const data::PatchDataset& dataset) {
+  if (val_features_.defined() && model_->backbone_frozen() && dataset_identity(dataset) == val_features_of_) {
+    model_->eval();
+    torch::NoGradGuard no_grad;
+    Predictions out;
+    out.p_positive = to_vector(torch::softmax(model_->head_forward(val_features_), 1).select(1, 1));
+    out.labels = dataset.labels();
+    return out;
+  }
   return predict_dataset(model_, dataset, std::max<int64_t>(options_.batch_size, 64), options_.workers,
                          options_.progress);
 }
@@ -266,6 +291,7 @@ History Trainer::fit(const data::PatchDataset& train, const data::PatchDataset* 
   HISTOCNN_CHECK(train.size() > 0, "the training set is empty");
   HISTOCNN_CHECK(!val || val->size() > 0, "the validation set is empty; pass none instead");
   stop_requested_ = false;
+  val_features_ = torch::Tensor();
   const auto fit_start = Clock::now();
   configure_threads(options_.threads);
   torch::manual_seed(options_.seed);
@@ -274,12 +300,21 @@ History Trainer::fit(const data::PatchDataset& train, const data::PatchDataset* 
   train.preload(options_.workers, options_.progress);
   if (val) val->preload(options_.workers, options_.progress);
 
-  std::vector<torch::Tensor> params;
+  // Two parameter groups: the head at the learning rate, the trainable backbone layers at the
+  // learning rate times backbone_lr_multiplier.
+  std::set<const void*> in_backbone;
+  for (const auto& p : model_->backbone()->parameters()) in_backbone.insert(p.unsafeGetTensorImpl());
+  std::vector<torch::Tensor> head_params, backbone_params;
   for (auto& p : model_->parameters()) {
-    if (p.requires_grad()) params.push_back(p);
+    if (!p.requires_grad()) continue;
+    (in_backbone.count(p.unsafeGetTensorImpl()) ? backbone_params : head_params).push_back(p);
   }
-  HISTOCNN_CHECK(!params.empty(), "the model has no trainable parameters");
-  optimizer_ = make_optimizer(params, options_);
+  HISTOCNN_CHECK(!head_params.empty() || !backbone_params.empty(), "the model has no trainable parameters");
+  optimizer_ = make_optimizer(head_params, options_);
+  if (!backbone_params.empty()) {
+    optimizer_->add_param_group(torch::optim::OptimizerParamGroup(backbone_params));
+    set_learning_rate(options_.learning_rate);
+  }
 
   // Built-in callbacks from the options, before the user's (so the user sees their effect).
   std::vector<std::shared_ptr<Callback>> callbacks;
@@ -320,7 +355,11 @@ History Trainer::fit(const data::PatchDataset& train, const data::PatchDataset* 
   if (use_cache && !already_done) {
     auto t0 = Clock::now();
     train_features = extract_features(model_, train, options_, device_, "features (train)");
-    if (val) val_features = extract_features(model_, *val, options_, device_, "features (val)");
+    if (val) {
+      val_features = extract_features(model_, *val, options_, device_, "features (val)");
+      val_features_ = val_features;
+      val_features_of_ = dataset_identity(*val);
+    }
     history.feature_cache_seconds = seconds_since(t0);
   }
   const auto label_list = train.labels();

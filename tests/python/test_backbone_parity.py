@@ -90,3 +90,34 @@ def test_convert_round_trips_a_torchvision_checkpoint(tmp_path):
     assert not any(k.startswith("classifier.") for k in loaded)
     for key, value in loaded.items():
         np.testing.assert_array_equal(value, model.state_dict()[key].numpy())
+
+
+def test_a_torchscript_backbone_gives_torchvision_features_and_trains(tmp_path, cli):
+    """Bring your own backbone: torchvision's ResNet-18 trunk scripted and saved by PyTorch runs in
+    histocnn with the same outputs, and `histocnn train` fine-tunes it."""
+    torch.manual_seed(7)
+    model = torchvision.models.resnet18()
+    _randomise_batchnorm(model, torch.Generator().manual_seed(3))
+    trunk = _features("resnet18", model).eval()
+    script = tmp_path / "resnet18_trunk.pt"
+    torch.jit.script(trunk).save(str(script))
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        ref = trunk(x).numpy()
+    inputs, output = tmp_path / "x.safetensors", tmp_path / "y.safetensors"
+    convert.save_safetensors(inputs, {"input": x})
+    run_cli(cli, "models", "features", "--backbone", f"torchscript:{script}", "--input", inputs, "--output", output)
+    got = convert.load_safetensors(output)["features"]
+    assert got.shape == ref.shape == (2, 512, 2, 2)
+    assert float(np.abs(got - ref).max()) <= 1e-4 * max(1.0, float(np.abs(ref).max()))
+
+    data = tmp_path / "patches"
+    run_cli(cli, "data", "synth", data, "--patients", 6, "--per-patient", 20)
+    run_cli(cli, "train", "--data", data, "--backbone", f"torchscript:{script}", "--unfreeze",
+            "--image-size", 32, "--epochs", 1, "--hidden1", 16, "--hidden2", 8, "--out", tmp_path / "runs",
+            "--no-tensorboard")
+    runs = list((tmp_path / "runs").iterdir())
+    assert len(runs) == 1 and runs[0].name.startswith("torchscript-resnet18_trunk-dense-")
+    evaluated = run_cli(cli, "evaluate", "--model", runs[0] / "model", "--manifest", runs[0] / "manifest.csv",
+                        "--split", "test")
+    assert "accuracy" in evaluated.stdout

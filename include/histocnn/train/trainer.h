@@ -35,6 +35,9 @@ struct TrainerOptions {
   int64_t batch_size = 32;
   std::string optimizer = "rmsprop";  ///< rmsprop | adam | adamw | sgd
   double learning_rate = 1e-3;
+  /// Learning rate of the trainable backbone layers relative to the head's (e.g. 0.1 for gentle
+  /// fine-tuning of the unfrozen blocks); schedules and ReduceLROnPlateau keep the ratio.
+  double backbone_lr_multiplier = 1.0;
   double weight_decay = 0.0;
   double momentum = 0.9;              ///< sgd only
   std::string schedule = "constant";  ///< constant | cosine (per epoch, after warmup_epochs of linear warm-up)
@@ -80,6 +83,8 @@ class Trainer {
   ~Trainer();
 
   History fit(const data::PatchDataset& train, const data::PatchDataset* val = nullptr);
+  /// P(class 1) for every patch. After a fit() that cached frozen-backbone features, predicting the
+  /// same validation set reuses them (only the head runs).
   Predictions predict(const data::PatchDataset& dataset);
 
   void add_callback(std::shared_ptr<Callback> callback);
@@ -88,9 +93,18 @@ class Trainer {
   /// The last completed epoch's checkpoint is kept, so the run can be resumed.
   void request_stop() { stop_requested_ = true; }
 
-  models::Classifier& model() { return model_; }
+  /// The model. Handing it out drops the cached validation features: the caller may change it.
+  models::Classifier& model() {
+    val_features_ = torch::Tensor();
+    return model_;
+  }
   const TrainerOptions& options() const { return options_; }
+  /// The head's learning rate (the options' before and after training).
   double learning_rate() const;
+  /// Every parameter group's learning rate while training: the head's, then the trainable
+  /// backbone layers' (learning rate x backbone_lr_multiplier) when there are any.
+  std::vector<double> group_learning_rates() const;
+  /// Sets the head's learning rate and the backbone group's in proportion.
   void set_learning_rate(double lr);
 
  private:
@@ -100,6 +114,8 @@ class Trainer {
   std::vector<std::shared_ptr<Callback>> callbacks_;
   std::unique_ptr<torch::optim::Optimizer> optimizer_;
   std::atomic<bool> stop_requested_{false};
+  torch::Tensor val_features_;   ///< frozen-backbone features of fit()'s validation set
+  std::string val_features_of_;  ///< dataset_identity() of that set
 };
 
 }  // namespace histocnn::train

@@ -116,6 +116,61 @@ TEST_CASE("Training is reproducible for a seed, and the feature cache trains the
   CHECK(h3.feature_cache_seconds == 0);
 }
 
+TEST_CASE("Unfrozen backbone layers train at the learning rate times backbone_lr_multiplier", "[train]") {
+  test::TempDir dir;
+  data::SyntheticOptions synth;
+  synth.patients = 4;
+  synth.patches_per_patient = 8;
+  data::generate_synthetic(dir / "data", synth);
+  data::Preprocessing pre;
+  pre.image_size = 32;
+  data::PatchDataset train_ds(data::scan_directory(dir / "data").manifest, pre);
+
+  struct Rates : train::Callback {
+    std::vector<std::vector<double>> seen;
+    void on_epoch_end(train::TrainContext& c, const train::EpochRecord&) override {
+      seen.push_back(c.trainer->group_learning_rates());
+    }
+  };
+  auto run = [&](bool freeze, double multiplier) {
+    torch::manual_seed(3);
+    models::Classifier model(models::ClassifierOptions().backbone("simple_cnn").freeze_backbone(freeze));
+    auto before = model->backbone()->parameters().front().clone();
+    train::TrainerOptions o;
+    o.epochs = 3;
+    o.batch_size = 8;
+    o.progress = false;
+    o.optimizer = "sgd";
+    o.momentum = 0;
+    o.learning_rate = 0.1;
+    o.schedule = "cosine";
+    o.backbone_lr_multiplier = multiplier;
+    train::Trainer trainer(model, o);
+    auto rates = std::make_shared<Rates>();
+    trainer.add_callback(rates);
+    trainer.fit(train_ds, nullptr);
+    const double change = (model->backbone()->parameters().front() - before).abs().max().item<double>();
+    return std::make_pair(rates->seen, change);
+  };
+  auto [rates, change] = run(false, 0.25);
+  REQUIRE(rates.size() == 3);
+  for (const auto& r : rates) {
+    REQUIRE(r.size() == 2);
+    CHECK(r[1] == Approx(0.25 * r[0]));  // the ratio survives the cosine schedule
+  }
+  CHECK(rates[0][0] == Approx(0.1));
+  CHECK(rates[2][0] < rates[1][0]);
+  // With a frozen backbone there is one group, the head's.
+  CHECK(run(true, 0.25).first.front().size() == 1);
+  // A tiny multiplier leaves the backbone nearly where it started; plain SGD steps scale with it.
+  auto tiny = run(false, 1e-6).second;
+  CHECK(change > 0);
+  CHECK(tiny < change * 1e-3);
+  train::TrainerOptions bad;
+  bad.backbone_lr_multiplier = 0;
+  CHECK_THROWS_WITH(bad.validate(), Catch::Contains("backbone_lr_multiplier"));
+}
+
 TEST_CASE("Trainer options and data are checked before any work", "[train]") {
   train::TrainerOptions o;
   o.optimizer = "adagrad";
