@@ -37,11 +37,13 @@ def torchvision_features(torch, torchvision, name):
     return model.features
 
 
-def time_torchvision(name, x, repeat):
+def time_torchvision(name, x, repeat, channels_last=False):
     import torch
     import torchvision
 
     net = torchvision_features(torch, torchvision, name).eval()
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
     best = float("inf")
     with torch.no_grad():
         net(x)
@@ -66,6 +68,8 @@ def main():
     parser.add_argument("--sizes", nargs="+", type=int, default=[50, 224])
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--torchvision-channels-last", action="store_true",
+                        help="give torchvision channels-last inputs too, as histocnn does on the CPU")
     parser.add_argument("--repeat", type=int, default=3, help="timed passes after one warm-up pass (best reported)")
     args = parser.parse_args()
 
@@ -77,7 +81,8 @@ def main():
         listing = subprocess.run([args.cli, "models", "list"], capture_output=True, text=True, check=True).stdout
         names = [line.split()[0] for line in listing.splitlines()[1:] if line.strip()]
     print(f"batch {args.batch}, {args.threads} threads, torch {torch.__version__}, images/s (forward, features only, "
-          f"best of {args.repeat} passes); load average before: {os.getloadavg()[0]:.1f}\n")
+          f"best of {args.repeat} passes); torchvision inputs "
+          f"{'channels-last' if args.torchvision_channels_last else 'in the default memory format'}; load average before: {os.getloadavg()[0]:.1f}\n")
     header = "| backbone | " + " | ".join(f"histocnn {s} px | torchvision {s} px | ratio {s}" for s in args.sizes) + " |"
     print(header)
     print("|" + "---|" * (1 + 3 * len(args.sizes)))
@@ -94,7 +99,7 @@ def main():
                 x, path = inputs[s]
                 ours = time_histocnn(args.cli, name, path, args.repeat, args.threads)
                 if name in TORCHVISION:
-                    theirs = time_torchvision(name, x, args.repeat)
+                    theirs = time_torchvision(name, x, args.repeat, args.torchvision_channels_last)
                     cells += [f"{ours:.1f}", f"{theirs:.1f}", f"{ours / theirs:.2f}"]
                 else:
                     cells += [f"{ours:.1f}", "-", "-"]

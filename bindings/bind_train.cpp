@@ -60,6 +60,7 @@ void init_train(py::module_& root) {
       .def_readwrite("optimizer", &train::TrainerOptions::optimizer)
       .def_readwrite("learning_rate", &train::TrainerOptions::learning_rate)
       .def_readwrite("backbone_lr_multiplier", &train::TrainerOptions::backbone_lr_multiplier)
+      .def_readwrite("mixed_precision", &train::TrainerOptions::mixed_precision)
       .def_readwrite("weight_decay", &train::TrainerOptions::weight_decay)
       .def_readwrite("seed", &train::TrainerOptions::seed)
       .def_readwrite("workers", &train::TrainerOptions::workers)

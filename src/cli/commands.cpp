@@ -157,6 +157,9 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--target-sensitivity", o.target_sensitivity, "For --threshold-method sensitivity")
       ->capture_default_str();
   cmd->add_option("--device", o.trainer.device, "auto, cpu, cuda or cuda:N")->capture_default_str();
+  cmd->add_option("--mixed-precision", o.trainer.mixed_precision,
+                  "auto (bfloat16 autocast on CUDA), off, or bf16 (on any device)")
+      ->capture_default_str();
   cmd->add_option("--workers", o.trainer.workers, "Threads preparing batches")->capture_default_str();
   cmd->add_option("--threads", o.trainer.threads, "LibTorch threads (0: all cores)")->capture_default_str();
   cmd->callback([] {

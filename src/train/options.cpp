@@ -71,6 +71,7 @@ const std::map<std::string, Entry>& table() {
       {"workers", HISTOCNN_FIELD(int, o.trainer.workers)},
       {"threads", HISTOCNN_FIELD(int, o.trainer.threads)},
       {"device", HISTOCNN_FIELD(std::string, o.trainer.device)},
+      {"mixed_precision", HISTOCNN_FIELD(std::string, o.trainer.mixed_precision)},
       {"augment", {[](RunOptions& o, const json& v) { o.trainer.augment = data::AugmentOptions::preset(v.get<std::string>()); },
                    [](const RunOptions& o) { return json(o.trainer.augment.preset_name()); }}},
       {"cache_features", HISTOCNN_FIELD(bool, o.trainer.cache_features)},

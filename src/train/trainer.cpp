@@ -9,6 +9,7 @@
 #include "histocnn/metrics/binary.h"
 #include "histocnn/train/checkpoint.h"
 
+#include <ATen/autocast_mode.h>
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
@@ -26,6 +27,48 @@ using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
 struct StopTraining {};
+
+// Mixed precision for the forward pass: bfloat16 autocast (no loss scaling needed, unlike float16)
+// on the device the model runs on, restored on scope exit. Outputs are cast back to float32.
+class AutocastScope {
+ public:
+  AutocastScope(bool on, const torch::Device& device) : on_(on), cuda_(device.is_cuda()) {
+    if (!on_) return;
+    if (cuda_) {
+      was_enabled_ = at::autocast::is_enabled();
+      was_dtype_ = at::autocast::get_autocast_gpu_dtype();
+      at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
+      at::autocast::set_enabled(true);
+    } else {
+      was_enabled_ = at::autocast::is_cpu_enabled();
+      was_dtype_ = at::autocast::get_autocast_cpu_dtype();
+      at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
+      at::autocast::set_cpu_enabled(true);
+    }
+  }
+  ~AutocastScope() {
+    if (!on_) return;
+    if (cuda_) {
+      at::autocast::set_enabled(was_enabled_);
+      at::autocast::set_autocast_gpu_dtype(was_dtype_);
+    } else {
+      at::autocast::set_cpu_enabled(was_enabled_);
+      at::autocast::set_autocast_cpu_dtype(was_dtype_);
+    }
+    at::autocast::clear_cache();
+  }
+  AutocastScope(const AutocastScope&) = delete;
+  AutocastScope& operator=(const AutocastScope&) = delete;
+
+ private:
+  bool on_, cuda_;
+  bool was_enabled_ = false;
+  at::ScalarType was_dtype_ = at::kFloat;
+};
+
+bool use_mixed_precision(const TrainerOptions& o, const torch::Device& device) {
+  return o.mixed_precision == "bf16" || (o.mixed_precision == "auto" && device.is_cuda());
+}
 
 std::unique_ptr<torch::optim::Optimizer> make_optimizer(const std::vector<torch::Tensor>& params,
                                                         const TrainerOptions& o) {
@@ -69,8 +112,13 @@ torch::Tensor extract_features(models::Classifier& model, const data::PatchDatas
   torch::Tensor out;
   ProgressBar bar(loader.num_batches(), label, o.progress, "img");
   int64_t offset = 0;
+  const bool amp = use_mixed_precision(o, device);
   loader.run_epoch(0, [&](data::Batch& b) {
-    auto f = model->features(b.images.to(device));
+    torch::Tensor f;
+    {
+      AutocastScope autocast(amp, device);
+      f = model->features(b.images.to(device)).to(torch::kFloat32);
+    }
     if (!out.defined()) {
       auto sizes = f.sizes().vec();
       sizes[0] = static_cast<int64_t>(ds.size());
@@ -160,6 +208,8 @@ void TrainerOptions::validate() const {
   HISTOCNN_CHECK(learning_rate > 0 && std::isfinite(learning_rate), "learning_rate must be positive, got {}",
                  learning_rate);
   HISTOCNN_CHECK(weight_decay >= 0, "weight_decay must be >= 0, got {}", weight_decay);
+  HISTOCNN_CHECK(mixed_precision == "auto" || mixed_precision == "off" || mixed_precision == "bf16",
+                 "mixed_precision '{}' is not known; use auto (bfloat16 on CUDA), off or bf16", mixed_precision);
   HISTOCNN_CHECK(backbone_lr_multiplier > 0 && backbone_lr_multiplier <= 100,
                  "backbone_lr_multiplier must be in (0, 100], got {}", backbone_lr_multiplier);
   HISTOCNN_CHECK(workers >= 0, "workers must be >= 0, got {}", workers);
@@ -197,6 +247,7 @@ std::string TrainerOptions::learning_json() const {
                       {"restore_best", restore_best}};
   // Only when set, so that runs named before this option existed keep their names.
   if (backbone_lr_multiplier != 1.0) j["backbone_lr_multiplier"] = backbone_lr_multiplier;
+  if (mixed_precision != "auto") j["mixed_precision"] = mixed_precision;
   return j.dump();
 }
 
@@ -206,6 +257,7 @@ std::string TrainerOptions::to_json() const {
   j["workers"] = workers;
   j["threads"] = threads;
   j["device"] = device;
+  j["mixed_precision"] = mixed_precision;
   j["checkpoint_dir"] = checkpoint_dir;
   return j.dump();
 }
@@ -350,6 +402,8 @@ History Trainer::fit(const data::PatchDataset& train, const data::PatchDataset* 
   }
 
   const bool use_cache = options_.cache_features && model_->backbone_frozen() && !options_.augment.enabled;
+  const bool amp = use_mixed_precision(options_, device_);
+  if (amp) log_info("mixed precision: bfloat16 autocast on {}", device_.str());
   torch::Tensor train_features, val_features;
   const bool already_done = history.stopped_early || static_cast<int>(history.epochs.size()) >= options_.epochs;
   if (use_cache && !already_done) {
@@ -428,6 +482,10 @@ History Trainer::fit(const data::PatchDataset& train, const data::PatchDataset* 
       ++batch_index;
       if (stop_requested_) throw StopTraining{};
     };
+    auto forward = [&](const torch::Tensor& input, bool from_features) {
+      AutocastScope autocast(amp, device_);
+      return (from_features ? model_->head_forward(input) : model_->forward(input)).to(torch::kFloat32);
+    };
     try {
       if (use_cache) {
         const auto order = loader.epoch_order(epoch - 1);
@@ -436,10 +494,10 @@ History Trainer::fit(const data::PatchDataset& train, const data::PatchDataset* 
           const int64_t begin = b * options_.batch_size;
           const int64_t n = std::min<int64_t>(options_.batch_size, index.size(0) - begin);
           auto idx = index.narrow(0, begin, n);
-          step(model_->head_forward(train_features.index_select(0, idx)), train_labels.index_select(0, idx));
+          step(forward(train_features.index_select(0, idx), true), train_labels.index_select(0, idx));
         }
       } else {
-        loader.run_epoch(epoch - 1, [&](data::Batch& b) { step(model_->forward(b.images.to(device_)), b.labels.to(device_)); });
+        loader.run_epoch(epoch - 1, [&](data::Batch& b) { step(forward(b.images.to(device_), false), b.labels.to(device_)); });
       }
     } catch (const StopTraining&) {
       interrupted = true;

@@ -52,6 +52,9 @@ struct TrainerOptions {
   int workers = 2;               ///< batch-preparation threads
   int threads = 0;               ///< LibTorch intra-op threads; <= 0: all cores
   std::string device = "auto";   ///< auto | cpu | cuda | cuda:N
+  /// Forward passes in bfloat16 autocast: "auto" (on CUDA, off on the CPU), "off", or "bf16" (on
+  /// any device; on CPUs without bfloat16 instructions it is slower, not faster).
+  std::string mixed_precision = "auto";
   data::AugmentOptions augment;  ///< on the training split only
   bool cache_features = true;    ///< frozen backbone + no augmentation: compute features once
   bool restore_best = true;      ///< end with the weights of the best validation AUC epoch
