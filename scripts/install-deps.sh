@@ -6,10 +6,10 @@ PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config git
   libtorch-dev libopenblas0-pthread
   libopencv-core-dev libopencv-imgproc-dev libopencv-imgcodecs-dev
-  libeigen3-dev libfmt-dev nlohmann-json3-dev libcli11-dev catch2
+  libeigen3-dev libfmt-dev nlohmann-json3-dev libcli11-dev catch2 libhdf5-dev
   pybind11-dev python3-dev python3-pybind11
   python3-torch python3-torchvision python3-numpy python3-pytest python3-sklearn
-  python3-protobuf python3-crc32c python3-pandas python3-tqdm python3-pil python3-matplotlib
+  python3-protobuf python3-crc32c python3-pandas python3-tqdm python3-pil python3-matplotlib python3-h5py
   python3-nbclient python3-nbformat python3-ipykernel
   python3-pip python3-venv python3-setuptools python3-wheel
 )

@@ -29,5 +29,5 @@ from .callbacks import Callback, TqdmProgress  # noqa: E402
 from .predictor import Predictor  # noqa: E402
 from .trainer import History, Trainer, demo, evaluate, option_defaults  # noqa: E402
 
-__all__ = ["Trainer", "History", "option_defaults", "Callback", "TqdmProgress", "Predictor", "plots", "demo", "evaluate", "data", "models",
-           "metrics", "inference", "io", "train", "__version__"]
+__all__ = ["Trainer", "History", "option_defaults", "Callback", "TqdmProgress", "Predictor", "plots", "demo",
+           "evaluate", "data", "models", "metrics", "inference", "io", "train", "__version__"]

@@ -1,5 +1,7 @@
 #include "histocnn/models/pretrained.h"
 
+#include "histocnn/models/keras_weights.h"
+
 #include "histocnn/core/error.h"
 
 #include <cstdlib>
@@ -57,6 +59,7 @@ PretrainedWeights resolve_weights(const std::string& spec, const std::string& ba
   out.path = spec;
   HISTOCNN_CHECK(fs::exists(out.path), "weights file '{}' does not exist; pass a safetensors file, 'imagenet' or "
                  "nothing (random initialisation)", spec);
+  if (is_keras_h5(out.path)) out.normalisation = keras_h5_normalisation(backbone);
   for (const auto& k : known_weights()) {
     if (fs::path(k.relative_path).filename() == out.path.filename()) {
       out.normalisation = k.normalisation;

@@ -1,6 +1,7 @@
 #include "histocnn/models/weights.h"
 
 #include "histocnn/core/error.h"
+#include "histocnn/models/keras_weights.h"
 
 #include <torch/torch.h>
 
@@ -80,6 +81,12 @@ LoadReport load_state_dict(torch::nn::Module& module, const io::TensorMap& tenso
 }
 
 LoadReport load_weights(torch::nn::Module& module, const std::filesystem::path& file, LoadOptions options) {
+  if (is_keras_h5(file)) {
+    auto* backbone = dynamic_cast<BackboneImpl*>(&module);
+    HISTOCNN_CHECK(backbone != nullptr, "'{}' is a Keras .h5 file: it loads into a backbone, not a whole model",
+                   file.string());
+    return load_keras_weights(*backbone, file, options);
+  }
   if (options.source == "weights") options.source = file.string();
   auto loaded = io::load_safetensors(file);
   return load_state_dict(module, loaded.tensors, options);

@@ -14,8 +14,8 @@
 #include <torch/torch.h>
 
 #include <chrono>
-#include <set>
 #include <cmath>
+#include <set>
 #include <sstream>
 
 namespace histocnn::train {

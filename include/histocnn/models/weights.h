@@ -40,7 +40,8 @@ struct LoadOptions {
 
 /// Copies matching tensors into the module's parameters and buffers (dtype converted, device kept).
 LoadReport load_state_dict(torch::nn::Module& module, const io::TensorMap& tensors, const LoadOptions& options = {});
-/// Reads a safetensors file and loads it.
+/// Reads a safetensors file and loads it; a Keras .h5 file loads into a backbone through
+/// load_keras_weights (keras_weights.h).
 LoadReport load_weights(torch::nn::Module& module, const std::filesystem::path& file, LoadOptions options = {});
 /// Writes the module's state dict to a safetensors file (atomically).
 void save_weights(const torch::nn::Module& module, const std::filesystem::path& file,
