@@ -1,5 +1,7 @@
 #include "test_support.h"
 
+#include "histocnn/data/manifest.h"
+
 #include <cstdlib>
 #include <fstream>
 #include <random>
@@ -43,6 +45,17 @@ std::optional<std::filesystem::path> shared_weight(const std::string& relative) 
 void write_bytes(const std::filesystem::path& path, const std::string& bytes) {
   std::ofstream out(path, std::ios::binary);
   out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+}
+
+std::filesystem::path synthetic_folder(const TempDir& dir, data::SyntheticOptions options) {
+  data::generate_synthetic(dir / "data", options);
+  return dir / "data";
+}
+
+data::PatchDataset synthetic_dataset(const TempDir& dir, data::SyntheticOptions options, int image_size) {
+  data::Preprocessing pre;
+  pre.image_size = image_size;
+  return data::PatchDataset(data::scan_directory(synthetic_folder(dir, options)).manifest, pre);
 }
 
 }  // namespace histocnn::test

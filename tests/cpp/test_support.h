@@ -1,5 +1,8 @@
 #pragma once
 // Helpers shared by the Catch2 tests: temporary folders and the optional real data and weights.
+#include "histocnn/data/dataset.h"
+#include "histocnn/data/synthetic.h"
+
 #include <filesystem>
 #include <optional>
 #include <string>
@@ -23,6 +26,11 @@ std::optional<std::filesystem::path> env_dir(const char* variable);
 
 /// HISTOCNN_WEIGHTS_DIR/<relative>, if it exists.
 std::optional<std::filesystem::path> shared_weight(const std::string& relative);
+
+/// Synthetic patches written to <dir>/data (see data::generate_synthetic); returns that folder.
+std::filesystem::path synthetic_folder(const TempDir& dir, data::SyntheticOptions options);
+/// All patches of synthetic_folder(dir, options) as a dataset at `image_size` px.
+data::PatchDataset synthetic_dataset(const TempDir& dir, data::SyntheticOptions options, int image_size);
 
 /// Writes `bytes` to `path` (binary).
 void write_bytes(const std::filesystem::path& path, const std::string& bytes);

@@ -1,4 +1,6 @@
+import importlib.util
 import os
+import pathlib
 import subprocess
 import sys
 
@@ -28,3 +30,28 @@ def run_cli(cli, *args, check=True):
     if check and proc.returncode != 0:
         raise AssertionError(f"histocnn {' '.join(map(str, args))} failed ({proc.returncode}):\n{proc.stderr}")
     return proc
+
+
+def load_convert():
+    """histocnn's own numpy safetensors reader/writer, loaded by path so that tests using it do not
+    need the compiled bindings."""
+    path = pathlib.Path(__file__).resolve().parents[2] / "python" / "histocnn" / "convert.py"
+    spec = importlib.util.spec_from_file_location("histocnn_convert", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def randomise_batchnorm(model, seed):
+    """Random BatchNorm statistics and affine parameters: a fresh model's identity BatchNorm would
+    hide one that is skipped or mis-wired."""
+    import torch
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                c = m.num_features
+                m.running_mean.copy_(0.1 * torch.randn(c, generator=generator))
+                m.running_var.copy_(0.5 + torch.rand(c, generator=generator))
+                m.weight.copy_(0.5 + torch.rand(c, generator=generator))
+                m.bias.copy_(0.1 * torch.randn(c, generator=generator))

@@ -6,24 +6,16 @@ are then randomised (torchvision initialises them to the identity, which would h
 that is skipped or mis-wired). The full state dict, top included, goes to a safetensors file that
 `histocnn models features` loads (ignoring the top) and runs on the same input.
 """
-import importlib.util
-import os
-import pathlib
 
 import numpy as np
 import pytest
 
-from conftest import run_cli
+from conftest import load_convert, randomise_batchnorm, run_cli
 
 torch = pytest.importorskip("torch")
 torchvision = pytest.importorskip("torchvision")
 
-# histocnn's own numpy safetensors reader/writer, loaded by path so that this test does not need
-# the compiled bindings.
-_CONVERT = pathlib.Path(__file__).resolve().parents[2] / "python" / "histocnn" / "convert.py"
-_spec = importlib.util.spec_from_file_location("histocnn_convert", _CONVERT)
-convert = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(convert)
+convert = load_convert()
 
 
 def _features(name, model):
@@ -39,24 +31,13 @@ ARCHITECTURES = ["resnet18", "resnet50", "vgg16", "densenet121", "densenet201", 
                  "mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large", "efficientnet_b0"]
 
 
-def _randomise_batchnorm(model, generator):
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                c = m.num_features
-                m.running_mean.copy_(0.1 * torch.randn(c, generator=generator))
-                m.running_var.copy_(0.5 + torch.rand(c, generator=generator))
-                m.weight.copy_(0.5 + torch.rand(c, generator=generator))
-                m.bias.copy_(0.1 * torch.randn(c, generator=generator))
-
-
 @pytest.mark.parametrize("size", [67])
 @pytest.mark.parametrize("name", ARCHITECTURES)
 def test_features_match_torchvision(name, size, tmp_path, cli):
     torch.manual_seed(1234)
     model = getattr(torchvision.models, name)()
     generator = torch.Generator().manual_seed(99)
-    _randomise_batchnorm(model, generator)
+    randomise_batchnorm(model, 99)
     model.eval()
     # 67 px: odd sizes exercise ceil-mode pooling and padding at every stride.
     x = torch.randn(2, 3, size, size, generator=generator)
@@ -97,7 +78,7 @@ def test_a_torchscript_backbone_gives_torchvision_features_and_trains(tmp_path, 
     histocnn with the same outputs, and `histocnn train` fine-tunes it."""
     torch.manual_seed(7)
     model = torchvision.models.resnet18()
-    _randomise_batchnorm(model, torch.Generator().manual_seed(3))
+    randomise_batchnorm(model, 3)
     trunk = _features("resnet18", model).eval()
     script = tmp_path / "resnet18_trunk.pt"
     torch.jit.script(trunk).save(str(script))

@@ -6,22 +6,16 @@ layer names, from torchvision's weights where torchvision has the architecture (
 DenseNet-121): histocnn must then give torchvision's features. The Keras names and transposes are
 spelled out here independently of the C++ mapping.
 """
-import importlib.util
-import pathlib
-
 import numpy as np
 import pytest
 
-from conftest import run_cli
+from conftest import load_convert, randomise_batchnorm, run_cli
 
 torch = pytest.importorskip("torch")
 torchvision = pytest.importorskip("torchvision")
 h5py = pytest.importorskip("h5py")
 
-_CONVERT = pathlib.Path(__file__).resolve().parents[2] / "python" / "histocnn" / "convert.py"
-_spec = importlib.util.spec_from_file_location("histocnn_convert", _CONVERT)
-convert = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(convert)
+convert = load_convert()
 
 
 def write_keras_h5(path, layers):
@@ -46,18 +40,6 @@ def conv(m):
 def bn(m):
     return [("gamma", m.weight.detach().numpy()), ("beta", m.bias.detach().numpy()),
             ("moving_mean", m.running_mean.numpy()), ("moving_variance", m.running_var.numpy())]
-
-
-def randomise(model):
-    g = torch.Generator().manual_seed(11)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                c = m.num_features
-                m.running_mean.copy_(0.1 * torch.randn(c, generator=g))
-                m.running_var.copy_(0.5 + torch.rand(c, generator=g))
-                m.weight.copy_(0.5 + torch.rand(c, generator=g))
-                m.bias.copy_(0.1 * torch.randn(c, generator=g))
 
 
 def features_from_h5(cli, tmp_path, backbone, h5, x):
@@ -100,7 +82,7 @@ def test_keras_vgg16_h5_gives_torchvision_features(tmp_path, cli):
 def test_keras_densenet121_h5_gives_torchvision_features(tmp_path, cli):
     torch.manual_seed(4)
     model = torchvision.models.densenet121().eval()
-    randomise(model)
+    randomise_batchnorm(model, 11)
     f = model.features
     layers = [("input_1", []), ("zero_padding2d", []), ("conv1/conv", conv(f.conv0)), ("conv1/bn", bn(f.norm0)),
               ("conv1/relu", [])]

@@ -113,10 +113,7 @@ TEST_CASE("The balanced sampler draws both classes equally often", "[data]") {
   so.patients = 4;
   so.patches_per_patient = 50;
   so.positive_fraction = 0.2;
-  data::generate_synthetic(dir / "data", so);
-  data::Preprocessing pre;
-  pre.image_size = 16;
-  data::PatchDataset ds(data::scan_directory(dir / "data").manifest, pre);
+  const auto ds = test::synthetic_dataset(dir, so, 16);
   data::LoaderOptions o;
   o.shuffle = true;
   o.balanced = true;

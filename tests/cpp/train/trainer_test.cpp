@@ -121,10 +121,7 @@ TEST_CASE("Unfrozen backbone layers train at the learning rate times backbone_lr
   data::SyntheticOptions synth;
   synth.patients = 4;
   synth.patches_per_patient = 8;
-  data::generate_synthetic(dir / "data", synth);
-  data::Preprocessing pre;
-  pre.image_size = 32;
-  data::PatchDataset train_ds(data::scan_directory(dir / "data").manifest, pre);
+  const auto train_ds = test::synthetic_dataset(dir, synth, 32);
 
   struct Rates : train::Callback {
     std::vector<std::vector<double>> seen;
@@ -176,10 +173,7 @@ TEST_CASE("bfloat16 mixed precision trains close to float32", "[train]") {
   data::SyntheticOptions synth;
   synth.patients = 4;
   synth.patches_per_patient = 12;
-  data::generate_synthetic(dir / "data", synth);
-  data::Preprocessing pre;
-  pre.image_size = 32;
-  data::PatchDataset train_ds(data::scan_directory(dir / "data").manifest, pre);
+  const auto train_ds = test::synthetic_dataset(dir, synth, 32);
   auto run = [&](const std::string& precision, bool freeze) {
     torch::manual_seed(4);
     models::Classifier model(models::ClassifierOptions().backbone("simple_cnn").freeze_backbone(freeze).dropout(0));
