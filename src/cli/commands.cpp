@@ -91,7 +91,7 @@ void add_data_commands(CLI::App& app) {
 void add_model_options(CLI::App* cmd, train::RunOptions& o, std::string& weights) {
   static bool unfreeze = false;
   cmd->add_option("--backbone", o.model.backbone(), "Backbone name (see `histocnn models list`)")->capture_default_str();
-  cmd->add_option("--weights", weights, "Pretrained backbone weights: 'imagenet', a .safetensors file, or none");
+  cmd->add_option("--weights", weights, "Pretrained backbone weights: 'imagenet', a .safetensors file, a Keras .h5 file, or none");
   cmd->add_option("--unfreeze-last", o.model.unfreeze_last(), "Train the last N backbone blocks (the study: 4)")
       ->capture_default_str();
   cmd->add_flag("--unfreeze", unfreeze, "Train the whole backbone too (default: frozen)")
@@ -257,9 +257,9 @@ void add_models_command(CLI::App& app) {
   auto* feat = models_cmd->add_subcommand(
       "features", "Run a backbone (eval mode) on the tensor 'input' [N,3,H,W] of a safetensors file and write "
                   "'features' [N,C,h,w] and 'pooled' [N,C]");
-  feat->add_option("--backbone", feat_backbone, "Registered backbone name")->required();
-  feat->add_option("--weights", feat_weights, "safetensors weights with this library's parameter names (an "
-                   "ImageNet top in the file is ignored); default: random initialisation")->check(CLI::ExistingFile);
+  feat->add_option("--backbone", feat_backbone, "Registered backbone name, or torchscript:<file>")->required();
+  feat->add_option("--weights", feat_weights, "safetensors weights with this library's parameter names, or a Keras "
+                   ".h5 file (an ImageNet top in the file is ignored); default: random initialisation")->check(CLI::ExistingFile);
   feat->add_option("--input", feat_input, "safetensors file with a float tensor 'input' [N,3,H,W]")
       ->required()->check(CLI::ExistingFile);
   feat->add_option("--output", feat_output, "safetensors file to write");
