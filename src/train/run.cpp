@@ -69,7 +69,8 @@ std::string default_run_name(const RunOptions& options) {
   j["trainer"]["epochs"] = options.trainer.epochs;
   std::string backbone = options.model.backbone();
   if (models::is_torchscript_backbone(backbone)) {  // a path: keep the file's stem
-    backbone = "torchscript-" + fs::path(backbone.substr(std::string(models::kTorchScriptPrefix).size())).stem().string();
+    const fs::path file = backbone.substr(std::string(models::kTorchScriptPrefix).size());
+    backbone = "torchscript-" + file.stem().string();
   }
   return fmt::format("{}-{}-{:08x}", backbone, options.model.head(),
                      fnv1a64(j.dump()) & 0xffffffffULL);

@@ -4,7 +4,8 @@
 // buffers become this backbone's, so it trains, freezes and is saved in model bundles like a
 // built-in one (parameter names have their dots replaced by "__").
 //
-//   # Python: torch.jit.script(torchvision.models.resnet34().features_or_trunk).save("trunk.pt")
+//   # Python: trunk = torch.nn.Sequential(*list(torchvision.models.resnet34().children())[:-2])
+//   #         torch.jit.script(trunk.eval()).save("trunk.pt")
 //   auto backbone = histocnn::models::make_backbone("torchscript:trunk.pt");
 //   histocnn train --backbone torchscript:trunk.pt --unfreeze ...
 //
