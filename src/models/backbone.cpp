@@ -22,7 +22,9 @@
 namespace histocnn::models {
 
 torch::Tensor BackboneImpl::forward_features(torch::Tensor x) {
-  if (x.dim() == 4 && x.device().is_cpu()) x = x.contiguous(torch::MemoryFormat::ChannelsLast);
+  if (x.dim() == 4 && x.device().is_cpu() && prefers_channels_last(x.size(2), x.size(3))) {
+    x = x.contiguous(torch::MemoryFormat::ChannelsLast);
+  }
   return compute_features(x);
 }
 

@@ -14,6 +14,8 @@
 // layer{S-1}.{B-1}.{preact,conv1,bn1,conv2,bn2,conv3,downsample}, post_bn is post_bn.
 #include "histocnn/models/backbone.h"
 
+#include <algorithm>
+
 #include <torch/nn/modules/container/sequential.h>
 #include <torch/nn/modules/conv.h>
 #include <torch/nn/modules/batchnorm.h>
@@ -33,6 +35,9 @@ class ResNetImpl : public BackboneImpl {
  public:
   explicit ResNetImpl(ResNetOptions options = {});
   torch::Tensor compute_features(torch::Tensor x) override;
+  /// Measured (torchvision ResNet-18/50, 2 threads): channels-last is 0.63-0.94 times as fast below
+  /// 80 px and 1.0-1.07 from 80 px up.
+  bool prefers_channels_last(int64_t height, int64_t width) const override { return std::min(height, width) >= 80; }
   /// The ImageNet logits; requires num_classes > 0.
   torch::Tensor logits(torch::Tensor x);
   int64_t feature_channels() const override { return channels_; }
@@ -59,6 +64,9 @@ class ResNetV2Impl : public BackboneImpl {
  public:
   explicit ResNetV2Impl(ResNetV2Options options = {});
   torch::Tensor compute_features(torch::Tensor x) override;
+  /// Measured (torchvision ResNet-18/50, 2 threads): channels-last is 0.63-0.94 times as fast below
+  /// 80 px and 1.0-1.07 from 80 px up.
+  bool prefers_channels_last(int64_t height, int64_t width) const override { return std::min(height, width) >= 80; }
   int64_t feature_channels() const override { return 2048; }
   std::string name() const override { return "resnet" + std::to_string(options_.depth()) + "v2"; }
   /// Keras' ResNetV2 weights expect x / 127.5 - 1.
