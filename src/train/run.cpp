@@ -146,6 +146,7 @@ RunResult run_training(const RunOptions& options) {
   if (options.tensorboard) trainer.add_callback(std::make_shared<TensorBoard>(result.run_dir / "tensorboard"));
   for (const auto& cb : options.callbacks) trainer.add_callback(cb);
   result.history = trainer.fit(train_ds, val_m.size() > 0 ? &val_ds : nullptr);
+  // CSVLogger wrote it after each epoch; this covers a rerun of a finished run, where no epoch ends.
   io::write_file_atomic(result.run_dir / "history.csv", result.history.to_csv());
   if (result.history.interrupted) {
     log_warn("training was interrupted; the checkpoint in {} is kept and the same command resumes from it",

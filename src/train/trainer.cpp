@@ -323,11 +323,14 @@ void Trainer::set_learning_rate(double lr) {
   HISTOCNN_CHECK(optimizer_ != nullptr, "the learning rate can only be changed while training");
   auto& groups = optimizer_->param_groups();
   // Group 0 is the head; group 1, when present, the trainable backbone layers.
-  for (size_t g = 0; g < groups.size(); ++g) groups[g].options().set_lr(g == 0 ? lr : lr * options_.backbone_lr_multiplier);
+  for (size_t g = 0; g < groups.size(); ++g) {
+    groups[g].options().set_lr(g == 0 ? lr : lr * options_.backbone_lr_multiplier);
+  }
 }
 
 Predictions Trainer::predict(const data::PatchDataset& dataset) {
-  if (val_features_.defined() && model_->backbone_frozen() && dataset_identity(dataset) == val_features_of_) {
+  const bool cached = val_features_.defined() && model_->backbone_frozen();
+  if (cached && fnv1a64(dataset_identity(dataset)) == val_features_of_) {
     model_->eval();
     torch::NoGradGuard no_grad;
     Predictions out;
@@ -412,7 +415,7 @@ History Trainer::fit(const data::PatchDataset& train, const data::PatchDataset* 
     if (val) {
       val_features = extract_features(model_, *val, options_, device_, "features (val)");
       val_features_ = val_features;
-      val_features_of_ = dataset_identity(*val);
+      val_features_of_ = fnv1a64(dataset_identity(*val));
     }
     history.feature_cache_seconds = seconds_since(t0);
   }
@@ -497,7 +500,8 @@ History Trainer::fit(const data::PatchDataset& train, const data::PatchDataset* 
           step(forward(train_features.index_select(0, idx), true), train_labels.index_select(0, idx));
         }
       } else {
-        loader.run_epoch(epoch - 1, [&](data::Batch& b) { step(forward(b.images.to(device_), false), b.labels.to(device_)); });
+        loader.run_epoch(epoch - 1,
+                         [&](data::Batch& b) { step(forward(b.images.to(device_), false), b.labels.to(device_)); });
       }
     } catch (const StopTraining&) {
       interrupted = true;

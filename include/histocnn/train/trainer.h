@@ -118,7 +118,7 @@ class Trainer {
   std::unique_ptr<torch::optim::Optimizer> optimizer_;
   std::atomic<bool> stop_requested_{false};
   torch::Tensor val_features_;   ///< frozen-backbone features of fit()'s validation set
-  std::string val_features_of_;  ///< dataset_identity() of that set
+  uint64_t val_features_of_ = 0;  ///< hash of that set's patches, labels and preprocessing
 };
 
 }  // namespace histocnn::train

@@ -100,7 +100,7 @@ TEST_CASE("The comparison runs each grid point once and tabulates them", "[train
   data::SyntheticOptions synth;
   synth.patients = 6;
   synth.patches_per_patient = 20;
-  data::generate_synthetic(dir / "data", synth);
+  test::synthetic_folder(dir, synth);
   io::write_file_atomic(dir / "c.json", fmt::format(R"({{"data_dir": "{}", "output_dir": "{}",
       "base": {{"backbone": "simple_cnn", "epochs": 1, "image_size": 32, "hidden1": 16, "hidden2": 8}},
       "grid": {{"freeze_backbone": [true, false]}}}})",

@@ -85,8 +85,8 @@ TEST_CASE("Training is reproducible for a seed, and the feature cache trains the
   data::SyntheticOptions synth;
   synth.patients = 4;
   synth.patches_per_patient = 16;
-  data::generate_synthetic(dir / "data", synth);
-  auto manifest = data::split_manifest(data::scan_directory(dir / "data").manifest, data::SplitOptions{});
+  auto manifest =
+      data::split_manifest(data::scan_directory(test::synthetic_folder(dir, synth)).manifest, data::SplitOptions{});
   data::Preprocessing pre;
   pre.image_size = 32;
   data::PatchDataset train_ds(manifest.subset("train"), pre), val_ds(manifest.subset("val"), pre);
