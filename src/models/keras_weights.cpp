@@ -4,6 +4,7 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <functional>
 #include <map>
 #include <regex>
@@ -68,22 +69,136 @@ std::string resnet_v2_layer(const std::string& layer) {
   return "";
 }
 
-const std::map<std::string, LayerMap>& layer_maps() {
-  static const std::map<std::string, LayerMap> maps = {
-      {"vgg16", vgg16_layer},
-      {"densenet121", densenet_layer},
-      {"densenet201", densenet_layer},
-      {"resnet50v2", resnet_v2_layer},
-      {"resnet152v2", resnet_v2_layer},
+// The rank of an auto-named layer of class `cls` given as "<cls>#<rank>" (see unnamed_layer_ranks),
+// or -1 for any other name.
+int auto_rank(const std::string& layer, const std::string& cls) {
+  if (layer.size() <= cls.size() + 1 || layer.compare(0, cls.size() + 1, cls + "#") != 0) return -1;
+  return std::stoi(layer.substr(cls.size() + 1));
+}
+
+// Xception: the four residual 1x1 convolutions and their BatchNorms are the only unnamed layers;
+// Keras creates them in blocks 2, 3, 4 and 13 (histocnn's block1, 2, 3 and 12).
+std::string xception_layer(const std::string& layer) {
+  static const std::regex sepconv(R"(block(\d+)_sepconv(\d)(_bn)?)");
+  static const std::map<std::string, std::string> named = {
+      {"block1_conv1", "conv1"}, {"block1_conv1_bn", "bn1"},       {"block1_conv2", "conv2"},
+      {"block1_conv2_bn", "bn2"}, {"block14_sepconv1", "conv3"},   {"block14_sepconv1_bn", "bn3"},
+      {"block14_sepconv2", "conv4"}, {"block14_sepconv2_bn", "bn4"}};
+  static const char* residual[] = {"block1", "block2", "block3", "block12"};
+  std::smatch m;
+  if (auto it = named.find(layer); it != named.end()) return it->second;
+  if (const int r = auto_rank(layer, "conv2d"); r >= 0) return r < 4 ? residual[r] + std::string(".skip") : "";
+  if (const int r = auto_rank(layer, "batch_normalization"); r >= 0) return r < 4 ? residual[r] + std::string(".skipbn") : "";
+  if (std::regex_match(layer, m, sepconv)) {
+    const int block = std::stoi(m[1]), conv = std::stoi(m[2]);
+    if (block < 2 || block > 13 || conv < 1 || conv > (block >= 5 && block <= 12 ? 3 : 2)) return "";
+    // histocnn's rep: [ReLU,] SeparableConv, BatchNorm, ReLU, SeparableConv, BatchNorm, ... where
+    // only Keras' block 2 starts without a ReLU.
+    const int index = 3 * (conv - 1) + (block == 2 ? 0 : 1) + (m[3].matched ? 1 : 0);
+    return "block" + std::to_string(block - 1) + ".rep." + std::to_string(index);
+  }
+  if (layer == "predictions") return "-";
+  return "";
+}
+
+// InceptionResNetV2: Keras' conv2d_bn() names only the final 1x1 conv_7b; every other conv + BN
+// pair is auto-named, numbered in the order the Keras source creates them, which is this list.
+const std::vector<std::string>& inception_resnet_v2_unnamed() {
+  static const std::vector<std::string> paths = [] {
+    std::vector<std::string> p = {"conv2d_1a", "conv2d_2a", "conv2d_2b", "conv2d_3b", "conv2d_4a"};
+    auto add = [&p](const std::string& block, std::initializer_list<const char*> parts) {
+      for (const char* part : parts) p.push_back(block + "." + part);
+    };
+    add("mixed_5b", {"branch0", "branch1.0", "branch1.1", "branch2.0", "branch2.1", "branch2.2", "branch3.1"});
+    for (int i = 0; i < 10; ++i) {
+      add("repeat." + std::to_string(i), {"branch0", "branch1.0", "branch1.1", "branch2.0", "branch2.1", "branch2.2"});
+    }
+    add("mixed_6a", {"branch0", "branch1.0", "branch1.1", "branch1.2"});
+    for (int i = 0; i < 20; ++i) add("repeat_1." + std::to_string(i), {"branch0", "branch1.0", "branch1.1", "branch1.2"});
+    add("mixed_7a", {"branch0.0", "branch0.1", "branch1.0", "branch1.1", "branch2.0", "branch2.1", "branch2.2"});
+    for (int i = 0; i < 10; ++i) {
+      add(i < 9 ? "repeat_2." + std::to_string(i) : "block8", {"branch0", "branch1.0", "branch1.1", "branch1.2"});
+    }
+    return p;
+  }();
+  return paths;
+}
+
+std::string inception_resnet_v2_layer(const std::string& layer) {
+  static const std::regex block(R"(block(35|17|8)_(\d+)_conv)");
+  const auto& unnamed = inception_resnet_v2_unnamed();
+  std::smatch m;
+  if (const int r = auto_rank(layer, "conv2d"); r >= 0) return r < int(unnamed.size()) ? unnamed[r] + ".conv" : "";
+  if (const int r = auto_rank(layer, "batch_normalization"); r >= 0) {
+    return r < int(unnamed.size()) ? unnamed[r] + ".bn" : "";
+  }
+  if (layer == "conv_7b") return "conv2d_7b.conv";
+  if (layer == "conv_7b_bn") return "conv2d_7b.bn";
+  if (std::regex_match(layer, m, block)) {
+    const int i = std::stoi(m[2]);
+    const int count = m[1] == "35" ? 10 : m[1] == "17" ? 20 : 10;
+    if (i < 1 || i > count) return "";
+    if (m[1] == "8" && i == 10) return "block8.conv2d";
+    const std::string repeat = m[1] == "35" ? "repeat" : m[1] == "17" ? "repeat_1" : "repeat_2";
+    return repeat + "." + std::to_string(i - 1) + ".conv2d";
+  }
+  if (layer == "predictions") return "-";
+  return "";
+}
+
+// NASNetMobile: every weighted layer is named after its cell's block id ("stem_1", "0", "reduce_4",
+// ...), which histocnn's cell names carry after "reduction_" or "normal_".
+std::string nasnet_layer(const std::string& layer) {
+  static const std::regex cell_conv(R"((normal|reduction)_(conv|bn)_1_(.+))");
+  static const std::regex adjust(R"(adjust_(conv_1|conv_2|conv_projection|bn)_(.+))");
+  static const std::regex separable(R"(separable_conv_([12])(_bn)?_(normal|reduction)_((left|right)\d)_(.+))");
+  auto cell = [](const std::string& kind, const std::string& id) { return "cells." + kind + "_" + id; };
+  std::smatch m;
+  if (layer == "stem_conv1" || layer == "stem_bn1") return layer;
+  if (std::regex_match(layer, m, cell_conv)) return cell(m[1], m[3]) + "." + m[2].str() + "_1";
+  if (std::regex_match(layer, m, adjust)) {
+    const std::string id = m[2];
+    const bool normal = !id.empty() && id.find_first_not_of("0123456789") == std::string::npos;
+    return cell(normal ? "normal" : "reduction", id) + ".adjust_" + m[1].str();
+  }
+  if (std::regex_match(layer, m, separable)) {
+    return cell(m[3], m[6]) + "." + m[4].str() + ".separable_conv_" + m[1].str() + (m[2].matched ? "_bn" : "");
+  }
+  if (layer == "predictions") return "-";
+  return "";
+}
+
+struct KerasMapping {
+  LayerMap layer;
+  // The submodule of a separable convolution that holds the depthwise kernel (the pointwise one is
+  // "pointwise" in both backbones that have them).
+  std::string depthwise = "depthwise";
+};
+
+const std::map<std::string, KerasMapping>& mappings() {
+  static const std::map<std::string, KerasMapping> maps = {
+      {"vgg16", {vgg16_layer}},
+      {"densenet121", {densenet_layer}},
+      {"densenet201", {densenet_layer}},
+      {"resnet50v2", {resnet_v2_layer}},
+      {"resnet152v2", {resnet_v2_layer}},
+      {"xception", {xception_layer, "conv1"}},
+      {"inception_resnet_v2", {inception_resnet_v2_layer}},
+      {"nasnet_mobile", {nasnet_layer}},
   };
   return maps;
 }
 
-// A Keras weight in LibTorch's layout, with the parameter's last name component.
-std::pair<std::string, torch::Tensor> convert(const io::KerasWeight& w) {
+// A Keras weight in LibTorch's layout, with its parameter path below the layer's module.
+std::pair<std::string, torch::Tensor> convert(const io::KerasWeight& w, const KerasMapping& mapping) {
   const auto& v = w.value;
   if (w.name == "kernel" && v.dim() == 4) return {"weight", v.permute({3, 2, 0, 1}).contiguous()};
   if (w.name == "kernel" && v.dim() == 2) return {"weight", v.t().contiguous()};
+  if (w.name == "depthwise_kernel" && v.dim() == 4) {  // [kh, kw, in, multiplier] -> [in * multiplier, 1, kh, kw]
+    return {mapping.depthwise + ".weight",
+            v.permute({2, 3, 0, 1}).reshape({v.size(2) * v.size(3), 1, v.size(0), v.size(1)}).contiguous()};
+  }
+  if (w.name == "pointwise_kernel" && v.dim() == 4) return {"pointwise.weight", v.permute({3, 2, 0, 1}).contiguous()};
   if (w.name == "bias") return {"bias", v};
   if (w.name == "gamma") return {"weight", v};
   if (w.name == "beta") return {"bias", v};
@@ -92,27 +207,52 @@ std::pair<std::string, torch::Tensor> convert(const io::KerasWeight& w) {
   return {"", v};
 }
 
+// Keras names layers created without a name "<class>_<n>" with a per-class counter ("conv2d",
+// "conv2d_1", ... in TensorFlow 2; "conv2d_1", "conv2d_2", ... in Keras 2.0, which wrote the
+// published weight files), so within one file the numbers give the order of creation. Returns each
+// such layer's canonical name "<class>#<rank in that order>" (see auto_rank), keyed by layer name.
+std::map<std::string, std::string> unnamed_layer_ranks(const std::vector<io::KerasWeight>& weights) {
+  static const std::regex unnamed(R"((conv2d|batch_normalization)(?:_(\d+))?)");
+  std::map<std::string, std::vector<std::pair<long, std::string>>> by_class;
+  for (const auto& w : weights) {
+    std::smatch m;
+    if (!std::regex_match(w.layer, m, unnamed)) continue;
+    auto& layers = by_class[m[1]];
+    const std::pair<long, std::string> entry{m[2].matched ? std::stol(m[2]) : 0L, w.layer};
+    if (std::find(layers.begin(), layers.end(), entry) == layers.end()) layers.push_back(entry);
+  }
+  std::map<std::string, std::string> ranks;
+  for (auto& [cls, layers] : by_class) {
+    std::sort(layers.begin(), layers.end());
+    for (size_t i = 0; i < layers.size(); ++i) ranks[layers[i].second] = cls + "#" + std::to_string(i);
+  }
+  return ranks;
+}
+
 }  // namespace
 
 std::vector<std::string> keras_h5_backbones() {
   std::vector<std::string> out;
-  for (const auto& kv : layer_maps()) out.push_back(kv.first);
+  for (const auto& kv : mappings()) out.push_back(kv.first);
   return out;
 }
 
 io::TensorMap keras_to_state_dict(const std::string& backbone, const std::vector<io::KerasWeight>& weights) {
-  auto it = layer_maps().find(backbone);
-  if (it == layer_maps().end()) {
+  auto it = mappings().find(backbone);
+  if (it == mappings().end()) {
     std::string known;
     for (const auto& n : keras_h5_backbones()) known += (known.empty() ? "" : ", ") + n;
     HISTOCNN_FAIL("Keras .h5 weights can be read for {}, not for '{}'; convert its weights to safetensors with "
                   "this library's parameter names instead",
                   known, backbone);
   }
+  const KerasMapping& mapping = it->second;
+  const auto unnamed = unnamed_layer_ranks(weights);
   io::TensorMap out;
   for (const auto& w : weights) {
-    const std::string module = it->second(w.layer);
-    const auto [param, value] = convert(w);
+    const auto canonical = unnamed.find(w.layer);
+    const std::string module = mapping.layer(canonical == unnamed.end() ? w.layer : canonical->second);
+    const auto [param, value] = convert(w, mapping);
     const std::string keras_name = w.layer + "/" + w.name;
     if (module == "-") {
       out["keras-top:" + keras_name] = value;

@@ -5,7 +5,16 @@ per layer a group with weight_names, kernels as [kh, kw, in, out]), under Keras 
 layer names, from torchvision's weights where torchvision has the architecture (VGG16,
 DenseNet-121): histocnn must then give torchvision's features. The Keras names and transposes are
 spelled out here independently of the C++ mapping.
+
+Xception, InceptionResNetV2 and NASNetMobile have no torchvision twin: their reference is the
+Keras graph itself, run by TensorFlow.js' Keras implementation (tools/keras_oracle), which wrote
+the layer and weight list of each model and its output for formula-generated weights and input to
+tests/data/keras_oracle. Here the same weights are regenerated from the formula into a Keras .h5 file
+in that layer order, loaded by histocnn, and its features must be TensorFlow.js' features.
 """
+import json
+import pathlib
+
 import numpy as np
 import pytest
 
@@ -174,6 +183,72 @@ def test_bad_keras_files_are_refused_by_name(tmp_path, cli):
     bad = run_cli(cli, "models", "features", "--backbone", "vgg16", "--weights", not_keras, "--input", x,
                   "--output", tmp_path / "y.safetensors", check=False)
     assert bad.returncode != 0 and "layer_names" in bad.stderr and "plain.h5" in bad.stderr
-    bad = run_cli(cli, "models", "features", "--backbone", "xception", "--weights", h5, "--input", x,
+    bad = run_cli(cli, "models", "features", "--backbone", "mobilenet_v2", "--weights", h5, "--input", x,
                   "--output", tmp_path / "y.safetensors", check=False)
-    assert bad.returncode != 0 and "xception" in bad.stderr and "vgg16" in bad.stderr
+    assert bad.returncode != 0 and "mobilenet_v2" in bad.stderr and "xception" in bad.stderr
+
+
+ORACLE = pathlib.Path(__file__).resolve().parents[1] / "data" / "keras_oracle"
+ORACLE_CASES = [(m["model"], i) for m in (json.loads(p.read_text()) for p in sorted(ORACLE.glob("*.json")))
+                if "cases" in m for i in range(len(m["cases"]))]
+
+
+def oracle_uniform(name, count):
+    """tools/keras_oracle's formula: u in [-1, 1) per element, from the FNV-1a hash of `name`."""
+    seed = 0x811C9DC5
+    for byte in name.encode():
+        seed = ((seed ^ byte) * 0x01000193) & 0xFFFFFFFF
+    with np.errstate(over="ignore"):
+        x = np.uint32(seed) + np.arange(count, dtype=np.uint32) * np.uint32(0x9E3779B1)
+        x ^= x >> np.uint32(16)
+        x *= np.uint32(0x85EBCA6B)
+        x ^= x >> np.uint32(13)
+        x *= np.uint32(0xC2B2AE35)
+        x ^= x >> np.uint32(16)
+    return x.astype(np.float64) / 4294967296 * 2 - 1
+
+
+def oracle_weight(name, shape):
+    """The value tools/keras_oracle gave the weight "<layer>/<weight>" (or the input, "input")."""
+    u = oracle_uniform(name, int(np.prod(shape))).reshape(shape)
+    weight = name.rsplit("/", 1)[-1]
+    if weight in ("kernel", "pointwise_kernel"):
+        value = u * np.sqrt(6 / np.prod(shape[:-1]))
+    elif weight == "depthwise_kernel":
+        value = u * np.sqrt(6 / (shape[0] * shape[1]))
+    else:
+        value = {"bias": 0.1 * u, "gamma": 1 + 0.2 * u, "beta": 0.1 * u, "moving_mean": 0.1 * u,
+                 "moving_variance": 1 + 0.5 * u, "input": u}[weight]
+    return value.astype(np.float32)
+
+
+def test_oracle_formula_matches_the_values_tools_keras_oracle_used():
+    for name, recorded in json.loads((ORACLE / "formula_check.json").read_text()).items():
+        got = oracle_weight(name, recorded["shape"]).reshape(-1)[:len(recorded["first"])]
+        assert got.tolist() == [float(np.float32(v)) for v in recorded["first"]], name
+
+
+@pytest.fixture(scope="module")
+def oracle_h5(tmp_path_factory):
+    """model -> (manifest, Keras .h5 of the formula's weights in the manifest's layer order), written once."""
+    files = {}
+
+    def get(model):
+        if model not in files:
+            manifest = json.loads((ORACLE / f"{model}.json").read_text())
+            h5 = tmp_path_factory.mktemp("keras") / f"{model}_notop.h5"
+            write_keras_h5(h5, [(layer["name"], [(w["name"], oracle_weight(f"{layer['name']}/{w['name']}", w["shape"]))
+                                                 for w in layer["weights"]]) for layer in manifest["layers"]])
+            files[model] = (manifest, h5)
+        return files[model]
+    return get
+
+
+@pytest.mark.parametrize("model,case", ORACLE_CASES)
+def test_keras_h5_gives_the_keras_graphs_features(tmp_path, cli, oracle_h5, model, case):
+    manifest, h5 = oracle_h5(model)
+    spec = manifest["cases"][case]
+    x = oracle_weight("input", spec["input_shape"])  # [N, H, W, 3]
+    ref = np.fromfile(ORACLE / spec["features"], dtype="<f4").reshape(spec["output_shape"])
+    got = features_from_h5(cli, tmp_path, model, h5, torch.from_numpy(x.transpose(0, 3, 1, 2).copy()))
+    assert_close(got, ref.transpose(0, 3, 1, 2))

@@ -1,12 +1,16 @@
 #pragma once
-// Keras Applications weights (.h5) for the backbones whose Keras layer names map one to one onto
-// histocnn's: vgg16, resnet50v2, resnet152v2, densenet121 and densenet201. Kernels are transposed
-// from Keras' layout ([kh, kw, in, out]; Dense [in, out]) to LibTorch's, BatchNorm's gamma, beta,
-// moving_mean and moving_variance become weight, bias, running_mean and running_var, and the
-// ImageNet top (fc1, fc2, predictions, ...) is ignored.
+// Keras Applications weights (.h5) for the study's seven backbones and DenseNet-121: vgg16,
+// resnet50v2, resnet152v2, densenet121, densenet201, xception, inception_resnet_v2 and
+// nasnet_mobile. Keras layer names are mapped onto histocnn's modules; layers Keras named itself
+// ("conv2d_17", "batch_normalization_17": Xception's residual convolutions, nearly all of
+// InceptionResNetV2) are matched by the order their numbers give, which is the order Keras' source
+// creates them in. Kernels are transposed from Keras' layout ([kh, kw, in, out]; depthwise
+// [kh, kw, in, 1]; Dense [in, out]) to LibTorch's, BatchNorm's gamma, beta, moving_mean and
+// moving_variance become weight, bias, running_mean and running_var, and the ImageNet top (fc1,
+// fc2, predictions, ...) is ignored.
 //
 //   histocnn::models::load_weights(*make_backbone("vgg16"), "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5");
-//   histocnn train --backbone resnet50v2 --weights resnet50v2_weights_tf_dim_ordering_tf_kernels_notop.h5 ...
+//   histocnn train --backbone xception --weights xception_weights_tf_dim_ordering_tf_kernels_notop.h5 ...
 //
 // load_weights() takes .h5 files this way for any backbone; for the others it says so.
 #include "histocnn/io/keras_h5.h"
