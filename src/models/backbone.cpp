@@ -79,10 +79,16 @@ std::map<std::string, BackboneFactory>& registry() {
 
 }  // namespace
 
+std::string backbone_label(const std::string& name) {
+  return is_torchscript_backbone(name) ? "torchscript-" + torchscript_file(name).stem().string() : name;
+}
+
+bool backbone_brings_weights(const std::string& name) { return is_torchscript_backbone(name); }
+
 Backbone make_backbone(const std::string& name, const BackboneOptions& options) {
   if (is_torchscript_backbone(name)) {
     HISTOCNN_CHECK(!options.tf_padding, "a TorchScript backbone has its padding built in: drop tf_padding");
-    return std::make_shared<TorchScriptBackboneImpl>(name.substr(std::string(kTorchScriptPrefix).size()));
+    return std::make_shared<TorchScriptBackboneImpl>(torchscript_file(name));
   }
   BackboneFactory factory;
   {

@@ -2,7 +2,9 @@
 
 #include "histocnn/core/error.h"
 #include "histocnn/core/version.h"
+#include "histocnn/io/atomic_file.h"
 #include "histocnn/io/bundle.h"
+#include "histocnn/models/torchscript.h"
 
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
@@ -152,6 +154,13 @@ void save_classifier(const Classifier& model, const std::filesystem::path& dir, 
   j["histocnn_version"] = version();
   j["backbone"] = model->options().backbone();
   j["classifier"] = nlohmann::json::parse(model->options().to_json());
+  if (is_torchscript_backbone(model->options().backbone())) {
+    // The module file travels inside the bundle (written before model.json, which marks the bundle
+    // complete), named relative to it, so the bundle can be moved or copied to a server.
+    std::filesystem::create_directories(dir);
+    io::write_file_atomic(dir / kBundleTorchScriptFile, io::read_file(torchscript_file(model->options().backbone())));
+    j["backbone"] = j["classifier"]["backbone"] = std::string(kTorchScriptPrefix) + kBundleTorchScriptFile;
+  }
   if (!j.contains("class_names")) j["class_names"] = {"IDC-negative", "IDC-positive"};
   io::TensorMap cpu;
   for (const auto& kv : state_dict(*model)) cpu[kv.first] = kv.second.to(torch::kCPU).contiguous();
@@ -175,7 +184,11 @@ LoadedClassifier load_classifier(const std::filesystem::path& dir, const torch::
                  io::kBundleFormatVersion);
   HISTOCNN_CHECK(j.contains("classifier"), "'{}' lacks the \"classifier\" options", json_path);
   LoadedClassifier out;
-  out.model = Classifier(ClassifierOptions::from_json(j["classifier"].dump()));
+  auto options = ClassifierOptions::from_json(j["classifier"].dump());
+  if (is_torchscript_backbone(options.backbone()) && torchscript_file(options.backbone()).is_relative()) {
+    options.backbone(kTorchScriptPrefix + (files.directory / torchscript_file(options.backbone())).string());
+  }
+  out.model = Classifier(options);
   LoadOptions lo;
   lo.source = (files.directory / "model.safetensors").string();
   load_state_dict(*out.model, files.weights, lo);

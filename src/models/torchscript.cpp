@@ -14,6 +14,12 @@ bool is_torchscript_backbone(const std::string& backbone_name) {
   return backbone_name.rfind(kTorchScriptPrefix, 0) == 0;
 }
 
+std::filesystem::path torchscript_file(const std::string& backbone_name) {
+  HISTOCNN_CHECK(is_torchscript_backbone(backbone_name), "'{}' does not name a TorchScript backbone ({}<file>)",
+                 backbone_name, kTorchScriptPrefix);
+  return backbone_name.substr(std::string(kTorchScriptPrefix).size());
+}
+
 namespace {
 
 std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }

@@ -9,7 +9,6 @@
 #include "histocnn/metrics/plots.h"
 #include "histocnn/metrics/report.h"
 #include "histocnn/models/pretrained.h"
-#include "histocnn/models/torchscript.h"
 #include "histocnn/train/callbacks.h"
 #include "histocnn/train/evaluate.h"
 
@@ -67,12 +66,7 @@ std::string default_run_name(const RunOptions& options) {
   j.erase("output_dir");
   j["trainer"] = nlohmann::json::parse(options.trainer.learning_json());
   j["trainer"]["epochs"] = options.trainer.epochs;
-  std::string backbone = options.model.backbone();
-  if (models::is_torchscript_backbone(backbone)) {  // a path: keep the file's stem
-    const fs::path file = backbone.substr(std::string(models::kTorchScriptPrefix).size());
-    backbone = "torchscript-" + file.stem().string();
-  }
-  return fmt::format("{}-{}-{:08x}", backbone, options.model.head(),
+  return fmt::format("{}-{}-{:08x}", models::backbone_label(options.model.backbone()), options.model.head(),
                      fnv1a64(j.dump()) & 0xffffffffULL);
 }
 
@@ -109,7 +103,7 @@ RunResult run_training(const RunOptions& options) {
   const auto weights = models::resolve_weights(options.weights, options.model.backbone());
   auto model_options = options.model;
   if (weights.path.empty() && !model_options.freeze_backbone() && !model_options.train_bn() &&
-      !models::is_torchscript_backbone(model_options.backbone())) {
+      !models::backbone_brings_weights(model_options.backbone())) {
     // BatchNorm kept in inference mode protects pretrained (often folded) statistics; a randomly
     // initialised network has none, and deep ones stop learning without batch statistics.
     model_options.train_bn(true);
@@ -123,7 +117,7 @@ RunResult run_training(const RunOptions& options) {
   if (!weights.path.empty()) {
     auto report = model->load_backbone_weights(weights.path);
     log_info("backbone weights from {}: {}", weights.path.string(), report.summary());
-  } else if (options.model.freeze_backbone() && !models::is_torchscript_backbone(options.model.backbone())) {
+  } else if (options.model.freeze_backbone() && !models::backbone_brings_weights(options.model.backbone())) {
     log_warn("the backbone is frozen but no pretrained weights were given: only the head will learn, on random "
              "features. Pass weights, or train the backbone (freeze_backbone = false)");
   }

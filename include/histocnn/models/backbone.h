@@ -56,6 +56,13 @@ void register_backbone(const std::string& name, BackboneFactory factory);
 /// The registered names, sorted.
 std::vector<std::string> backbone_names();
 
+/// A short name for run folders and logs: the backbone name itself, or "torchscript-<file stem>"
+/// for a TorchScript backbone (whose name holds a path).
+std::string backbone_label(const std::string& name);
+/// True for backbones whose definition carries trained weights (TorchScript modules): without
+/// separate weights such a backbone is not randomly initialised.
+bool backbone_brings_weights(const std::string& name);
+
 /// Number of parameters, and of parameters plus floating-point buffers (BatchNorm running
 /// statistics, counted the way Keras counts its non-trainable weights).
 int64_t count_parameters(const torch::nn::Module& module, bool include_buffers = false);

@@ -9,8 +9,8 @@
 //   auto backbone = histocnn::models::make_backbone("torchscript:trunk.pt");
 //   histocnn train --backbone torchscript:trunk.pt --unfreeze ...
 //
-// A model bundle with such a backbone records the module file's absolute path; the file must be
-// there when the bundle is loaded (the weights themselves are in the bundle).
+// A model bundle with such a backbone keeps a copy of the module file (backbone.pt), so the bundle
+// can be moved and served without the original file.
 #include "histocnn/models/backbone.h"
 
 #include <filesystem>
@@ -24,6 +24,11 @@ inline constexpr const char* kTorchScriptPrefix = "torchscript:";
 
 /// True when `backbone_name` is "torchscript:<path>".
 bool is_torchscript_backbone(const std::string& backbone_name);
+/// The copy of a TorchScript backbone's module file that a model bundle keeps beside model.json.
+inline constexpr const char* kBundleTorchScriptFile = "backbone.pt";
+
+/// The path in "torchscript:<path>".
+std::filesystem::path torchscript_file(const std::string& backbone_name);
 
 class TorchScriptBackboneImpl : public BackboneImpl {
  public:

@@ -58,12 +58,29 @@ TEST_CASE("A TorchScript module file is a backbone: same outputs, trainable, sav
   model->set_backbone_frozen(true);
   for (const auto& p : model->backbone()->parameters()) CHECK_FALSE(p.requires_grad());
 
-  // Saved and reloaded, the classifier gives the same probabilities (weights come from the bundle).
+  // Saved and reloaded, the classifier gives the same probabilities (weights come from the bundle),
+  // also after the bundle has moved and the original module file is gone: the bundle keeps a copy.
   model->eval();
   auto p = model->predict_proba(x);
   models::save_classifier(model, dir / "model");
   auto loaded = models::load_classifier(dir / "model", torch::kCPU);
   CHECK(torch::allclose(loaded.model->predict_proba(x), p, 1e-6, 1e-6));
+  std::filesystem::rename(dir / "model", dir / "moved");
+  std::filesystem::remove(file);
+  auto moved = models::load_classifier(dir / "moved", torch::kCPU);
+  CHECK(torch::allclose(moved.model->predict_proba(x), p, 1e-6, 1e-6));
+  CHECK(moved.model_json.find(file.string()) == std::string::npos);
+  // Saving a loaded bundle again copies the module along once more.
+  models::save_classifier(moved.model, dir / "again");
+  std::filesystem::remove_all(dir / "moved");
+  CHECK(torch::allclose(models::load_classifier(dir / "again", torch::kCPU).model->predict_proba(x), p, 1e-6, 1e-6));
+}
+
+TEST_CASE("Backbone labels and whether a backbone brings its own weights", "[models]") {
+  CHECK(models::backbone_label("mobilenet_v2") == "mobilenet_v2");
+  CHECK(models::backbone_label("torchscript:/models/trunk34.pt") == "torchscript-trunk34");
+  CHECK_FALSE(models::backbone_brings_weights("resnet18"));
+  CHECK(models::backbone_brings_weights("torchscript:trunk.pt"));
 }
 
 TEST_CASE("A bad TorchScript backbone gets an error naming the file", "[models]") {
