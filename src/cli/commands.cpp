@@ -156,6 +156,9 @@ void add_train_command(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--target-sensitivity", o.target_sensitivity, "For --threshold-method sensitivity")
       ->capture_default_str();
+  cmd->add_option("--stain-shift", o.stain_shift,
+                  "Also evaluate the test split restained per patient with this H&E jitter sigma (0 = off)")
+      ->capture_default_str();
   cmd->add_option("--device", o.trainer.device, "auto, cpu, cuda or cuda:N")->capture_default_str();
   cmd->add_option("--mixed-precision", o.trainer.mixed_precision,
                   "auto (bfloat16 autocast on CUDA), off, or bf16 (on any device)")

@@ -1,7 +1,9 @@
 #include "histocnn/data/dataset.h"
 
 #include "histocnn/core/error.h"
+#include "histocnn/core/hash.h"
 #include "histocnn/core/progress.h"
+#include "histocnn/data/augment.h"
 #include "histocnn/io/image.h"
 
 #include <torch/torch.h>
@@ -50,17 +52,31 @@ std::vector<int> PatchDataset::labels() const {
 cv::Mat PatchDataset::image(size_t i) const {
   HISTOCNN_CHECK(i < size(), "patch index {} is out of range for a dataset of {} patches", i, size());
   auto& s = *state_;
-  if (s.cache) {
-    std::lock_guard<std::mutex> lock(s.mu);
-    if (s.cached[i]) return s.images[i];
+  cv::Mat decoded;
+  {
+    std::unique_lock<std::mutex> lock(s.mu, std::defer_lock);
+    if (s.cache) lock.lock();
+    if (s.cache && s.cached[i]) decoded = s.images[i];
   }
-  cv::Mat decoded = s.preprocessing.pad(io::read_image_rgb(s.manifest.absolute_path(i)));
-  if (s.cache) {
-    std::lock_guard<std::mutex> lock(s.mu);
-    s.images[i] = decoded;
-    s.cached[i] = 1;
+  if (decoded.empty()) {
+    decoded = s.preprocessing.pad(io::read_image_rgb(s.manifest.absolute_path(i)));
+    if (s.cache) {
+      std::lock_guard<std::mutex> lock(s.mu);
+      s.images[i] = decoded;
+      s.cached[i] = 1;
+    }
   }
-  return decoded;
+  if (stain_shift_ <= 0) return decoded;
+  std::mt19937_64 rng(stain_shift_seed_ ^ fnv1a64(s.manifest.rows()[i].patient));
+  return jitter_stains(decoded, stain_shift_, rng);
+}
+
+PatchDataset PatchDataset::with_stain_shift(double sigma, uint64_t seed) const {
+  HISTOCNN_CHECK(sigma >= 0 && sigma <= 1, "stain shift sigma must be in [0, 1], got {}", sigma);
+  PatchDataset out = *this;
+  out.stain_shift_ = sigma;
+  out.stain_shift_seed_ = seed;
+  return out;
 }
 
 torch::Tensor PatchDataset::tensor(size_t i) const { return state_->preprocessing.to_tensor(image(i)); }

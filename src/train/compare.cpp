@@ -147,6 +147,8 @@ CompareRow read_run_row(const fs::path& run_dir) {
     row.auc_low = metrics.contains("test_auc_ci") ? number(metrics["test_auc_ci"], "low") : std::nan("");
     row.auc_high = metrics.contains("test_auc_ci") ? number(metrics["test_auc_ci"], "high") : std::nan("");
   }
+  row.stain_shift_auc = metrics.contains("test_stain_shift") ? number(metrics["test_stain_shift"], "roc_auc")
+                                                              : std::nan("");
   row.seconds = number(metrics, "seconds");
   return row;
 }
@@ -191,13 +193,14 @@ std::vector<CompareRow> run_compare(const CompareConfig& config) {
 std::string compare_table_csv(const std::vector<CompareRow>& rows) {
   std::string s =
       "label,run,backbone,head,parameters,size_mb,train_accuracy,val_accuracy,val_auc,test_accuracy,precision,recall,"
-      "f1,auc,auc_low,auc_high,test_loss,seconds,images_per_second\n";
+      "f1,auc,auc_low,auc_high,stain_shift_auc,test_loss,seconds,images_per_second\n";
   auto q = [](const std::string& v) { return "\"" + v + "\""; };
   for (const auto& r : rows) {
-    s += fmt::format("{},{},{},{},{},{:.3f},{},{},{},{},{},{},{},{},{},{},{},{:.1f},{:.1f}\n", q(r.label), r.run_name,
+    s += fmt::format("{},{},{},{},{},{:.3f},{},{},{},{},{},{},{},{},{},{},{},{},{:.1f},{:.1f}\n", q(r.label), r.run_name,
                      r.backbone, r.head, r.parameters, r.size_mb, fmt_num(r.train_accuracy), fmt_num(r.val_accuracy),
                      fmt_num(r.val_auc), fmt_num(r.test_accuracy), fmt_num(r.precision), fmt_num(r.recall),
-                     fmt_num(r.f1), fmt_num(r.auc), fmt_num(r.auc_low), fmt_num(r.auc_high), fmt_num(r.test_loss),
+                     fmt_num(r.f1), fmt_num(r.auc), fmt_num(r.auc_low), fmt_num(r.auc_high),
+                     fmt_num(r.stain_shift_auc), fmt_num(r.test_loss),
                      r.seconds, r.images_per_second);
   }
   return s;
@@ -206,15 +209,15 @@ std::string compare_table_csv(const std::vector<CompareRow>& rows) {
 std::string compare_table_markdown(const std::vector<CompareRow>& rows) {
   std::string s =
       "| run | backbone | head | parameters | size (MB) | train acc | val acc | val AUC | test acc | precision | "
-      "recall | F1 | test AUC (95 % CI) | test loss | time (s) | img/s |\n"
-      "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|\n";
+      "recall | F1 | test AUC (95 % CI) | AUC restained | test loss | time (s) | img/s |\n"
+      "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|\n";
   for (const auto& r : rows) {
     const std::string ci = std::isfinite(r.auc_low) ? fmt::format(" ({:.3f}-{:.3f})", r.auc_low, r.auc_high) : "";
-    s += fmt::format("| {} | {} | {} | {} | {:.1f} | {} | {} | {} | {} | {} | {} | {} | {}{} | {} | {:.0f} | {:.0f} |\n",
+    s += fmt::format("| {} | {} | {} | {} | {:.1f} | {} | {} | {} | {} | {} | {} | {} | {}{} | {} | {} | {:.0f} | {:.0f} |\n",
                      r.label, r.backbone, r.head, r.parameters, r.size_mb, fmt_num(r.train_accuracy, 3),
                      fmt_num(r.val_accuracy, 3), fmt_num(r.val_auc, 3), fmt_num(r.test_accuracy, 3),
                      fmt_num(r.precision, 3), fmt_num(r.recall, 3), fmt_num(r.f1, 3), fmt_num(r.auc, 3), ci,
-                     fmt_num(r.test_loss, 3), r.seconds, r.images_per_second);
+                     fmt_num(r.stain_shift_auc, 3), fmt_num(r.test_loss, 3), r.seconds, r.images_per_second);
   }
   return s;
 }

@@ -91,6 +91,7 @@ const std::map<std::string, Entry>& table() {
       {"threshold", HISTOCNN_FIELD(double, o.threshold)},
       {"threshold_method", HISTOCNN_FIELD(std::string, o.threshold_method)},
       {"target_sensitivity", HISTOCNN_FIELD(double, o.target_sensitivity)},
+      {"stain_shift", HISTOCNN_FIELD(double, o.stain_shift)},
       {"tensorboard", HISTOCNN_FIELD(bool, o.tensorboard)},
       // split
       {"train_fraction", HISTOCNN_FIELD(double, o.split.train)},

@@ -6,6 +6,7 @@
 #include "histocnn/data/balance.h"
 #include "histocnn/data/dataset.h"
 #include "histocnn/io/atomic_file.h"
+#include "histocnn/io/image.h"
 #include "histocnn/metrics/plots.h"
 #include "histocnn/metrics/report.h"
 #include "histocnn/models/pretrained.h"
@@ -13,9 +14,11 @@
 #include "histocnn/train/evaluate.h"
 
 #include <nlohmann/json.hpp>
+#include <opencv2/imgproc.hpp>
 #include <torch/torch.h>
 
 #include <chrono>
+#include <set>
 #include <ctime>
 
 namespace histocnn::train {
@@ -34,6 +37,30 @@ std::string timestamp(const char* format) {
 }
 
 nlohmann::json metrics_json(const metrics::BinaryMetrics& m) { return nlohmann::json::parse(metrics::to_json(m)); }
+
+// One patch of each of the first eight test patients, as stained (top row) and restained
+// (bottom row), at twice the size: what the robustness evaluation showed the model.
+void write_stain_shift_examples(const fs::path& file, const data::PatchDataset& original,
+                                const data::PatchDataset& shifted) {
+  std::vector<cv::Mat> top, bottom;
+  std::set<std::string> seen;
+  const auto& rows = original.manifest().rows();
+  for (size_t i = 0; i < rows.size() && top.size() < 8; ++i) {
+    if (!seen.insert(rows[i].patient).second) continue;
+    cv::Mat a, b;
+    cv::resize(original.image(i), a, {100, 100}, 0, 0, cv::INTER_NEAREST);
+    cv::resize(shifted.image(i), b, {100, 100}, 0, 0, cv::INTER_NEAREST);
+    top.push_back(a);
+    bottom.push_back(b);
+  }
+  if (top.empty()) return;
+  cv::Mat upper, lower, sheet;
+  cv::hconcat(top, upper);
+  cv::hconcat(bottom, lower);
+  cv::vconcat(upper, lower, sheet);
+  fs::create_directories(file.parent_path());
+  io::write_png(file, sheet);
+}
 
 }  // namespace
 
@@ -54,6 +81,7 @@ std::string RunOptions::to_json() const {
       {"threshold", threshold},
       {"threshold_method", threshold_method},
       {"target_sensitivity", target_sensitivity},
+      {"stain_shift", stain_shift},
       {"tensorboard", tensorboard},
   };
   return j.dump(2);
@@ -64,6 +92,7 @@ std::string default_run_name(const RunOptions& options) {
   auto j = nlohmann::json::parse(options.to_json());
   j.erase("name");
   j.erase("output_dir");
+  j.erase("stain_shift");  // evaluation only: the same model
   j["trainer"] = nlohmann::json::parse(options.trainer.learning_json());
   j["trainer"]["epochs"] = options.trainer.epochs;
   return fmt::format("{}-{}-{:08x}", models::backbone_label(options.model.backbone()), options.model.head(),
@@ -84,6 +113,9 @@ RunResult run_training(const RunOptions& options) {
   const auto t0 = std::chrono::steady_clock::now();
   options.trainer.validate();
   HISTOCNN_CHECK(options.threshold > 0 && options.threshold < 1, "threshold must be in (0, 1), got {}", options.threshold);
+  HISTOCNN_CHECK(options.stain_shift >= 0 && options.stain_shift <= 1,
+                 "stain_shift must be in [0, 1] (0 = no robustness evaluation, 0.1 = strong), got {}",
+                 options.stain_shift);
 
   // Data: scan or read, balance, split by patient.
   data::Manifest manifest = load_patch_manifest(options.data_dir, options.manifest);
@@ -205,6 +237,21 @@ RunResult run_training(const RunOptions& options) {
     report += format_evaluation(pred.labels, pred.p_positive, threshold, class_names, "test split") + "\n" +
               full.to_text() + "\n";
     metrics::write_evaluation_plots(result.run_dir / "plots", full, "test_");
+    if (options.stain_shift > 0) {
+      // The same patients restained as another lab would: same-source validation flatters, and
+      // how far the test AUC falls here is the cheapest hint of how the model travels.
+      const auto shifted_ds = test_ds.with_stain_shift(options.stain_shift, options.trainer.seed);
+      auto shifted = predict_split(shifted_ds, "test_stain_shift");
+      result.test_stain_shift = metrics::evaluate_binary(shifted.labels, shifted.p_positive, threshold);
+      metrics_out["test_stain_shift"] = metrics_json(result.test_stain_shift);
+      metrics_out["test_stain_shift"]["sigma"] = options.stain_shift;
+      report += format_evaluation(shifted.labels, shifted.p_positive, threshold, class_names,
+                                  fmt::format("test split restained per patient (stain shift sigma {})",
+                                              options.stain_shift)) +
+                fmt::format("AUC {:.3f} as stained, {:.3f} restained ({:+.3f})\n\n", result.test.roc_auc,
+                            result.test_stain_shift.roc_auc, result.test_stain_shift.roc_auc - result.test.roc_auc);
+      write_stain_shift_examples(result.run_dir / "plots" / "stain_shift_examples.png", test_ds, shifted_ds);
+    }
   }
   metrics::TrainingCurves curves;
   for (const auto& e : result.history.epochs) {

@@ -143,7 +143,7 @@ std::vector<double> to_vector(const torch::Tensor& t) {
 std::string dataset_identity(const data::PatchDataset& ds) {
   std::string data;
   for (const auto& r : ds.manifest().rows()) data += r.path + (r.label ? "1" : "0") + ";";
-  return data + ds.preprocessing().to_json();
+  return data + ds.preprocessing().to_json() + fmt::format("stain_shift={}", ds.stain_shift());
 }
 
 // Identifies what a run learns from: the options that matter and the exact training data.

@@ -22,6 +22,23 @@ def test_trainer_fit_returns_history_and_writes_run(synthetic_data, tmp_path):
     assert metrics["test"]["roc_auc"] == pytest.approx(trainer.result.test.roc_auc)
     assert (tmp_path / "py" / "model" / "1" / "model.safetensors").exists()
 
+    # Robustness: the test patients restained (stain_shift 0.1 by default), scored by sklearn.
+    import csv
+    from sklearn.metrics import roc_auc_score
+    run = tmp_path / "py"
+    with open(run / "predictions_test_stain_shift.csv") as f:
+        shifted = list(csv.DictReader(f))
+    with open(run / "predictions_test.csv") as f:
+        stained = list(csv.DictReader(f))
+    assert [r["path"] for r in shifted] == [r["path"] for r in stained]
+    assert [r["p_positive"] for r in shifted] != [r["p_positive"] for r in stained]
+    auc = roc_auc_score([int(r["label"]) for r in shifted], [float(r["p_positive"]) for r in shifted])
+    assert metrics["test_stain_shift"]["roc_auc"] == pytest.approx(auc, abs=1e-9)
+    assert metrics["test_stain_shift"]["sigma"] == 0.1
+    assert trainer.result.test_stain_shift.roc_auc == pytest.approx(auc, abs=1e-9)
+    assert "restained" in (run / "report.txt").read_text()
+    assert (run / "plots" / "stain_shift_examples.png").stat().st_size > 1000
+
 
 def test_python_and_cli_give_the_same_numbers(synthetic_data, tmp_path, cli):
     trainer = histocnn.Trainer(data_dir=str(synthetic_data), backbone="simple_cnn", freeze_backbone=False,

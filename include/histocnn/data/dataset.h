@@ -39,9 +39,20 @@ class PatchDataset {
   /// so a bad file is found before training starts, not in epoch 7.
   void preload(int workers = 0, bool progress = false) const;
 
+  /// The same patches (sharing the decode cache) restained the way a patient from another lab or
+  /// scanner would look: each patient gets one haematoxylin-eosin jitter (jitter_stains with
+  /// `sigma`), drawn from `seed` and the patient id, applied to all of its patches. A robustness
+  /// check for evaluation, not augmentation: the same (sigma, seed) always gives the same pixels.
+  /// sigma 0 gives the patches unchanged.
+  PatchDataset with_stain_shift(double sigma, uint64_t seed) const;
+  /// The sigma of with_stain_shift (0 for the patches as they are).
+  double stain_shift() const { return stain_shift_; }
+
  private:
   struct State;
   std::shared_ptr<State> state_;
+  double stain_shift_ = 0;
+  uint64_t stain_shift_seed_ = 0;
 };
 
 }  // namespace histocnn::data

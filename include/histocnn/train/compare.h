@@ -40,6 +40,7 @@ struct CompareRow {
   double size_mb = 0;
   double train_accuracy = 0, val_accuracy = 0, val_auc = 0;
   double test_accuracy = 0, precision = 0, recall = 0, f1 = 0, auc = 0, auc_low = 0, auc_high = 0, test_loss = 0;
+  double stain_shift_auc = 0;  ///< test AUC with the test patients restained (NaN when not evaluated)
   double seconds = 0, images_per_second = 0;
   bool reused = false;  ///< read from a run folder that was already complete
 };

@@ -44,6 +44,10 @@ struct RunOptions {
   /// "sensitivity" (the highest threshold reaching target_sensitivity).
   std::string threshold_method = "fixed";
   double target_sensitivity = 0.9;
+  /// Robustness: the test split is evaluated a second time restained per patient with this
+  /// haematoxylin-eosin jitter sigma (data::PatchDataset::with_stain_shift), as patients from other
+  /// labs would look. 0.1 is about Tellez et al.'s "HED-strong" range; 0 turns it off.
+  double stain_shift = 0.1;
   bool tensorboard = true;          ///< write TensorBoard scalars to <run>/tensorboard
   std::vector<std::shared_ptr<Callback>> callbacks;  ///< extra callbacks (not part of the options)
 
@@ -54,6 +58,7 @@ struct RunResult {
   History history;
   metrics::BinaryMetrics validation;
   metrics::BinaryMetrics test;
+  metrics::BinaryMetrics test_stain_shift;  ///< the test split restained (RunOptions::stain_shift)
   std::string test_report;  ///< the classification report on the test split
   std::filesystem::path run_dir;
   std::filesystem::path model_dir;

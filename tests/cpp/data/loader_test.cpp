@@ -130,3 +130,34 @@ TEST_CASE("The balanced sampler draws both classes equally often", "[data]") {
   CHECK(share < 0.55);
   CHECK(loader.epoch_order(0) == loader.epoch_order(0));
 }
+
+TEST_CASE("A stain-shifted view restains each patient one way, deterministically, leaving the original", "[data]") {
+  test::TempDir dir;
+  // Three copies of one tissue-like patch: two from patient A, one from patient B.
+  cv::Mat patch(50, 50, CV_8UC3);
+  cv::randu(patch, cv::Scalar(60, 20, 90), cv::Scalar(230, 200, 240));
+  std::vector<data::PatchRecord> rows;
+  for (const auto& [file, patient] : std::vector<std::pair<std::string, std::string>>{
+           {"a1.png", "A"}, {"a2.png", "A"}, {"b1.png", "B"}}) {
+    io::write_png(dir / file, patch);
+    data::PatchRecord r;
+    r.path = file;
+    r.patient = patient;
+    r.label = 1;
+    rows.push_back(r);
+  }
+  data::Preprocessing pre;
+  pre.image_size = 50;
+  data::PatchDataset ds(data::Manifest(dir.path(), rows), pre);
+  auto shifted = ds.with_stain_shift(0.1, 7);
+  CHECK(shifted.stain_shift() == 0.1);
+  auto equal = [](const cv::Mat& a, const cv::Mat& b) { return cv::norm(a, b, cv::NORM_INF) == 0; };
+  CHECK(equal(shifted.image(0), shifted.image(1)));       // one patient, one restaining
+  CHECK_FALSE(equal(shifted.image(0), shifted.image(2)));  // another patient, another
+  CHECK_FALSE(equal(shifted.image(0), patch));
+  CHECK(equal(ds.image(0), patch));  // the original view shares the cache, unchanged
+  CHECK(equal(ds.with_stain_shift(0.1, 7).image(2), shifted.image(2)));  // same seed, same pixels
+  CHECK_FALSE(equal(ds.with_stain_shift(0.1, 8).image(2), shifted.image(2)));
+  CHECK(equal(ds.with_stain_shift(0.0, 7).image(2), patch));
+  CHECK_THROWS_WITH(ds.with_stain_shift(-0.1, 7), Catch::Contains("stain shift"));
+}
