@@ -164,11 +164,12 @@ void init_train(py::module_& root) {
   m.def(
       "evaluate_bundle",
       [](const std::filesystem::path& model_dir, const data::Manifest& manifest, double threshold,
-         const std::string& device, int workers, bool progress) {
-        return train::evaluate_bundle(model_dir, manifest, threshold, device, workers, progress);
+         const std::string& device, int workers, bool progress, double stain_shift, uint64_t seed) {
+        return train::evaluate_bundle(model_dir, manifest, threshold, device, workers, progress, stain_shift, seed);
       },
       py::arg("model_dir"), py::arg("manifest"), py::arg("threshold") = -1.0, py::arg("device") = "auto",
-      py::arg("workers") = 2, py::arg("progress") = true, py::call_guard<py::gil_scoped_release>());
+      py::arg("workers") = 2, py::arg("progress") = true, py::arg("stain_shift") = 0.0, py::arg("seed") = 42,
+      py::call_guard<py::gil_scoped_release>());
   m.def("load_patch_manifest", &train::load_patch_manifest, py::arg("data_dir"), py::arg("manifest"));
 
   py::class_<train::DemoOptions>(m, "DemoOptions")

@@ -140,7 +140,8 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--sampler", o.trainer.sampler, "shuffle or balanced (equal classes per epoch)")
       ->capture_default_str();
   cmd->add_option("--augment", augment, "none, flips, study (rotation 20, zoom 1.2, flips) or histology "
-                  "(flips, quarter turns, H&E stain jitter)")->capture_default_str();
+                  "(flips, quarter turns, H&E stain jitter 0.05; histology:0.1 for stronger jitter)")
+      ->capture_default_str();
   cmd->add_flag("!--no-tensorboard", o.tensorboard, "Do not write TensorBoard event files");
   cmd->add_flag("!--no-feature-cache", o.trainer.cache_features, "Recompute frozen backbone features every epoch");
   cmd->add_option("--balance", o.balance_per_class, "Down-sample each class to N patches (the study used 2500)");
@@ -178,7 +179,8 @@ void add_train_command(CLI::App& app) {
 void add_evaluate_command(CLI::App& app) {
   static fs::path model_dir, data_dir, manifest;
   static std::string split = "test", device = "auto";
-  static double threshold = -1;
+  static double threshold = -1, stain_shift = 0;
+  static uint64_t seed = 42;
   static int workers = 2;
   auto* cmd = app.add_subcommand("evaluate", "Evaluate a saved model on patches and print the report");
   cmd->add_option("--model", model_dir, "Model folder (a run's model/ or model/<version>/)")->required();
@@ -189,6 +191,11 @@ void add_evaluate_command(CLI::App& app) {
   cmd->add_option("--threshold", threshold, "Decision threshold (default: the one saved with the model)");
   cmd->add_option("--device", device, "auto, cpu, cuda or cuda:N")->capture_default_str();
   cmd->add_option("--workers", workers, "Threads preparing batches")->capture_default_str();
+  cmd->add_option("--stain-shift", stain_shift,
+                  "Restain each patient one way (H&E jitter sigma, e.g. 0.1) before evaluating: a robustness check")
+      ->capture_default_str();
+  cmd->add_option("--seed", seed, "Seed of the restaining (a run's report used its training seed)")
+      ->capture_default_str();
   cmd->callback([] {
     auto m = train::load_patch_manifest(data_dir, manifest);
     bool has_split = false;
@@ -197,7 +204,7 @@ void add_evaluate_command(CLI::App& app) {
       m = m.subset(split);
       HISTOCNN_CHECK(m.size() > 0, "the manifest has no rows in split '{}'; use --split train|val|test|all", split);
     }
-    auto r = train::evaluate_bundle(model_dir, m, threshold, device, workers, true);
+    auto r = train::evaluate_bundle(model_dir, m, threshold, device, workers, true, stain_shift, seed);
     std::cout << r.report;
   });
 }

@@ -57,7 +57,25 @@ uint64_t sample_seed(uint64_t seed, int64_t epoch, int64_t index) {
   return splitmix64(splitmix64(splitmix64(seed) ^ static_cast<uint64_t>(epoch)) ^ static_cast<uint64_t>(index));
 }
 
-AugmentOptions AugmentOptions::preset(const std::string& name) {
+AugmentOptions AugmentOptions::preset(const std::string& spec) {
+  // "histology:<sigma>": the histology preset with another H&E jitter strength.
+  const auto colon = spec.find(':');
+  const std::string name = spec.substr(0, colon);
+  if (colon != std::string::npos) {
+    HISTOCNN_CHECK(name == "histology", "augmentation preset '{}': only histology takes a value (histology:<H&E "
+                   "jitter sigma>, e.g. histology:0.1)", spec);
+    AugmentOptions o = preset(name);
+    try {
+      size_t used = 0;
+      o.stain_jitter = std::stod(spec.substr(colon + 1), &used);
+      HISTOCNN_CHECK(used == spec.size() - colon - 1, "trailing characters");
+    } catch (const std::exception&) {
+      HISTOCNN_FAIL("augmentation preset '{}': the H&E jitter sigma after 'histology:' is not a number", spec);
+    }
+    HISTOCNN_CHECK(o.stain_jitter > 0 && o.stain_jitter <= 1, "augmentation preset '{}': the H&E jitter sigma must "
+                   "be in (0, 1]", spec);
+    return o;
+  }
   AugmentOptions o;
   if (name == "none") return o;
   o.enabled = true;
@@ -78,6 +96,10 @@ AugmentOptions AugmentOptions::preset(const std::string& name) {
 
 std::string AugmentOptions::preset_name() const {
   for (const char* name : {"none", "flips", "study", "histology"}) {
+    if (preset(name).to_json() == to_json()) return name;
+  }
+  if (stain_jitter > 0) {
+    const std::string name = fmt::format("histology:{}", stain_jitter);
     if (preset(name).to_json() == to_json()) return name;
   }
   return "custom";

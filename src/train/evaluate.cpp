@@ -24,19 +24,24 @@ std::string format_evaluation(const std::vector<int>& labels, const std::vector<
 }
 
 EvaluationResult evaluate_bundle(const std::filesystem::path& model_dir, const data::Manifest& manifest,
-                                 double threshold, const std::string& device, int workers, bool progress) {
+                                 double threshold, const std::string& device, int workers, bool progress,
+                                 double stain_shift, uint64_t seed) {
   HISTOCNN_CHECK(manifest.size() > 0, "there are no patches to evaluate on");
   configure_threads();
   inference::Predictor predictor(model_dir, device);
   if (threshold < 0) threshold = predictor.threshold();
-  data::PatchDataset ds(manifest, predictor.preprocessing());
-  ds.preload(workers, progress);
+  data::PatchDataset decoded(manifest, predictor.preprocessing());
+  decoded.preload(workers, progress);
+  const auto ds = decoded.with_stain_shift(stain_shift, seed);
   EvaluationResult out;
   out.predictions = predict_dataset(predictor.model(), ds, 64, workers, progress);
   out.metrics = metrics::evaluate_binary(out.predictions.labels, out.predictions.p_positive, threshold);
   out.report = format_evaluation(out.predictions.labels, out.predictions.p_positive, threshold,
                                  predictor.class_names(),
-                                 fmt::format("{} on {} patches", predictor.directory().string(), manifest.size()));
+                                 fmt::format("{} on {} patches{}", predictor.directory().string(), manifest.size(),
+                                             stain_shift > 0 ? fmt::format(", restained per patient (stain shift sigma "
+                                                                           "{}, seed {})", stain_shift, seed)
+                                                             : ""));
   return out;
 }
 

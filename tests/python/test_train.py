@@ -38,6 +38,10 @@ def test_trainer_fit_returns_history_and_writes_run(synthetic_data, tmp_path):
     assert trainer.result.test_stain_shift.roc_auc == pytest.approx(auc, abs=1e-9)
     assert "restained" in (run / "report.txt").read_text()
     assert (run / "plots" / "stain_shift_examples.png").stat().st_size > 1000
+    # A saved model evaluated later with the run's seed sees the same restained patients.
+    again = histocnn.evaluate(str(run / "model"), manifest=str(run / "manifest.csv"), split="test",
+                              stain_shift=0.1, seed=7)
+    assert again.metrics.roc_auc == pytest.approx(auc, abs=1e-6)
 
 
 def test_python_and_cli_give_the_same_numbers(synthetic_data, tmp_path, cli):

@@ -29,7 +29,8 @@ struct AugmentOptions {
   double brightness = 0.0;       ///< multiplicative brightness jitter sigma
 
   /// "none", "flips" (flips and quarter turns), "study" (the study's Keras ImageDataGenerator:
-  /// flips, rotation 20, zoom 1.2), "histology" (flips, quarter turns, H&E jitter 0.05).
+  /// flips, rotation 20, zoom 1.2), "histology" (flips, quarter turns, H&E jitter 0.05,
+  /// brightness 0.05), "histology:<sigma>" (the same with H&E jitter sigma, e.g. histology:0.1).
   static AugmentOptions preset(const std::string& name);
   /// The preset these options equal, or "custom".
   std::string preset_name() const;

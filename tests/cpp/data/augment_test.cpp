@@ -39,6 +39,15 @@ TEST_CASE("Augmentation is seeded, keeps the size, and never touches its input",
     CHECK(mean_abs_diff(patch, original) == 0);
   }
   CHECK_THROWS_WITH(data::AugmentOptions::preset("mixup"), Catch::Contains("mixup"));
+  // histology:<sigma> is the histology preset with another H&E jitter, and names itself back.
+  auto strong = data::AugmentOptions::preset("histology:0.1");
+  CHECK(strong.stain_jitter == 0.1);
+  CHECK(strong.brightness == data::AugmentOptions::preset("histology").brightness);
+  CHECK(strong.preset_name() == "histology:0.1");
+  CHECK(data::AugmentOptions::preset("histology:0.05").preset_name() == "histology");
+  for (const char* bad_spec : {"histology:x", "histology:0", "histology:2", "flips:0.1", "histology:0.1x"}) {
+    CHECK_THROWS_WITH(data::AugmentOptions::preset(bad_spec), Catch::Contains(bad_spec));
+  }
   data::AugmentOptions bad;
   bad.zoom_max = 0.5;
   CHECK_THROWS_WITH(bad.validate(), Catch::Contains("zoom_max"));
