@@ -42,6 +42,8 @@ def describe(options):
             aug.append(f"zoom {a['zoom_max']:g}")
         if a.get("stain_jitter"):
             aug.append(f"H&E jitter {a['stain_jitter']:g}")
+        if a.get("brightness"):
+            aug.append(f"brightness {a['brightness']:g}")
     head = f"{trainer['optimizer']}, dropout {m['dropout']:g}" + (", head BN" if m["batch_norm"] else "")
     return (f"{m['backbone']}, {weights}, {mode}, {options['image_size']} px, {trainer['epochs']} epochs, {head}, " +
             (" + ".join(aug) or "no augmentation"))

@@ -18,8 +18,8 @@
 #include <torch/torch.h>
 
 #include <chrono>
-#include <set>
 #include <ctime>
+#include <set>
 
 namespace histocnn::train {
 
