@@ -69,26 +69,15 @@ std::string resnet_v2_layer(const std::string& layer) {
   return "";
 }
 
-// The rank of an auto-named layer of class `cls` given as "<cls>#<rank>" (see unnamed_layer_ranks),
-// or -1 for any other name.
-int auto_rank(const std::string& layer, const std::string& cls) {
-  if (layer.size() <= cls.size() + 1 || layer.compare(0, cls.size() + 1, cls + "#") != 0) return -1;
-  return std::stoi(layer.substr(cls.size() + 1));
-}
-
-// Xception: the four residual 1x1 convolutions and their BatchNorms are the only unnamed layers;
-// Keras creates them in blocks 2, 3, 4 and 13 (histocnn's block1, 2, 3 and 12).
+// Xception's named layers (its unnamed ones: see mappings()).
 std::string xception_layer(const std::string& layer) {
   static const std::regex sepconv(R"(block(\d+)_sepconv(\d)(_bn)?)");
   static const std::map<std::string, std::string> named = {
       {"block1_conv1", "conv1"}, {"block1_conv1_bn", "bn1"},       {"block1_conv2", "conv2"},
       {"block1_conv2_bn", "bn2"}, {"block14_sepconv1", "conv3"},   {"block14_sepconv1_bn", "bn3"},
       {"block14_sepconv2", "conv4"}, {"block14_sepconv2_bn", "bn4"}};
-  static const char* residual[] = {"block1", "block2", "block3", "block12"};
   std::smatch m;
   if (auto it = named.find(layer); it != named.end()) return it->second;
-  if (const int r = auto_rank(layer, "conv2d"); r >= 0) return r < 4 ? residual[r] + std::string(".skip") : "";
-  if (const int r = auto_rank(layer, "batch_normalization"); r >= 0) return r < 4 ? residual[r] + std::string(".skipbn") : "";
   if (std::regex_match(layer, m, sepconv)) {
     const int block = std::stoi(m[1]), conv = std::stoi(m[2]);
     if (block < 2 || block > 13 || conv < 1 || conv > (block >= 5 && block <= 12 ? 3 : 2)) return "";
@@ -103,8 +92,8 @@ std::string xception_layer(const std::string& layer) {
 
 // InceptionResNetV2: Keras' conv2d_bn() names only the final 1x1 conv_7b; every other conv + BN
 // pair is auto-named, numbered in the order the Keras source creates them, which is this list.
-const std::vector<std::string>& inception_resnet_v2_unnamed() {
-  static const std::vector<std::string> paths = [] {
+std::vector<std::string> inception_resnet_v2_unnamed() {
+  return [] {
     std::vector<std::string> p = {"conv2d_1a", "conv2d_2a", "conv2d_2b", "conv2d_3b", "conv2d_4a"};
     auto add = [&p](const std::string& block, std::initializer_list<const char*> parts) {
       for (const char* part : parts) p.push_back(block + "." + part);
@@ -121,17 +110,11 @@ const std::vector<std::string>& inception_resnet_v2_unnamed() {
     }
     return p;
   }();
-  return paths;
 }
 
 std::string inception_resnet_v2_layer(const std::string& layer) {
   static const std::regex block(R"(block(35|17|8)_(\d+)_conv)");
-  const auto& unnamed = inception_resnet_v2_unnamed();
   std::smatch m;
-  if (const int r = auto_rank(layer, "conv2d"); r >= 0) return r < int(unnamed.size()) ? unnamed[r] + ".conv" : "";
-  if (const int r = auto_rank(layer, "batch_normalization"); r >= 0) {
-    return r < int(unnamed.size()) ? unnamed[r] + ".bn" : "";
-  }
   if (layer == "conv_7b") return "conv2d_7b.conv";
   if (layer == "conv_7b_bn") return "conv2d_7b.bn";
   if (std::regex_match(layer, m, block)) {
@@ -169,10 +152,14 @@ std::string nasnet_layer(const std::string& layer) {
 }
 
 struct KerasMapping {
-  LayerMap layer;
+  LayerMap layer;  // the named layers
   // The submodule of a separable convolution that holds the depthwise kernel (the pointwise one is
   // "pointwise" in both backbones that have them).
   std::string depthwise = "depthwise";
+  // The modules of the auto-named Conv2D + BatchNormalization pairs, in Keras' creation order, and
+  // the submodules that hold the convolution and the BatchNorm of each.
+  std::vector<std::string> unnamed = {};
+  std::string unnamed_conv = "conv", unnamed_bn = "bn";
 };
 
 const std::map<std::string, KerasMapping>& mappings() {
@@ -182,8 +169,9 @@ const std::map<std::string, KerasMapping>& mappings() {
       {"densenet201", {densenet_layer}},
       {"resnet50v2", {resnet_v2_layer}},
       {"resnet152v2", {resnet_v2_layer}},
-      {"xception", {xception_layer, "conv1"}},
-      {"inception_resnet_v2", {inception_resnet_v2_layer}},
+      // Xception's unnamed layers: the residual 1x1 convolutions of Keras' blocks 2, 3, 4 and 13.
+      {"xception", {xception_layer, "conv1", {"block1", "block2", "block3", "block12"}, "skip", "skipbn"}},
+      {"inception_resnet_v2", {inception_resnet_v2_layer, "depthwise", inception_resnet_v2_unnamed()}},
       {"nasnet_mobile", {nasnet_layer}},
   };
   return maps;
@@ -209,9 +197,10 @@ std::pair<std::string, torch::Tensor> convert(const io::KerasWeight& w, const Ke
 
 // Keras names layers created without a name "<class>_<n>" with a per-class counter ("conv2d",
 // "conv2d_1", ... in TensorFlow 2; "conv2d_1", "conv2d_2", ... in Keras 2.0, which wrote the
-// published weight files), so within one file the numbers give the order of creation. Returns each
-// such layer's canonical name "<class>#<rank in that order>" (see auto_rank), keyed by layer name.
-std::map<std::string, std::string> unnamed_layer_ranks(const std::vector<io::KerasWeight>& weights) {
+// published weight files), so within one file the numbers give the order of creation. Returns the
+// module path of each such layer, keyed by layer name ("" past the end of mapping.unnamed).
+std::map<std::string, std::string> unnamed_layer_modules(const std::vector<io::KerasWeight>& weights,
+                                                         const KerasMapping& mapping) {
   static const std::regex unnamed(R"((conv2d|batch_normalization)(?:_(\d+))?)");
   std::map<std::string, std::vector<std::pair<long, std::string>>> by_class;
   for (const auto& w : weights) {
@@ -221,12 +210,15 @@ std::map<std::string, std::string> unnamed_layer_ranks(const std::vector<io::Ker
     const std::pair<long, std::string> entry{m[2].matched ? std::stol(m[2]) : 0L, w.layer};
     if (std::find(layers.begin(), layers.end(), entry) == layers.end()) layers.push_back(entry);
   }
-  std::map<std::string, std::string> ranks;
+  std::map<std::string, std::string> modules;
   for (auto& [cls, layers] : by_class) {
     std::sort(layers.begin(), layers.end());
-    for (size_t i = 0; i < layers.size(); ++i) ranks[layers[i].second] = cls + "#" + std::to_string(i);
+    const std::string& part = cls == "conv2d" ? mapping.unnamed_conv : mapping.unnamed_bn;
+    for (size_t i = 0; i < layers.size(); ++i) {
+      modules[layers[i].second] = i < mapping.unnamed.size() ? mapping.unnamed[i] + "." + part : "";
+    }
   }
-  return ranks;
+  return modules;
 }
 
 }  // namespace
@@ -247,11 +239,11 @@ io::TensorMap keras_to_state_dict(const std::string& backbone, const std::vector
                   known, backbone);
   }
   const KerasMapping& mapping = it->second;
-  const auto unnamed = unnamed_layer_ranks(weights);
+  const auto unnamed = unnamed_layer_modules(weights, mapping);
   io::TensorMap out;
   for (const auto& w : weights) {
-    const auto canonical = unnamed.find(w.layer);
-    const std::string module = mapping.layer(canonical == unnamed.end() ? w.layer : canonical->second);
+    const auto found = unnamed.find(w.layer);
+    const std::string module = found == unnamed.end() ? mapping.layer(w.layer) : found->second;
     const auto [param, value] = convert(w, mapping);
     const std::string keras_name = w.layer + "/" + w.name;
     if (module == "-") {
