@@ -6,10 +6,12 @@
 #include "histocnn/data/augment.h"
 #include "histocnn/io/image.h"
 
+#include <opencv2/imgproc.hpp>
 #include <torch/torch.h>
 
 #include <atomic>
 #include <mutex>
+#include <set>
 #include <thread>
 
 namespace histocnn::data {
@@ -52,23 +54,22 @@ std::vector<int> PatchDataset::labels() const {
 cv::Mat PatchDataset::image(size_t i) const {
   HISTOCNN_CHECK(i < size(), "patch index {} is out of range for a dataset of {} patches", i, size());
   auto& s = *state_;
-  cv::Mat decoded;
-  {
-    std::unique_lock<std::mutex> lock(s.mu, std::defer_lock);
-    if (s.cache) lock.lock();
-    if (s.cache && s.cached[i]) decoded = s.images[i];
-  }
-  if (decoded.empty()) {
-    decoded = s.preprocessing.pad(io::read_image_rgb(s.manifest.absolute_path(i)));
+  auto decode = [&]() -> cv::Mat {
+    if (s.cache) {
+      std::lock_guard<std::mutex> lock(s.mu);
+      if (s.cached[i]) return s.images[i];
+    }
+    cv::Mat decoded = s.preprocessing.pad(io::read_image_rgb(s.manifest.absolute_path(i)));
     if (s.cache) {
       std::lock_guard<std::mutex> lock(s.mu);
       s.images[i] = decoded;
       s.cached[i] = 1;
     }
-  }
-  if (stain_shift_ <= 0) return decoded;
+    return decoded;
+  };
+  if (stain_shift_ <= 0) return decode();
   std::mt19937_64 rng(stain_shift_seed_ ^ fnv1a64(s.manifest.rows()[i].patient));
-  return jitter_stains(decoded, stain_shift_, rng);
+  return jitter_stains(decode(), stain_shift_, rng);
 }
 
 PatchDataset PatchDataset::with_stain_shift(double sigma, uint64_t seed) const {
@@ -121,6 +122,28 @@ void PatchDataset::preload(int workers, bool progress) const {
                   "rescan the folder:{}",
                   failed, n, errors.size(), list);
   }
+}
+
+cv::Mat paired_examples(const PatchDataset& original, const PatchDataset& changed, int patients, int tile) {
+  HISTOCNN_CHECK(changed.size() == original.size(), "paired_examples needs two views of the same patches ({} and {})",
+                 original.size(), changed.size());
+  std::vector<cv::Mat> top, bottom;
+  std::set<std::string> seen;
+  const auto& rows = original.manifest().rows();
+  for (size_t i = 0; i < rows.size() && static_cast<int>(top.size()) < patients; ++i) {
+    if (!seen.insert(rows[i].patient).second) continue;
+    cv::Mat a, b;
+    cv::resize(original.image(i), a, {tile, tile}, 0, 0, cv::INTER_NEAREST);
+    cv::resize(changed.image(i), b, {tile, tile}, 0, 0, cv::INTER_NEAREST);
+    top.push_back(a);
+    bottom.push_back(b);
+  }
+  if (top.empty()) return {};
+  cv::Mat upper, lower, sheet;
+  cv::hconcat(top, upper);
+  cv::hconcat(bottom, lower);
+  cv::vconcat(upper, lower, sheet);
+  return sheet;
 }
 
 }  // namespace histocnn::data

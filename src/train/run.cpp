@@ -14,12 +14,10 @@
 #include "histocnn/train/evaluate.h"
 
 #include <nlohmann/json.hpp>
-#include <opencv2/imgproc.hpp>
 #include <torch/torch.h>
 
 #include <chrono>
 #include <ctime>
-#include <set>
 
 namespace histocnn::train {
 
@@ -37,30 +35,6 @@ std::string timestamp(const char* format) {
 }
 
 nlohmann::json metrics_json(const metrics::BinaryMetrics& m) { return nlohmann::json::parse(metrics::to_json(m)); }
-
-// One patch of each of the first eight test patients, as stained (top row) and restained
-// (bottom row), at twice the size: what the robustness evaluation showed the model.
-void write_stain_shift_examples(const fs::path& file, const data::PatchDataset& original,
-                                const data::PatchDataset& shifted) {
-  std::vector<cv::Mat> top, bottom;
-  std::set<std::string> seen;
-  const auto& rows = original.manifest().rows();
-  for (size_t i = 0; i < rows.size() && top.size() < 8; ++i) {
-    if (!seen.insert(rows[i].patient).second) continue;
-    cv::Mat a, b;
-    cv::resize(original.image(i), a, {100, 100}, 0, 0, cv::INTER_NEAREST);
-    cv::resize(shifted.image(i), b, {100, 100}, 0, 0, cv::INTER_NEAREST);
-    top.push_back(a);
-    bottom.push_back(b);
-  }
-  if (top.empty()) return;
-  cv::Mat upper, lower, sheet;
-  cv::hconcat(top, upper);
-  cv::hconcat(bottom, lower);
-  cv::vconcat(upper, lower, sheet);
-  fs::create_directories(file.parent_path());
-  io::write_png(file, sheet);
-}
 
 }  // namespace
 
@@ -250,7 +224,9 @@ RunResult run_training(const RunOptions& options) {
                                               options.stain_shift)) +
                 fmt::format("AUC {:.3f} as stained, {:.3f} restained ({:+.3f})\n\n", result.test.roc_auc,
                             result.test_stain_shift.roc_auc, result.test_stain_shift.roc_auc - result.test.roc_auc);
-      write_stain_shift_examples(result.run_dir / "plots" / "stain_shift_examples.png", test_ds, shifted_ds);
+      // What the restaining did: one patch per test patient, as stained and restained.
+      const auto examples = data::paired_examples(test_ds, shifted_ds);
+      if (!examples.empty()) io::write_png(result.run_dir / "plots" / "stain_shift_examples.png", examples);
     }
   }
   metrics::TrainingCurves curves;

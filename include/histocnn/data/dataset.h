@@ -55,4 +55,9 @@ class PatchDataset {
   uint64_t stain_shift_seed_ = 0;
 };
 
+/// One patch of each of the first `patients` patients of `original`, as `original` gives it (top
+/// row) and as `changed` gives the same patch (bottom row), each `tile` x `tile` pixels: a dataset
+/// beside its with_stain_shift() view, say. An empty image when there are no patches.
+cv::Mat paired_examples(const PatchDataset& original, const PatchDataset& changed, int patients = 8, int tile = 100);
+
 }  // namespace histocnn::data
