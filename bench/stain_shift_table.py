@@ -9,8 +9,8 @@ a row per run, a column per sigma (0 = the patches as they are).
     /usr/bin/python3 bench/stain_shift_table.py compare-runs/pretrained/runs/* compare-runs/scratch/runs/*
     /usr/bin/python3 bench/stain_shift_table.py --sigmas 0,0.1 runs/my-run
 
-Needs the bindings on PYTHONPATH (build/python) and, for the shared real data, the run folders'
-data to be where they were trained from.
+Imports the bindings from build/python (or PYTHONPATH); the run folders' data must still be
+where they were trained from.
 """
 import argparse
 import json

@@ -47,6 +47,13 @@ void write_bytes(const std::filesystem::path& path, const std::string& bytes) {
   out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
 }
 
+data::SyntheticOptions synthetic_options(int patients, int per_patient) {
+  data::SyntheticOptions o;
+  o.patients = patients;
+  o.patches_per_patient = per_patient;
+  return o;
+}
+
 std::filesystem::path synthetic_folder(const TempDir& dir, data::SyntheticOptions options) {
   data::generate_synthetic(dir / "data", options);
   return dir / "data";

@@ -27,6 +27,8 @@ std::optional<std::filesystem::path> env_dir(const char* variable);
 /// HISTOCNN_WEIGHTS_DIR/<relative>, if it exists.
 std::optional<std::filesystem::path> shared_weight(const std::string& relative);
 
+/// Synthetic-data options: `patients` patients with `per_patient` patches each, the rest default.
+data::SyntheticOptions synthetic_options(int patients, int per_patient);
 /// Synthetic patches written to <dir>/data (see data::generate_synthetic); returns that folder.
 std::filesystem::path synthetic_folder(const TempDir& dir, data::SyntheticOptions options);
 /// All patches of synthetic_folder(dir, options) as a dataset at `image_size` px.

@@ -97,9 +97,7 @@ TEST_CASE("A compare config expands its grid and the study's ablation", "[train]
 
 TEST_CASE("The comparison runs each grid point once and tabulates them", "[train][slow]") {
   test::TempDir dir;
-  data::SyntheticOptions synth;
-  synth.patients = 6;
-  synth.patches_per_patient = 20;
+  const auto synth = test::synthetic_options(6, 20);
   test::synthetic_folder(dir, synth);
   io::write_file_atomic(dir / "c.json", fmt::format(R"({{"data_dir": "{}", "output_dir": "{}",
       "base": {{"backbone": "simple_cnn", "epochs": 1, "image_size": 32, "hidden1": 16, "hidden2": 8}},

@@ -18,9 +18,7 @@ struct Fixture {
   data::Manifest manifest;
   data::Preprocessing pre;
   Fixture() {
-    data::SyntheticOptions synth;
-    synth.patients = 4;
-    synth.patches_per_patient = 16;
+    const auto synth = test::synthetic_options(4, 16);
     data::generate_synthetic(dir / "data", synth);
     manifest = data::split_manifest(data::scan_directory(dir / "data").manifest, data::SplitOptions{});
     pre.image_size = 32;

@@ -82,9 +82,7 @@ TEST_CASE("Training on synthetic patches learns, writes a complete run folder, a
 
 TEST_CASE("Training is reproducible for a seed, and the feature cache trains the same head", "[train]") {
   test::TempDir dir;
-  data::SyntheticOptions synth;
-  synth.patients = 4;
-  synth.patches_per_patient = 16;
+  const auto synth = test::synthetic_options(4, 16);
   auto manifest =
       data::split_manifest(data::scan_directory(test::synthetic_folder(dir, synth)).manifest, data::SplitOptions{});
   data::Preprocessing pre;
@@ -118,9 +116,7 @@ TEST_CASE("Training is reproducible for a seed, and the feature cache trains the
 
 TEST_CASE("Unfrozen backbone layers train at the learning rate times backbone_lr_multiplier", "[train]") {
   test::TempDir dir;
-  data::SyntheticOptions synth;
-  synth.patients = 4;
-  synth.patches_per_patient = 8;
+  const auto synth = test::synthetic_options(4, 8);
   const auto train_ds = test::synthetic_dataset(dir, synth, 32);
 
   struct Rates : train::Callback {
@@ -170,9 +166,7 @@ TEST_CASE("Unfrozen backbone layers train at the learning rate times backbone_lr
 
 TEST_CASE("bfloat16 mixed precision trains close to float32", "[train]") {
   test::TempDir dir;
-  data::SyntheticOptions synth;
-  synth.patients = 4;
-  synth.patches_per_patient = 12;
+  const auto synth = test::synthetic_options(4, 12);
   const auto train_ds = test::synthetic_dataset(dir, synth, 32);
   auto run = [&](const std::string& precision, bool freeze) {
     torch::manual_seed(4);
