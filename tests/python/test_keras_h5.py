@@ -228,6 +228,21 @@ def test_oracle_formula_matches_the_values_tools_keras_oracle_used():
         assert got.tolist() == [float(np.float32(v)) for v in recorded["first"]], name
 
 
+def write_oracle_h5(path, manifest, source=lambda layer: layer):
+    """The formula's weights in a Keras .h5 file, in the manifest's layer order; layer L gets the
+    values the formula gives layer source(L)."""
+    write_keras_h5(path, [(layer["name"], [(w["name"], oracle_weight(f"{source(layer['name'])}/{w['name']}", w["shape"]))
+                                           for w in layer["weights"]]) for layer in manifest["layers"]])
+
+
+def oracle_case(model, case):
+    """(input NCHW, reference features NCHW) of one recorded case."""
+    spec = json.loads((ORACLE / f"{model}.json").read_text())["cases"][case]
+    x = oracle_weight("input", spec["input_shape"])  # [N, H, W, 3]
+    ref = np.fromfile(ORACLE / spec["features"], dtype="<f4").reshape(spec["output_shape"])
+    return torch.from_numpy(x.transpose(0, 3, 1, 2).copy()), ref.transpose(0, 3, 1, 2)
+
+
 @pytest.fixture(scope="module")
 def oracle_h5(tmp_path_factory):
     """model -> (manifest, Keras .h5 of the formula's weights in the manifest's layer order), written once."""
@@ -237,8 +252,7 @@ def oracle_h5(tmp_path_factory):
         if model not in files:
             manifest = json.loads((ORACLE / f"{model}.json").read_text())
             h5 = tmp_path_factory.mktemp("keras") / f"{model}_notop.h5"
-            write_keras_h5(h5, [(layer["name"], [(w["name"], oracle_weight(f"{layer['name']}/{w['name']}", w["shape"]))
-                                                 for w in layer["weights"]]) for layer in manifest["layers"]])
+            write_oracle_h5(h5, manifest)
             files[model] = (manifest, h5)
         return files[model]
     return get
@@ -246,9 +260,18 @@ def oracle_h5(tmp_path_factory):
 
 @pytest.mark.parametrize("model,case", ORACLE_CASES)
 def test_keras_h5_gives_the_keras_graphs_features(tmp_path, cli, oracle_h5, model, case):
-    manifest, h5 = oracle_h5(model)
-    spec = manifest["cases"][case]
-    x = oracle_weight("input", spec["input_shape"])  # [N, H, W, 3]
-    ref = np.fromfile(ORACLE / spec["features"], dtype="<f4").reshape(spec["output_shape"])
-    got = features_from_h5(cli, tmp_path, model, h5, torch.from_numpy(x.transpose(0, 3, 1, 2).copy()))
-    assert_close(got, ref.transpose(0, 3, 1, 2))
+    _, h5 = oracle_h5(model)
+    x, ref = oracle_case(model, case)
+    assert_close(features_from_h5(cli, tmp_path, model, h5, x), ref)
+
+
+def test_the_oracle_tells_apart_two_same_shaped_unnamed_layers(tmp_path, cli):
+    """conv2d_13 and conv2d_14 (block35_1's first two 1x1 320->32 convolutions) have the same shape;
+    a file with their weights swapped must move the features far beyond the tolerance."""
+    manifest = json.loads((ORACLE / "inception_resnet_v2.json").read_text())
+    swapped = {"conv2d_13": "conv2d_14", "conv2d_14": "conv2d_13"}
+    h5 = tmp_path / "swapped.h5"
+    write_oracle_h5(h5, manifest, lambda layer: swapped.get(layer, layer))
+    x, ref = oracle_case("inception_resnet_v2", 0)
+    got = features_from_h5(cli, tmp_path, "inception_resnet_v2", h5, x)
+    assert float(np.abs(got - ref).max()) > 10 * 1e-4 * max(1.0, float(np.abs(ref).max()))
