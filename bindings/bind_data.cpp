@@ -39,6 +39,8 @@ void init_data(py::module_& root) {
       .def("patients", &data::Manifest::patients)
       .def("class_counts", &data::Manifest::class_counts)
       .def("subset", &data::Manifest::subset, py::arg("split"))
+      .def("select_split", &data::Manifest::select_split, py::arg("split"),
+           "The rows of one split for scoring (train, val, test, or all); refuses a manifest without splits")
       .def("save_csv", &data::Manifest::save_csv, py::arg("path"))
       .def_static("load_csv", &data::Manifest::load_csv, py::arg("path"), py::arg("root") = py::none());
 

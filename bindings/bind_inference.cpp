@@ -1,6 +1,7 @@
 #include "bindings.h"
 
 #include "histocnn/core/error.h"
+#include "histocnn/inference/evaluate.h"
 #include "histocnn/inference/predictor.h"
 
 #include <pybind11/numpy.h>
@@ -78,6 +79,33 @@ void init_inference(py::module_& root) {
       .def_property_readonly("model_json", &inference::Predictor::model_json)
       .def_property_readonly("image_size", [](const inference::Predictor& p) { return p.preprocessing().image_size; })
       .def_property_readonly("directory", &inference::Predictor::directory);
+
+  py::class_<inference::Predictions>(m, "Predictions")
+      .def_readonly("p_positive", &inference::Predictions::p_positive)
+      .def_readonly("labels", &inference::Predictions::labels);
+  py::class_<inference::EvaluationResult>(m, "EvaluationResult")
+      .def_readonly("metrics", &inference::EvaluationResult::metrics)
+      .def_readonly("report", &inference::EvaluationResult::report)
+      .def_readonly("predictions", &inference::EvaluationResult::predictions)
+      .def_readonly("threshold", &inference::EvaluationResult::threshold)
+      .def_readonly("model_directory", &inference::EvaluationResult::model_directory)
+      .def("to_json", [](const inference::EvaluationResult& r) { return inference::to_json(r); });
+  m.def(
+      "evaluate_bundle",
+      [](const std::filesystem::path& model_dir, const data::Manifest& manifest, std::optional<double> threshold,
+         const std::string& device, int workers, bool progress, double stain_shift, uint64_t seed) {
+        inference::EvaluateOptions o;
+        o.threshold = threshold;
+        o.device = device;
+        o.workers = workers;
+        o.progress = progress;
+        o.stain_shift = stain_shift;
+        o.seed = seed;
+        return inference::evaluate_bundle(model_dir, manifest, o);
+      },
+      py::arg("model_dir"), py::arg("manifest"), py::arg("threshold") = py::none(), py::arg("device") = "auto",
+      py::arg("workers") = 2, py::arg("progress") = true, py::arg("stain_shift") = 0.0, py::arg("seed") = 42,
+      py::call_guard<py::gil_scoped_release>());
 }
 
 }  // namespace histocnn::bindings

@@ -1,7 +1,7 @@
 #include "bindings.h"
 
 #include "histocnn/train/demo.h"
-#include "histocnn/train/evaluate.h"
+#include "histocnn/inference/evaluate.h"
 #include "histocnn/train/options.h"
 #include "histocnn/train/run.h"
 
@@ -154,22 +154,6 @@ void init_train(py::module_& root) {
   m.def("run_training", &train::run_training, py::arg("options"), py::call_guard<py::gil_scoped_release>(),
         "Splits, trains, evaluates and writes a run folder (the job behind `histocnn train`).");
 
-  py::class_<train::Predictions>(m, "Predictions")
-      .def_readonly("p_positive", &train::Predictions::p_positive)
-      .def_readonly("labels", &train::Predictions::labels);
-  py::class_<train::EvaluationResult>(m, "EvaluationResult")
-      .def_readonly("metrics", &train::EvaluationResult::metrics)
-      .def_readonly("report", &train::EvaluationResult::report)
-      .def_readonly("predictions", &train::EvaluationResult::predictions);
-  m.def(
-      "evaluate_bundle",
-      [](const std::filesystem::path& model_dir, const data::Manifest& manifest, double threshold,
-         const std::string& device, int workers, bool progress, double stain_shift, uint64_t seed) {
-        return train::evaluate_bundle(model_dir, manifest, threshold, device, workers, progress, stain_shift, seed);
-      },
-      py::arg("model_dir"), py::arg("manifest"), py::arg("threshold") = -1.0, py::arg("device") = "auto",
-      py::arg("workers") = 2, py::arg("progress") = true, py::arg("stain_shift") = 0.0, py::arg("seed") = 42,
-      py::call_guard<py::gil_scoped_release>());
   m.def("load_patch_manifest", &train::load_patch_manifest, py::arg("data_dir"), py::arg("manifest"));
 
   py::class_<train::DemoOptions>(m, "DemoOptions")

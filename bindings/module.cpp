@@ -14,4 +14,5 @@ PYBIND11_MODULE(_histocnn, m) {
   histocnn::bindings::init_metrics(m);
   histocnn::bindings::init_train(m);
   histocnn::bindings::init_inference(m);
+  histocnn::bindings::init_serve(m);
 }

@@ -4,7 +4,7 @@
 # interpreter that owns python3-torch.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/install-deps.sh
+bash scripts/install-deps.sh ${HISTOCNN_DEPS_ARGS:-}
 BUILD_DIR=${HISTOCNN_BUILD_DIR:-build}
 PYTHON=${HISTOCNN_PYTHON:-/usr/bin/python3}
 echo "build: Python bindings for $PYTHON ($("$PYTHON" --version 2>&1))"

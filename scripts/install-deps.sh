@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the Debian 12 packages histocnn needs to build, test and run. Idempotent; run as root.
+# Installs the Debian 12 packages histocnn needs to build and run; with --test also what the tests
+# and benchmarks drive (a headless browser, Flask, libFuzzer, wrk). Idempotent; run as root.
 set -euo pipefail
 
 PACKAGES=(
@@ -12,7 +13,11 @@ PACKAGES=(
   python3-protobuf python3-crc32c python3-pandas python3-tqdm python3-pil python3-matplotlib python3-h5py
   python3-nbclient python3-nbformat python3-ipykernel
   python3-pip python3-venv python3-setuptools python3-wheel
+  libcpp-httplib-dev prometheus-cpp-dev libjs-bootstrap5 python3-requests
 )
+if [ "${1:-}" = "--test" ]; then
+  PACKAGES+=(chromium chromium-driver python3-selenium python3-flask clang-14 libfuzzer-14-dev wrk)
+fi
 
 missing=()
 for p in "${PACKAGES[@]}"; do

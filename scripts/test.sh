@@ -4,6 +4,6 @@
 # when ../shared (or HISTOCNN_DATA_DIR / HISTOCNN_WEIGHTS_DIR) provides them, skipped otherwise.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/build.sh
+HISTOCNN_DEPS_ARGS=--test bash scripts/build.sh
 BUILD_DIR=${HISTOCNN_BUILD_DIR:-build}
 ctest --test-dir "$BUILD_DIR" --output-on-failure --timeout 1500

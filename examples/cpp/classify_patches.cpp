@@ -4,7 +4,7 @@
 //   classify_patches <work-folder>
 #include <histocnn/core/log.h>
 #include <histocnn/data/synthetic.h>
-#include <histocnn/train/evaluate.h>
+#include <histocnn/inference/evaluate.h>
 #include <histocnn/train/run.h>
 
 #include <cstdio>
@@ -33,7 +33,9 @@ int main(int argc, char** argv) {
     auto result = histocnn::train::run_training(run);
 
     auto manifest = histocnn::data::Manifest::load_csv(result.run_dir / "manifest.csv").subset("test");
-    auto evaluation = histocnn::train::evaluate_bundle(result.run_dir / "model", manifest, -1, "auto", 2, false);
+    histocnn::inference::EvaluateOptions options;
+    options.progress = false;
+    auto evaluation = histocnn::inference::evaluate_bundle(result.run_dir / "model", manifest, options);
     std::printf("%s", evaluation.report.c_str());
     std::printf("example: evaluated %lld test patches, accuracy %.3f\n",
                 static_cast<long long>(evaluation.metrics.n), evaluation.metrics.accuracy);

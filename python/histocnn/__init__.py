@@ -27,7 +27,8 @@ train = _histocnn.train
 from . import plots  # noqa: E402
 from .callbacks import Callback, TqdmProgress  # noqa: E402
 from .predictor import Predictor  # noqa: E402
+from .serving import Client, Server, ServingError, serve  # noqa: E402
 from .trainer import History, Trainer, demo, evaluate, option_defaults  # noqa: E402
 
 __all__ = ["Trainer", "History", "option_defaults", "Callback", "TqdmProgress", "Predictor", "plots", "demo",
-           "evaluate", "data", "models", "metrics", "inference", "io", "train", "__version__"]
+           "evaluate", "serve", "Server", "Client", "ServingError", "data", "models", "metrics", "inference", "io", "train", "__version__"]

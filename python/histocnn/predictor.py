@@ -18,7 +18,11 @@ def _as_rgb_array(x) -> np.ndarray:
         if t.dim() == 3 and t.shape[0] == 3 and t.shape[-1] != 3:
             t = t.permute(1, 2, 0)
         if t.is_floating_point():
-            t = (t.clamp(0, 1) * 255).round()
+            low, high = (float(t.min()), float(t.max())) if t.numel() else (0.0, 0.0)
+            if low < 0 or high > 1:
+                raise ValueError(f"a float image tensor must hold values in [0, 1]; got {low:g}..{high:g} "
+                                 "(scale 0..255 data by 1/255, or pass uint8)")
+            t = (t * 255).round()
         return np.ascontiguousarray(t.to(dtype=__import__("torch").uint8).numpy())
     a = np.asarray(x)
     if a.ndim != 3 or a.shape[2] != 3:
@@ -31,8 +35,10 @@ def _as_rgb_array(x) -> np.ndarray:
 class Predictor:
     """A saved model (``runs/<run>/model``) that classifies patches.
 
-    ``predict`` takes file paths, numpy arrays (HxWx3 uint8), torch tensors or PIL images, alone or
-    in a list, and returns P(IDC-positive) as a numpy array.
+    ``predict`` takes file paths, numpy arrays (HxWx3 uint8), torch tensors (HxWx3 uint8, or 3xHxW
+    uint8 or float in [0, 1]) or PIL images, alone or in a list, and returns P(IDC-positive) as a
+    numpy array. Images of any size are padded with white to the model's pad size (50 px) when
+    smaller, then resized (stretched, not cropped) to its input size, as in training.
     """
 
     def __init__(self, model_dir: Union[str, os.PathLike], device: str = "auto"):

@@ -141,17 +141,18 @@ class Trainer:
 
 
 def evaluate(model_dir: str, data_dir: str = "", manifest: str = "", split: str = "test",
-             threshold: float = -1.0, device: str = "auto", stain_shift: float = 0.0, seed: int = 42):
-    """Evaluates a saved model; returns an object with .metrics, .report and .predictions.
+             threshold: Optional[float] = None, device: str = "auto", stain_shift: float = 0.0, seed: int = 42):
+    """Evaluates a saved model; returns an object with .metrics, .report, .predictions, .threshold
+    and .to_json().
 
-    ``stain_shift`` > 0 restains each patient one way first (H&E jitter of that sigma; 0.1 is
-    strong), as patients from another lab would look; ``seed`` picks the restaining (a run's own
+    ``split`` "train", "val" or "test" needs a manifest that records the split (a run's
+    manifest.csv); "all" scores every patch. ``threshold`` defaults to the one saved with the
+    model. ``stain_shift`` > 0 restains each patient one way first (H&E jitter of that sigma; 0.1
+    is strong), as patients from another lab would look; ``seed`` picks the restaining (a run's own
     robustness evaluation used its training seed)."""
-    m = _train.load_patch_manifest(os.fspath(data_dir), os.fspath(manifest))
-    if split != "all" and any(r.split for r in m.rows):
-        m = m.subset(split)
-    return _train.evaluate_bundle(os.fspath(model_dir), m, threshold=threshold, device=device,
-                                  stain_shift=stain_shift, seed=seed)
+    m = _train.load_patch_manifest(os.fspath(data_dir), os.fspath(manifest)).select_split(split)
+    return _histocnn.inference.evaluate_bundle(os.fspath(model_dir), m, threshold=threshold, device=device,
+                                               stain_shift=stain_shift, seed=seed)
 
 
 def demo(output_dir: str = "histocnn-demo", **options: Any):

@@ -9,19 +9,28 @@
 #include "histocnn/data/balance.h"
 #include "histocnn/data/split.h"
 #include "histocnn/data/synthetic.h"
+#include "histocnn/inference/evaluate.h"
+#include "histocnn/inference/predictor.h"
+#include "histocnn/io/atomic_file.h"
 #include "histocnn/io/safetensors.h"
 #include "histocnn/models/backbone.h"
 #include "histocnn/models/complexity.h"
 #include "histocnn/models/weights.h"
 #include "histocnn/train/compare.h"
 #include "histocnn/train/demo.h"
-#include "histocnn/train/evaluate.h"
+#include "histocnn/serve/server.h"
+#include "histocnn/serve/versions.h"
+#include "histocnn/train/options.h"
 #include "histocnn/train/run.h"
 
 #include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
+#include <atomic>
+#include <cctype>
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <iostream>
 
@@ -34,13 +43,14 @@ void add_data_commands(CLI::App& app) {
   auto* data_cmd = app.add_subcommand("data", "Scan, split and synthesise patch folders");
   data_cmd->require_subcommand(1);
 
-  static fs::path scan_dir, scan_out;
+  struct Scan { fs::path dir, out; };
+  auto sc = std::make_shared<Scan>();
   auto* scan = data_cmd->add_subcommand("scan", "Scan a folder in the Kaggle layout into a manifest CSV");
-  scan->add_option("folder", scan_dir, "Folder of <patient>/<class>/<patient>_idx5_x<X>_y<Y>_class<C>.png")->required();
-  scan->add_option("-o,--output", scan_out, "Manifest CSV to write (default: <folder>/manifest.csv)");
-  scan->callback([] {
-    auto report = data::scan_directory(scan_dir);
-    const auto out = scan_out.empty() ? scan_dir / "manifest.csv" : scan_out;
+  scan->add_option("folder", sc->dir, "Folder of <patient>/<class>/<patient>_idx5_x<X>_y<Y>_class<C>.png")->required();
+  scan->add_option("-o,--output", sc->out, "Manifest CSV to write (default: <folder>/manifest.csv)");
+  scan->callback([sc] {
+    auto report = data::scan_directory(sc->dir);
+    const auto out = sc->out.empty() ? sc->dir / "manifest.csv" : sc->out;
     report.manifest.save_csv(out);
     const auto counts = report.manifest.class_counts();
     std::printf("%zu patches, %zu patients (%lld negative, %lld positive), %zu files rejected -> %s\n",
@@ -48,9 +58,12 @@ void add_data_commands(CLI::App& app) {
                 static_cast<long long>(counts[1]), report.rejected.size(), out.string().c_str());
   });
 
-  static fs::path split_in, split_out;
-  static data::SplitOptions split_opt;
-  static int64_t split_balance = 0;
+  struct Split { fs::path in, out; data::SplitOptions opt; int64_t balance = 0; };
+  auto sp = std::make_shared<Split>();
+  auto& split_in = sp->in;
+  auto& split_out = sp->out;
+  auto& split_opt = sp->opt;
+  auto& split_balance = sp->balance;
   auto* split = data_cmd->add_subcommand("split", "Split a manifest (or folder) by patient into train/val/test");
   split->add_option("input", split_in, "Manifest CSV or folder of patches")->required()->check(CLI::ExistingPath);
   split->add_option("-o,--output", split_out, "Manifest CSV with a split column (default: split.csv beside the input)");
@@ -60,7 +73,11 @@ void add_data_commands(CLI::App& app) {
   split->add_option("--seed", split_opt.seed, "Random seed")->capture_default_str();
   split->add_flag("--by-patch", split_opt.by_patch, "Split patches, not patients (leaks patients between splits)");
   split->add_option("--balance", split_balance, "Down-sample each class to N patches first (the study used 2500)");
-  split->callback([] {
+  split->callback([sp] {
+    const auto& split_in = sp->in;
+    const auto& split_out = sp->out;
+    const auto& split_opt = sp->opt;
+    const auto split_balance = sp->balance;
     const bool is_dir = fs::is_directory(split_in);
     auto m = train::load_patch_manifest(is_dir ? split_in : fs::path(), is_dir ? fs::path() : split_in);
     if (split_balance > 0) m = data::balance_classes(m, split_balance, split_opt.seed);
@@ -70,8 +87,10 @@ void add_data_commands(CLI::App& app) {
     std::cout << data::format_split_summary(data::summarize_splits(m)) << "-> " << out.string() << "\n";
   });
 
-  static fs::path synth_out;
-  static data::SyntheticOptions synth_opt;
+  struct Synth { fs::path out; data::SyntheticOptions opt; };
+  auto sy = std::make_shared<Synth>();
+  auto& synth_out = sy->out;
+  auto& synth_opt = sy->opt;
   auto* synth = data_cmd->add_subcommand("synth", "Write synthetic H&E-like patches in the Kaggle layout");
   synth->add_option("folder", synth_out, "Empty or new folder to write into")->required();
   synth->add_option("--patients", synth_opt.patients, "Number of patients")->capture_default_str();
@@ -81,136 +100,233 @@ void add_data_commands(CLI::App& app) {
   synth->add_option("--difficulty", synth_opt.difficulty, "0 (easy) to 1 (hard): overlap of the classes")
       ->capture_default_str();
   synth->add_option("--seed", synth_opt.seed, "Random seed")->capture_default_str();
-  synth->callback([] {
-    auto s = data::generate_synthetic(synth_out, synth_opt);
+  synth->callback([sy] {
+    const auto& synth_out = sy->out;
+    auto s = data::generate_synthetic(synth_out, sy->opt);
     std::printf("wrote %lld patches (%lld positive) for %d patients to %s\n", static_cast<long long>(s.written),
                 static_cast<long long>(s.positives), s.patients, synth_out.string().c_str());
   });
 }
 
-void add_model_options(CLI::App* cmd, train::RunOptions& o, std::string& weights) {
-  static bool unfreeze = false;
-  cmd->add_option("--backbone", o.model.backbone(), "Backbone name (see `histocnn models list`)")->capture_default_str();
-  cmd->add_option("--weights", weights, "Pretrained backbone weights: 'imagenet', a .safetensors file, a Keras .h5 file, or none");
-  cmd->add_option("--unfreeze-last", o.model.unfreeze_last(), "Train the last N backbone blocks (the study: 4)")
-      ->capture_default_str();
-  cmd->add_flag("--unfreeze", unfreeze, "Train the whole backbone too (default: frozen)")
-      ->each([&o](const std::string&) { o.model.freeze_backbone(false); });
-  cmd->add_flag("--train-bn", o.model.train_bn(), "Let BatchNorm layers of an unfrozen backbone train");
-  cmd->add_option("--head", o.model.head(), "dense, or lstm (the feature map read as a sequence)")
-      ->capture_default_str();
-  cmd->add_option("--lstm-units", o.model.lstm_units(), "LSTM units of the lstm head")->capture_default_str();
-  cmd->add_option("--hidden1", o.model.hidden1(), "First dense layer of the head")->capture_default_str();
-  cmd->add_option("--hidden2", o.model.hidden2(), "Second dense layer of the head")->capture_default_str();
-  cmd->add_option("--dropout", o.model.dropout(), "Dropout of the dense head")->capture_default_str();
-  cmd->add_flag("--batch-norm", o.model.batch_norm(), "BatchNorm before the last dense layer");
-  cmd->add_flag("--tf-padding", o.model.tf_padding(), "TensorFlow SAME padding (for TF-trained weights)");
-  cmd->add_option("--image-size", o.image_size, "Patches are resized to this square size")->capture_default_str();
+// Every run option, from the one table in train/options.cpp: flags, help, defaults and choices.
+void add_run_options(CLI::App* cmd, const std::shared_ptr<train::RunOptions>& o) {
+  const train::RunOptions defaults;
+  for (const auto& spec : train::run_option_specs()) {
+    if (spec.name == "progress") continue;  // --no-progress is the environment's (HISTOCNN_PROGRESS=0)
+    std::string help = spec.help;
+    if (!spec.choices.empty()) {
+      std::string list;
+      for (const auto& c : spec.choices) list += (list.empty() ? "" : ", ") + (c.empty() ? std::string("''") : c);
+      help += " (" + list + ")";
+    }
+    const std::string value = train::get_run_option(defaults, spec.name);
+    if (spec.type == train::RunOptionType::boolean) {
+      const std::string flipped = value == "true" ? "false" : "true";
+      cmd->add_flag_callback(spec.flag, [o, spec, flipped] { train::set_run_option(*o, spec.name, flipped); }, help);
+      continue;
+    }
+    auto* opt = cmd->add_option_function<std::string>(
+        spec.flag, [o, spec](const std::string& v) { train::set_run_option(*o, spec.name, train::run_option_json_value(spec, v)); },
+        help);
+    static const char* const type_names[] = {"BOOLEAN", "INT", "FLOAT", "TEXT", "PATH"};
+    opt->type_name(type_names[static_cast<int>(spec.type)]);
+    const std::string shown = nlohmann::json::parse(value).is_string() ? nlohmann::json::parse(value).get<std::string>() : value;
+    if (!shown.empty()) opt->default_str(shown);
+  }
 }
 
 void add_train_command(CLI::App& app) {
-  static train::RunOptions o;
-  static std::string weights, augment = "none";
+  auto o = std::make_shared<train::RunOptions>();
+  auto push = std::make_shared<fs::path>();
   auto* cmd = app.add_subcommand("train", "Train a classifier and write a run folder (rerun to resume)");
-  cmd->add_option("--data", o.data_dir, "Folder of patches in the Kaggle layout");
-  cmd->add_option("--manifest", o.manifest, "Manifest CSV (paths relative to its folder, or to --data)");
-  cmd->add_option("--out", o.output_dir, "Folder for run folders")->capture_default_str();
-  cmd->add_option("--name", o.name, "Run folder name (default: <backbone>-<head>-<hash of the options>)");
-  add_model_options(cmd, o, weights);
-  cmd->add_option("--epochs", o.trainer.epochs, "Epochs")->capture_default_str();
-  cmd->add_option("--batch-size", o.trainer.batch_size, "Batch size")->capture_default_str();
-  cmd->add_option("--optimizer", o.trainer.optimizer, "rmsprop, adam, adamw or sgd")->capture_default_str();
-  cmd->add_option("--lr", o.trainer.learning_rate, "Learning rate")->capture_default_str();
-  cmd->add_option("--backbone-lr-multiplier", o.trainer.backbone_lr_multiplier,
-                  "Learning rate of unfrozen backbone layers relative to the head's")
-      ->capture_default_str();
-  cmd->add_option("--weight-decay", o.trainer.weight_decay, "L2 weight decay")->capture_default_str();
-  cmd->add_option("--momentum", o.trainer.momentum, "Momentum (sgd)")->capture_default_str();
-  cmd->add_option("--schedule", o.trainer.schedule, "constant or cosine")->capture_default_str();
-  cmd->add_option("--warmup-epochs", o.trainer.warmup_epochs, "Linear warm-up epochs (cosine)")->capture_default_str();
-  cmd->add_option("--reduce-lr-patience", o.trainer.reduce_lr_patience,
-                  "ReduceLROnPlateau on val_loss after N epochs without improvement (0: off)")
-      ->capture_default_str();
-  cmd->add_option("--reduce-lr-factor", o.trainer.reduce_lr_factor, "ReduceLROnPlateau factor")->capture_default_str();
-  cmd->add_option("--min-lr", o.trainer.min_lr, "ReduceLROnPlateau lower bound")->capture_default_str();
-  cmd->add_option("--early-stopping", o.trainer.early_stopping_patience,
-                  "Stop after N epochs without a better val_auc (0: off)")
-      ->capture_default_str();
-  cmd->add_option("--class-weight", o.trainer.class_weight, "none or balanced")->capture_default_str();
-  cmd->add_option("--sampler", o.trainer.sampler, "shuffle or balanced (equal classes per epoch)")
-      ->capture_default_str();
-  cmd->add_option("--augment", augment, "none, flips, study (rotation 20, zoom 1.2, flips) or histology "
-                  "(flips, quarter turns, H&E stain jitter 0.05; histology:0.1 for stronger jitter)")
-      ->capture_default_str();
-  cmd->add_flag("!--no-tensorboard", o.tensorboard, "Do not write TensorBoard event files");
-  cmd->add_flag("!--no-feature-cache", o.trainer.cache_features, "Recompute frozen backbone features every epoch");
-  cmd->add_option("--balance", o.balance_per_class, "Down-sample each class to N patches (the study used 2500)");
-  cmd->add_option("--train-fraction", o.split.train, "Fraction of patches for training")->capture_default_str();
-  cmd->add_option("--val-fraction", o.split.val, "Fraction for validation")->capture_default_str();
-  cmd->add_option("--test-fraction", o.split.test, "Fraction for testing")->capture_default_str();
-  cmd->add_flag("--split-by-patch", o.split.by_patch, "Split patches instead of patients (leaks; not recommended)");
-  cmd->add_option("--seed", o.trainer.seed, "Random seed for split, initialisation and shuffling")->capture_default_str();
-  cmd->add_option("--threshold", o.threshold, "Decision threshold (with --threshold-method fixed)")
-      ->capture_default_str();
-  cmd->add_option("--threshold-method", o.threshold_method,
-                  "fixed, youden or sensitivity: choose the threshold on the validation split")
-      ->capture_default_str();
-  cmd->add_option("--target-sensitivity", o.target_sensitivity, "For --threshold-method sensitivity")
-      ->capture_default_str();
-  cmd->add_option("--stain-shift", o.stain_shift,
-                  "Also evaluate the test split restained per patient with this H&E jitter sigma (0 = off)")
-      ->capture_default_str();
-  cmd->add_option("--device", o.trainer.device, "auto, cpu, cuda or cuda:N")->capture_default_str();
-  cmd->add_option("--mixed-precision", o.trainer.mixed_precision,
-                  "auto (bfloat16 autocast on CUDA), off, or bf16 (on any device)")
-      ->capture_default_str();
-  cmd->add_option("--workers", o.trainer.workers, "Threads preparing batches")->capture_default_str();
-  cmd->add_option("--threads", o.trainer.threads, "LibTorch threads (0: all cores)")->capture_default_str();
-  cmd->callback([] {
-    o.weights = weights;
-    o.trainer.augment = data::AugmentOptions::preset(augment);
-    o.split.seed = o.trainer.seed;
-    auto r = train::run_training(o);
+  add_run_options(cmd, o);
+  cmd->add_option("--push", *push, "Then copy the model into the next version folder of this serving base path");
+  cmd->callback([o, push] {
+    auto r = train::run_training(*o);
     std::cout << r.test_report;
     std::printf("run folder: %s\nmodel: %s\n", r.run_dir.string().c_str(), r.model_dir.string().c_str());
+    if (!push->empty() && !r.history.interrupted) {
+      const auto v = serve::push_bundle(r.model_dir, *push);
+      std::printf("pushed as version %lld of %s\n", static_cast<long long>(v), push->string().c_str());
+    }
   });
 }
 
 void add_evaluate_command(CLI::App& app) {
-  static fs::path model_dir, data_dir, manifest;
-  static std::string split = "test", device = "auto";
-  static double threshold = -1, stain_shift = 0;
-  static uint64_t seed = 42;
-  static int workers = 2;
-  auto* cmd = app.add_subcommand("evaluate", "Evaluate a saved model on patches and print the report");
-  cmd->add_option("--model", model_dir, "Model folder (a run's model/ or model/<version>/)")->required();
-  cmd->add_option("--data", data_dir, "Folder of patches in the Kaggle layout");
-  cmd->add_option("--manifest", manifest, "Manifest CSV, e.g. a run's manifest.csv");
-  cmd->add_option("--split", split, "Which split of the manifest to use (train, val, test, or all)")
-      ->capture_default_str();
-  cmd->add_option("--threshold", threshold, "Decision threshold (default: the one saved with the model)");
-  cmd->add_option("--device", device, "auto, cpu, cuda or cuda:N")->capture_default_str();
-  cmd->add_option("--workers", workers, "Threads preparing batches")->capture_default_str();
-  cmd->add_option("--stain-shift", stain_shift,
+  struct Evaluate {
+    fs::path model_dir, data_dir, manifest, output;
+    std::string split = "test";
+    std::optional<double> threshold;
+    inference::EvaluateOptions options;
+  };
+  auto e = std::make_shared<Evaluate>();
+  auto* cmd = app.add_subcommand("evaluate", "Evaluate a saved model on labelled patches and print the report");
+  cmd->add_option("--model", e->model_dir, "Model folder (a run's model/ or model/<version>/)")->required();
+  cmd->add_option("--data", e->data_dir, "Folder of patches in the Kaggle layout");
+  cmd->add_option("--manifest", e->manifest, "Manifest CSV, e.g. a run's manifest.csv (it records the split)");
+  cmd->add_option("--split", e->split, "train, val or test (needs a manifest with a split column), or all")
+      ->capture_default_str()->check(CLI::IsMember({"train", "val", "test", "all"}));
+  cmd->add_option("--threshold", e->threshold, "Decision threshold (default: the one saved with the model)");
+  cmd->add_option("--device", e->options.device, "auto, cpu, cuda or cuda:N")->capture_default_str();
+  cmd->add_option("--workers", e->options.workers, "Threads preparing batches")->capture_default_str();
+  cmd->add_option("--stain-shift", e->options.stain_shift,
                   "Restain each patient one way (H&E jitter sigma, e.g. 0.1) before evaluating: a robustness check")
       ->capture_default_str();
-  cmd->add_option("--seed", seed, "Seed of the restaining (a run's report used its training seed)")
+  cmd->add_option("--seed", e->options.seed, "Seed of the restaining (a run's report used its training seed)")
       ->capture_default_str();
-  cmd->callback([] {
-    auto m = train::load_patch_manifest(data_dir, manifest);
-    bool has_split = false;
-    for (const auto& r : m.rows()) has_split = has_split || !r.split.empty();
-    if (split != "all" && has_split) {
-      m = m.subset(split);
-      HISTOCNN_CHECK(m.size() > 0, "the manifest has no rows in split '{}'; use --split train|val|test|all", split);
-    }
-    auto r = train::evaluate_bundle(model_dir, m, threshold, device, workers, true, stain_shift, seed);
+  cmd->add_option("-o,--output", e->output, "Also write the metrics as JSON to this file");
+  cmd->callback([e] {
+    auto m = train::load_patch_manifest(e->data_dir, e->manifest).select_split(e->split);
+    e->options.threshold = e->threshold;
+    auto r = inference::evaluate_bundle(e->model_dir, m, e->options);
     std::cout << r.report;
+    if (!e->output.empty()) io::write_file_atomic(e->output, inference::to_json(r) + "\n");
+  });
+}
+
+void add_predict_command(CLI::App& app) {
+  struct Predict {
+    fs::path model_dir, output;
+    std::vector<std::string> inputs;
+    std::string format = "csv", device = "auto";
+    bool skip_unreadable = false;
+    int64_t batch_size = 64;
+  };
+  auto p = std::make_shared<Predict>();
+  auto* cmd = app.add_subcommand("predict", "Classify unlabelled images (files, folders, globs) with a saved model");
+  cmd->add_option("--model", p->model_dir, "Model folder (a run's model/, a serving base path, or a version folder)")
+      ->required();
+  cmd->add_option("images", p->inputs, "Image files (PNG, JPEG, TIFF, BMP), folders (searched recursively) or globs")
+      ->required();
+  cmd->add_option("--format", p->format, "csv, or jsonl (one JSON object per line)")
+      ->capture_default_str()->check(CLI::IsMember({"csv", "jsonl"}));
+  cmd->add_option("-o,--output", p->output, "Write here instead of standard output (atomically)");
+  cmd->add_flag("--skip-unreadable", p->skip_unreadable, "List unreadable images at the end instead of stopping");
+  cmd->add_option("--batch-size", p->batch_size, "Images per forward pass")->capture_default_str();
+  cmd->add_option("--device", p->device, "auto, cpu, cuda or cuda:N")->capture_default_str();
+  cmd->callback([p] {
+    configure_threads();
+    const inference::Predictor predictor(p->model_dir, p->device);
+    const auto version = predictor.directory().filename().string();
+    const auto files = inference::expand_image_inputs(p->inputs);
+    const auto results = inference::predict_image_files(predictor, files, p->skip_unreadable, p->batch_size,
+                                                        progress_enabled_by_default());
+    std::string text = p->format == "csv" ? "path,p_positive,class,version\n" : "";
+    std::vector<const inference::FilePrediction*> unreadable;
+    for (const auto& r : results) {
+      if (!r.error.empty()) {
+        unreadable.push_back(&r);
+        continue;
+      }
+      const auto& cls = predictor.class_names()[r.p_positive >= predictor.threshold() ? 1 : 0];
+      if (p->format == "csv") {
+        text += fmt::format("{},{:.6f},{},{}\n", r.path.string(), r.p_positive, cls, version);
+      } else {
+        text += nlohmann::json{{"path", r.path.string()}, {"p_positive", r.p_positive}, {"class", cls},
+                               {"threshold", predictor.threshold()}, {"version", version}}
+                    .dump() + "\n";
+      }
+    }
+    if (p->output.empty()) {
+      std::cout << text << std::flush;
+    } else {
+      io::write_file_atomic(p->output, text);
+    }
+    if (!unreadable.empty()) {
+      std::fprintf(stderr, "histocnn predict: %zu unreadable image(s) skipped:\n", unreadable.size());
+      for (const auto* r : unreadable) std::fprintf(stderr, "  %s\n", r->error.c_str());
+    }
+  });
+}
+
+// The running server of `histocnn serve`, for the signal handlers.
+std::atomic<serve::Server*> g_server{nullptr};
+
+extern "C" void on_stop_signal(int) {
+  if (auto* s = g_server.load()) s->request_stop();
+}
+extern "C" void on_reload_signal(int) {
+  if (auto* s = g_server.load()) s->request_reload();
+}
+
+void add_serve_command(CLI::App& app) {
+  struct Serve {
+    serve::ServerOptions options;
+    serve::BatchingOptions batching;
+    bool enable_batching = false, no_access_log = false;
+    fs::path api_key_file;
+  };
+  auto st = std::make_shared<Serve>();
+  auto& o = st->options;
+  auto* cmd = app.add_subcommand("serve", "Serve models over TensorFlow Serving's REST API, with an upload page at /");
+  cmd->add_option("--model-base-path", o.model_base_path, "Folder of numeric version folders (1/, 2/, ...) of one model");
+  cmd->add_option("--model-name", o.model_name, "The model's name in URLs: /v1/models/<name>")->capture_default_str();
+  cmd->add_option("--model-config-file", o.model_config_file,
+                  "Several models: TF Serving's ModelServerConfig as JSON (docs/serving.md); re-read when it changes");
+  cmd->add_option("--host", o.host, "Address to listen on (0.0.0.0: every interface)")->capture_default_str();
+  cmd->add_option("--port,--rest-api-port", o.port, "Port (0: any free port)")->capture_default_str();
+  cmd->add_option("--file-system-poll-wait-seconds", o.file_system_poll_wait_seconds,
+                  "How often base paths and the config are scanned for changes")->capture_default_str();
+  cmd->add_flag("--enable-batching", st->enable_batching, "Queue requests from all clients into micro-batches");
+  cmd->add_option("--max-batch-size", st->batching.max_batch_size, "Patches per batch")->capture_default_str();
+  cmd->add_option("--batch-timeout-micros", st->batching.batch_timeout_micros,
+                  "How long a batch waits to fill")->capture_default_str();
+  cmd->add_option("--num-batch-threads", st->batching.num_batch_threads, "Batches run at once")->capture_default_str();
+  cmd->add_option("--max-enqueued-batches", st->batching.max_enqueued_batches,
+                  "Queue capacity in batches; beyond it requests get 503 at once")->capture_default_str();
+  cmd->add_option("--max-body-bytes", o.limits.max_body_bytes, "Largest request body (413 above)")->capture_default_str();
+  cmd->add_option("--max-instances", o.limits.max_instances, "Most images per request")->capture_default_str();
+  cmd->add_option("--max-image-pixels", o.limits.max_image_pixels,
+                  "Largest image (width x height, read from its header before decoding)")->capture_default_str();
+  cmd->add_option("--request-timeout", o.request_timeout_seconds, "Seconds to read or write a request")
+      ->capture_default_str();
+  cmd->add_option("--api-key-file", st->api_key_file, "File holding a key that /v1/ requests must send as a bearer token")
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--http-threads", o.http_threads, "Connections served at once")->capture_default_str();
+  cmd->add_option("--device", o.device, "auto, cpu, cuda or cuda:N")->capture_default_str();
+  cmd->add_flag("--no-access-log", st->no_access_log, "No line per request on standard error");
+  cmd->callback([st] {
+    auto options = st->options;
+    if (st->enable_batching) options.batching = st->batching;
+    options.access_log = !st->no_access_log;
+    if (!st->api_key_file.empty()) {
+      options.api_key = io::read_file(st->api_key_file);
+      while (!options.api_key.empty() && std::isspace(static_cast<unsigned char>(options.api_key.back()))) {
+        options.api_key.pop_back();
+      }
+      HISTOCNN_CHECK(!options.api_key.empty(), "the API key file '{}' is empty", st->api_key_file.string());
+    }
+    serve::Server server(options);
+    server.start();
+    g_server = &server;
+    std::signal(SIGTERM, on_stop_signal);
+    std::signal(SIGINT, on_stop_signal);
+    std::signal(SIGHUP, on_reload_signal);
+    std::printf("histocnn serve: listening on %s\n", server.url().c_str());
+    std::fflush(stdout);
+    server.wait();
+    g_server = nullptr;
+    std::signal(SIGTERM, SIG_DFL);
+    std::signal(SIGINT, SIG_DFL);
+    std::signal(SIGHUP, SIG_DFL);
+    std::printf("histocnn serve: stopped\n");
+  });
+}
+
+void add_push_command(CLI::App& app) {
+  auto paths = std::make_shared<std::pair<fs::path, fs::path>>();
+  auto* cmd = app.add_subcommand("push", "Copy a run's model into the next version folder of a serving base path");
+  cmd->add_option("source", paths->first, "A run folder, a model folder or a version folder")->required();
+  cmd->add_option("base_path", paths->second, "The serving base path (numeric version folders)")->required();
+  cmd->callback([paths] {
+    const auto v = serve::push_bundle(paths->first, paths->second);
+    std::printf("pushed as version %lld of %s\n", static_cast<long long>(v), paths->second.string().c_str());
   });
 }
 
 void add_demo_command(CLI::App& app) {
-  static train::DemoOptions o;
+  auto po = std::make_shared<train::DemoOptions>();
+  auto& o = *po;
   auto* cmd = app.add_subcommand("demo", "Generate synthetic patches, train, evaluate and report");
   cmd->add_option("--out", o.output_dir, "Output folder")->capture_default_str();
   cmd->add_option("--backbone", o.backbone, "auto, mobilenet_v2 or simple_cnn")->capture_default_str();
@@ -218,20 +334,20 @@ void add_demo_command(CLI::App& app) {
   cmd->add_option("--per-patient", o.patches_per_patient, "Patches per patient")->capture_default_str();
   cmd->add_option("--epochs", o.epochs, "Epochs (0: the demo's default)")->capture_default_str();
   cmd->add_option("--seed", o.seed, "Random seed")->capture_default_str();
-  cmd->callback([] {
-    auto r = train::run_demo(o);
+  cmd->callback([po] {
+    auto r = train::run_demo(*po);
     std::cout << r.test_report;
   });
 }
 
 void add_compare_command(CLI::App& app) {
-  static fs::path config_file;
+  auto config_file = std::make_shared<fs::path>();
   auto* cmd = app.add_subcommand("compare", "Run a grid of runs (or the study's ablation) and tabulate them");
-  cmd->add_option("config", config_file, "Compare config (JSON): data_dir, output_dir, base, grid, ablation")
+  cmd->add_option("config", *config_file, "Compare config (JSON): data_dir, output_dir, base, grid, ablation")
       ->required()
       ->check(CLI::ExistingFile);
-  cmd->callback([] {
-    auto config = train::load_compare_config(config_file);
+  cmd->callback([config_file] {
+    auto config = train::load_compare_config(*config_file);
     auto rows = train::run_compare(config);
     std::cout << train::compare_table_markdown(rows);
     if (config.ablation) std::cout << "\n" << train::ablation_summary(rows);
@@ -240,7 +356,8 @@ void add_compare_command(CLI::App& app) {
 }
 
 void add_models_command(CLI::App& app) {
-  auto* models_cmd = app.add_subcommand("models", "Backbones this build knows");
+  auto* models_cmd = app.add_subcommand(
+      "models", "Backbones this build knows, and the versions of a serving base path");
   models_cmd->require_subcommand(1);
   auto* list = models_cmd->add_subcommand(
       "list", "List backbones: parameters (without, with BatchNorm statistics), feature channels, and GMACs "
@@ -258,12 +375,66 @@ void add_models_command(CLI::App& app) {
     }
   });
 
+  auto base = std::make_shared<fs::path>();
+  auto* versions = models_cmd->add_subcommand("versions", "List the versions of a serving base path: test AUC, "
+                                              "threshold, labels, and which one is live");
+  versions->add_option("base_path", *base, "Serving base path (numeric version folders)")->required();
+  versions->callback([base] { std::cout << serve::format_versions(serve::list_served_versions(*base)); });
+
+  struct Pin {
+    fs::path base;
+    std::optional<int64_t> version;
+    std::string label;
+    bool latest = false;
+  };
+  auto pin = std::make_shared<Pin>();
+  auto* promote = models_cmd->add_subcommand(
+      "promote", "Serve a version (or point a label at it) without restarting the server; --latest: the newest again");
+  promote->add_option("--model-base-path", pin->base, "Serving base path")->required();
+  promote->add_option("--version", pin->version, "The version to serve");
+  promote->add_option("--label", pin->label, "Point this label (e.g. stable, canary) at the version instead");
+  promote->add_flag("--latest", pin->latest, "Serve the newest loadable version again (undo a pin)");
+  promote->callback([pin] {
+    HISTOCNN_CHECK(pin->latest != pin->version.has_value(), "give --version N, or --latest");
+    if (pin->latest) {
+      serve::unpin(pin->base);
+    } else if (!pin->label.empty()) {
+      serve::set_label(pin->base, pin->label, *pin->version);
+    } else {
+      serve::pin_version(pin->base, *pin->version);
+    }
+    std::cout << serve::format_versions(serve::list_served_versions(pin->base));
+  });
+  auto* rollback = models_cmd->add_subcommand(
+      "rollback", "Serve an older version (default: the one before the live one) without restarting the server");
+  rollback->add_option("--model-base-path", pin->base, "Serving base path")->required();
+  rollback->add_option("--version", pin->version, "The version to go back to");
+  rollback->callback([pin] {
+    int64_t target = -1;
+    if (pin->version) {
+      target = *pin->version;
+    } else {
+      const auto listing = serve::list_served_versions(pin->base);
+      for (size_t i = 1; i < listing.size(); ++i) {
+        if (listing[i].live) target = listing[i - 1].version;
+      }
+      HISTOCNN_CHECK(target >= 0, "'{}' has no version older than the live one; name one with --version",
+                     pin->base.string());
+    }
+    serve::pin_version(pin->base, target);
+    std::cout << serve::format_versions(serve::list_served_versions(pin->base));
+  });
+
   // Runs a backbone on tensors from a file: for checking against another implementation, and for
   // extracting features from Python or shell without writing C++.
-  static std::string feat_backbone;
-  static fs::path feat_weights, feat_input, feat_output;
-  static int feat_threads = 0;
-  static int feat_repeat = 0;
+  struct Features { std::string backbone; fs::path weights, input, output; int threads = 0, repeat = 0; };
+  auto fe = std::make_shared<Features>();
+  auto& feat_backbone = fe->backbone;
+  auto& feat_weights = fe->weights;
+  auto& feat_input = fe->input;
+  auto& feat_output = fe->output;
+  auto& feat_threads = fe->threads;
+  auto& feat_repeat = fe->repeat;
   auto* feat = models_cmd->add_subcommand(
       "features", "Run a backbone (eval mode) on the tensor 'input' [N,3,H,W] of a safetensors file and write "
                   "'features' [N,C,h,w] and 'pooled' [N,C]");
@@ -275,8 +446,13 @@ void add_models_command(CLI::App& app) {
   feat->add_option("--output", feat_output, "safetensors file to write");
   feat->add_option("--threads", feat_threads, "LibTorch threads (0: all cores)")->capture_default_str();
   feat->add_option("--time", feat_repeat, "Also time N more forward passes and print images per second");
-  feat->callback([] {
-    configure_threads(feat_threads);
+  feat->callback([fe] {
+    const auto& feat_backbone = fe->backbone;
+    const auto& feat_weights = fe->weights;
+    const auto& feat_input = fe->input;
+    const auto& feat_output = fe->output;
+    const int feat_repeat = fe->repeat;
+    configure_threads(fe->threads);
     auto backbone = models::make_backbone(feat_backbone);
     if (!feat_weights.empty()) {
       models::LoadOptions opt;
@@ -327,6 +503,9 @@ int run(int argc, const char* const* argv) {
   add_data_commands(app);
   add_train_command(app);
   add_evaluate_command(app);
+  add_predict_command(app);
+  add_serve_command(app);
+  add_push_command(app);
   add_demo_command(app);
   add_compare_command(app);
   add_models_command(app);

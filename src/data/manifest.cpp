@@ -160,6 +160,30 @@ Manifest Manifest::subset(const std::string& split) const {
   return filter([&](const PatchRecord& r) { return r.split == split; });
 }
 
+Manifest::SplitState Manifest::split_state() const {
+  size_t assigned = 0;
+  for (const auto& r : rows_) assigned += r.split.empty() ? 0 : 1;
+  if (assigned == 0) return SplitState::none;
+  return assigned == rows_.size() ? SplitState::complete : SplitState::partial;
+}
+
+Manifest Manifest::select_split(const std::string& split) const {
+  if (split == "all") return *this;
+  HISTOCNN_CHECK(split == "train" || split == "val" || split == "test",
+                 "unknown split '{}': use train, val, test or all", split);
+  const auto state = split_state();
+  HISTOCNN_CHECK(state != SplitState::none,
+                 "the manifest has no split column, so split '{}' would score every patch, training patients "
+                 "included: pass a run's manifest.csv (it records the split), or --split all to score every patch",
+                 split);
+  HISTOCNN_CHECK(state != SplitState::partial,
+                 "only some rows of the manifest have a split; fill the split column of every row (or clear it) "
+                 "so that split '{}' is well defined", split);
+  auto out = subset(split);
+  HISTOCNN_CHECK(!out.empty(), "the manifest has no rows in split '{}'; use --split train|val|test|all", split);
+  return out;
+}
+
 Manifest Manifest::filter(const std::function<bool(const PatchRecord&)>& keep) const {
   Manifest out;
   out.root_ = root_;

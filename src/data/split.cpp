@@ -52,7 +52,10 @@ double cost_of(const Assignment& a, const std::array<double, 3>& f, int64_t tota
   return c;
 }
 
-void validate(const SplitOptions& o) {
+}  // namespace
+
+void SplitOptions::validate() const {
+  const SplitOptions& o = *this;
   const std::array<double, 3> f{o.train, o.val, o.test};
   for (int s = 0; s < 3; ++s)
     HISTOCNN_CHECK(std::isfinite(f[s]) && f[s] >= 0, "split fraction {} must be >= 0, got {}",
@@ -63,6 +66,8 @@ void validate(const SplitOptions& o) {
                  "split fractions must sum to 1, got train {} + val {} + test {} = {}", o.train,
                  o.val, o.test, sum);
 }
+
+namespace {
 
 Manifest split_by_patch(const Manifest& m, const SplitOptions& o, int active) {
   log_warn("splitting by patch puts patches of the same patient into train, val and test: this "
@@ -99,7 +104,7 @@ Manifest split_by_patch(const Manifest& m, const SplitOptions& o, int active) {
 }  // namespace
 
 Manifest split_manifest(const Manifest& m, const SplitOptions& o) {
-  validate(o);
+  o.validate();
   HISTOCNN_CHECK(!m.empty(), "split_manifest: the manifest is empty; scan a folder with patches first");
   const std::array<double, 3> f{o.train, o.val, o.test};
   int active = 0;

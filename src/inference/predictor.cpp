@@ -2,77 +2,152 @@
 
 #include "histocnn/core/device.h"
 #include "histocnn/core/error.h"
+#include "histocnn/core/progress.h"
 #include "histocnn/io/image.h"
 
-#include <nlohmann/json.hpp>
+#include <glob.h>
+
+#include <algorithm>
+#include <cctype>
+
 #include <torch/torch.h>
 
 namespace histocnn::inference {
 
 Predictor::Predictor(const std::filesystem::path& model_dir, const std::string& device)
-    : device_(parse_device(device)) {
-  auto loaded = models::load_classifier(model_dir, device_);
-  model_ = loaded.model;
-  model_json_ = loaded.model_json;
-  directory_ = loaded.directory;
-  const auto json_path = (directory_ / "model.json").string();
-  auto j = nlohmann::json::parse(model_json_);
-  HISTOCNN_CHECK(j.contains("preprocessing"), "'{}' records no preprocessing; re-export the model with histocnn train",
-                 json_path);
-  preprocessing_ = data::Preprocessing::from_json(j["preprocessing"].dump());
-  class_names_ = j.value("class_names", std::vector<std::string>{"IDC-negative", "IDC-positive"});
-  threshold_ = j.value("threshold", 0.5);
+    : Predictor(load_model(model_dir), device) {}
+
+Predictor::Predictor(SavedModel saved, const std::string& device)
+    : model_(std::move(saved.model)),
+      card_(std::move(saved.card)),
+      directory_(std::move(saved.directory)),
+      device_(parse_device(device)) {
+  HISTOCNN_CHECK(!model_.is_empty(), "Predictor needs a model");
+  model_->to(device_);
   model_->eval();
 }
 
-torch::Tensor Predictor::batch_tensor(const std::vector<cv::Mat>& rgb, size_t begin, size_t end) const {
-  const int s = preprocessing_.image_size;
-  auto batch = torch::empty({static_cast<int64_t>(end - begin), 3, s, s}, torch::kFloat32);
+torch::Tensor Predictor::prepare_range(const std::vector<cv::Mat>& rgb, size_t begin, size_t end) const {
+  const auto& pre = card_.preprocessing;
+  auto batch = torch::empty({static_cast<int64_t>(end - begin), 3, pre.image_size, pre.image_size}, torch::kFloat32);
   for (size_t i = begin; i < end; ++i) {
     const auto& img = rgb[i];
     HISTOCNN_CHECK(!img.empty() && img.type() == CV_8UC3,
                    "patch {} must be an RGB uint8 image (HxWx3); got {} channels of depth {}", i, img.channels(),
                    img.depth());
-    preprocessing_.normalise_into(preprocessing_.prepare(img), batch[static_cast<int64_t>(i - begin)]);
+    pre.normalise_into(pre.prepare(img), batch[static_cast<int64_t>(i - begin)]);
   }
-  return batch.to(device_);
+  return batch;
 }
 
-torch::Tensor Predictor::predict_proba(const std::vector<cv::Mat>& rgb, int64_t batch_size) {
+torch::Tensor Predictor::prepare(const std::vector<cv::Mat>& rgb) const { return prepare_range(rgb, 0, rgb.size()); }
+
+torch::Tensor Predictor::predict_batch(const torch::Tensor& batch) const {
+  return class_probabilities(model_, batch);
+}
+
+torch::Tensor Predictor::predict_proba(const std::vector<cv::Mat>& rgb, int64_t batch_size) const {
   HISTOCNN_CHECK(batch_size > 0, "batch_size must be positive, got {}", batch_size);
-  torch::NoGradGuard no_grad;
   std::vector<torch::Tensor> parts;
   for (size_t begin = 0; begin < rgb.size(); begin += static_cast<size_t>(batch_size)) {
     const size_t end = std::min(rgb.size(), begin + static_cast<size_t>(batch_size));
-    parts.push_back(torch::softmax(model_->forward(batch_tensor(rgb, begin, end)), 1).to(torch::kCPU));
+    parts.push_back(predict_batch(prepare_range(rgb, begin, end)));
   }
-  if (parts.empty()) return torch::empty({0, static_cast<int64_t>(class_names_.size())});
+  if (parts.empty()) return torch::empty({0, static_cast<int64_t>(card_.class_names.size())});
   return torch::cat(parts);
 }
 
-std::vector<double> Predictor::predict(const std::vector<cv::Mat>& rgb, int64_t batch_size) {
+std::vector<double> Predictor::predict(const std::vector<cv::Mat>& rgb, int64_t batch_size) const {
   auto p = predict_proba(rgb, batch_size);
   if (p.size(0) == 0) return {};
   auto col = p.select(1, 1).to(torch::kFloat64).contiguous();
   return std::vector<double>(col.data_ptr<double>(), col.data_ptr<double>() + col.numel());
 }
 
-std::vector<double> Predictor::predict_files(const std::vector<std::filesystem::path>& files, int64_t batch_size) {
+std::vector<double> Predictor::predict_files(const std::vector<std::filesystem::path>& files,
+                                             int64_t batch_size) const {
   std::vector<cv::Mat> images;
   images.reserve(files.size());
   for (const auto& f : files) images.push_back(io::read_image_rgb(f));
   return predict(images, batch_size);
 }
 
-torch::Tensor Predictor::features(const std::vector<cv::Mat>& rgb, int64_t batch_size) {
+Predictions Predictor::predict_dataset(const data::PatchDataset& dataset, const PredictOptions& options) const {
+  return inference::predict_dataset(model_, dataset, options);
+}
+
+torch::Tensor Predictor::features(const std::vector<cv::Mat>& rgb, int64_t batch_size) const {
+  HISTOCNN_CHECK(batch_size > 0, "batch_size must be positive, got {}", batch_size);
+  HISTOCNN_CHECK(!rgb.empty(), "features() needs at least one patch");
   torch::NoGradGuard no_grad;
   std::vector<torch::Tensor> parts;
   for (size_t begin = 0; begin < rgb.size(); begin += static_cast<size_t>(batch_size)) {
     const size_t end = std::min(rgb.size(), begin + static_cast<size_t>(batch_size));
-    parts.push_back(model_->features(batch_tensor(rgb, begin, end)).to(torch::kCPU));
+    parts.push_back(model_->features(prepare_range(rgb, begin, end).to(device_)).to(torch::kCPU));
   }
-  HISTOCNN_CHECK(!parts.empty(), "features() needs at least one patch");
   return torch::cat(parts);
+}
+
+std::vector<std::filesystem::path> expand_image_inputs(const std::vector<std::string>& inputs) {
+  namespace fs = std::filesystem;
+  auto is_image = [](const fs::path& p) {
+    auto ext = p.extension().string();
+    std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
+    return ext == ".png" || ext == ".jpg" || ext == ".jpeg" || ext == ".tif" || ext == ".tiff" || ext == ".bmp";
+  };
+  std::vector<fs::path> out;
+  for (const auto& input : inputs) {
+    if (fs::is_directory(input)) {
+      std::vector<fs::path> found;
+      for (const auto& e : fs::recursive_directory_iterator(input)) {
+        if (e.is_regular_file() && is_image(e.path())) found.push_back(e.path());
+      }
+      std::sort(found.begin(), found.end());
+      HISTOCNN_CHECK(!found.empty(), "folder '{}' holds no PNG, JPEG, TIFF or BMP files", input);
+      out.insert(out.end(), found.begin(), found.end());
+    } else if (input.find_first_of("*?[") != std::string::npos) {
+      glob_t g{};
+      const int rc = ::glob(input.c_str(), 0, nullptr, &g);
+      std::vector<fs::path> found;
+      for (size_t i = 0; rc == 0 && i < g.gl_pathc; ++i) found.emplace_back(g.gl_pathv[i]);
+      ::globfree(&g);
+      HISTOCNN_CHECK(!found.empty(), "pattern '{}' matches no file", input);
+      out.insert(out.end(), found.begin(), found.end());
+    } else {
+      // A file is taken as named, readable or not: its error is reported when it is predicted.
+      out.emplace_back(input);
+    }
+  }
+  return out;
+}
+
+std::vector<FilePrediction> predict_image_files(const Predictor& predictor, const std::vector<std::filesystem::path>& files,
+                                                bool skip_unreadable, int64_t batch_size, bool progress) {
+  HISTOCNN_CHECK(batch_size > 0, "batch_size must be positive, got {}", batch_size);
+  std::vector<FilePrediction> out(files.size());
+  ProgressBar bar(static_cast<int64_t>(files.size()), "predict", progress, "img");
+  for (size_t begin = 0; begin < files.size(); begin += static_cast<size_t>(batch_size)) {
+    const size_t end = std::min(files.size(), begin + static_cast<size_t>(batch_size));
+    std::vector<cv::Mat> images;
+    std::vector<size_t> index;
+    for (size_t i = begin; i < end; ++i) {
+      out[i].path = files[i];
+      try {
+        images.push_back(io::read_image_rgb(files[i]));
+        index.push_back(i);
+      } catch (const std::exception& e) {
+        if (!skip_unreadable) throw;
+        out[i].error = e.what();
+      }
+    }
+    if (!images.empty()) {
+      const auto p = predictor.predict(images, batch_size);
+      for (size_t k = 0; k < index.size(); ++k) out[index[k]].p_positive = p[k];
+    }
+    bar.update(static_cast<int64_t>(end - begin));
+  }
+  bar.finish();
+  return out;
 }
 
 }  // namespace histocnn::inference

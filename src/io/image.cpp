@@ -81,10 +81,92 @@ bool is_jpeg(const std::string& bytes) {
          static_cast<unsigned char>(bytes[1]) == 0xd8 && static_cast<unsigned char>(bytes[2]) == 0xff;
 }
 
+uint16_t read_u16(const unsigned char* p, bool little) {
+  return little ? static_cast<uint16_t>(p[0] | (p[1] << 8)) : static_cast<uint16_t>((p[0] << 8) | p[1]);
+}
+
+uint32_t read_u32(const unsigned char* p, bool little) {
+  return little ? (uint32_t{p[0]} | (uint32_t{p[1]} << 8) | (uint32_t{p[2]} << 16) | (uint32_t{p[3]} << 24))
+                : read_u32_be(p);
+}
+
+std::optional<ImageHeader> jpeg_header(const unsigned char* d, size_t n) {
+  // Walk the marker segments up to the first start-of-frame (SOF0..SOF15 but DHT, JPG, DAC).
+  size_t pos = 2;
+  while (pos + 4 <= n) {
+    if (d[pos] != 0xff) return std::nullopt;
+    const unsigned char marker = d[pos + 1];
+    if (marker == 0xff) {
+      ++pos;
+      continue;
+    }
+    if (marker == 0xd8 || (marker >= 0xd0 && marker <= 0xd7) || marker == 0x01) {
+      pos += 2;
+      continue;
+    }
+    const size_t length = read_u16(d + pos + 2, false);
+    if (length < 2) return std::nullopt;
+    if (marker >= 0xc0 && marker <= 0xcf && marker != 0xc4 && marker != 0xc8 && marker != 0xcc) {
+      if (pos + 9 > n) return std::nullopt;
+      return ImageHeader{"jpeg", read_u16(d + pos + 7, false), read_u16(d + pos + 5, false)};
+    }
+    pos += 2 + length;
+  }
+  return std::nullopt;
+}
+
+std::optional<ImageHeader> tiff_header(const unsigned char* d, size_t n) {
+  const bool little = d[0] == 'I';
+  const uint32_t ifd = read_u32(d + 4, little);
+  if (ifd < 8 || uint64_t{ifd} + 2 > n) return std::nullopt;
+  const uint16_t entries = read_u16(d + ifd, little);
+  int64_t width = -1, height = -1;
+  for (uint32_t i = 0; i < entries; ++i) {
+    const uint64_t at = uint64_t{ifd} + 2 + 12ull * i;
+    if (at + 12 > n) return std::nullopt;
+    const uint16_t tag = read_u16(d + at, little), type = read_u16(d + at + 2, little);
+    const int64_t value = type == 3 ? read_u16(d + at + 8, little) : read_u32(d + at + 8, little);
+    if (tag == 256) width = value;
+    if (tag == 257) height = value;
+  }
+  if (width < 0 || height < 0) return std::nullopt;
+  return ImageHeader{"tiff", width, height};
+}
+
 }  // namespace
 
-cv::Mat decode_image_rgb(const std::string& bytes, const std::string& source) {
+std::optional<ImageHeader> image_header(const std::string& bytes) {
+  const auto* d = reinterpret_cast<const unsigned char*>(bytes.data());
+  const size_t n = bytes.size();
+  if (starts_with_png_signature(bytes)) {
+    if (n < 24 || std::memcmp(d + 12, "IHDR", 4) != 0) return std::nullopt;
+    return ImageHeader{"png", read_u32_be(d + 16), read_u32_be(d + 20)};
+  }
+  if (is_jpeg(bytes)) return jpeg_header(d, n);
+  if (n >= 26 && d[0] == 'B' && d[1] == 'M') {
+    const int64_t w = static_cast<int32_t>(read_u32(d + 18, true));
+    const int64_t h = static_cast<int32_t>(read_u32(d + 22, true));
+    return ImageHeader{"bmp", w < 0 ? -w : w, h < 0 ? -h : h};
+  }
+  if (n >= 8 && ((d[0] == 'I' && d[1] == 'I' && d[2] == 42 && d[3] == 0) ||
+                 (d[0] == 'M' && d[1] == 'M' && d[2] == 0 && d[3] == 42))) {
+    return tiff_header(d, n);
+  }
+  return std::nullopt;
+}
+
+cv::Mat decode_image_rgb(const std::string& bytes, const std::string& source, int64_t max_pixels) {
   HISTOCNN_CHECK(!bytes.empty(), "image '{}' is empty (0 bytes); {}", source, kReplaceHint);
+  if (max_pixels > 0) {
+    const auto header = image_header(bytes);
+    HISTOCNN_CHECK(header.has_value(),
+                   "image '{}' is not a PNG, JPEG, BMP or TIFF image (or its header is cut short)", source);
+    HISTOCNN_CHECK(header->width > 0 && header->height > 0, "image '{}' declares a size of {}x{}", source,
+                   header->width, header->height);
+    HISTOCNN_CHECK(header->width <= max_pixels / header->height,
+                   "image '{}' is {}x{} pixels, more than the limit of {} pixels; send patches (e.g. 50x50), "
+                   "or tiles of a slide", source, header->width, header->height, max_pixels);
+  }
   if (starts_with_png_signature(bytes)) check_png_structure(bytes, source);
   if (is_jpeg(bytes)) check_jpeg_structure(bytes, source);
 

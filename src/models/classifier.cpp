@@ -1,9 +1,6 @@
 #include "histocnn/models/classifier.h"
 
 #include "histocnn/core/error.h"
-#include "histocnn/core/version.h"
-#include "histocnn/io/atomic_file.h"
-#include "histocnn/io/bundle.h"
 #include "histocnn/models/torchscript.h"
 
 #include <nlohmann/json.hpp>
@@ -124,79 +121,12 @@ torch::Tensor ClassifierImpl::head_forward(torch::Tensor f) {
 
 torch::Tensor ClassifierImpl::forward(torch::Tensor x) { return head_forward(features(x)); }
 
-torch::Tensor ClassifierImpl::predict_proba(torch::Tensor x) {
-  const bool was_training = is_training();
-  eval();
-  torch::NoGradGuard no_grad;
-  auto p = torch::softmax(forward(x), 1);
-  if (was_training) train(true);
-  return p;
-}
-
 LoadReport ClassifierImpl::load_backbone_weights(const std::filesystem::path& file, bool strict) {
   LoadOptions lo;
   lo.strict = strict;
   lo.ignore_prefixes = backbone_->top_prefixes();
   lo.source = file.string();
   return load_weights(*backbone_, file, lo);
-}
-
-void save_classifier(const Classifier& model, const std::filesystem::path& dir, const std::string& extra_json) {
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(extra_json);
-  } catch (const std::exception& e) {
-    HISTOCNN_FAIL("extra model.json fields are not valid JSON: {}", e.what());
-  }
-  HISTOCNN_CHECK(j.is_object(), "extra model.json fields must be a JSON object");
-  j["format"] = "histocnn.model";
-  j["format_version"] = io::kBundleFormatVersion;
-  j["histocnn_version"] = version();
-  j["backbone"] = model->options().backbone();
-  j["classifier"] = nlohmann::json::parse(model->options().to_json());
-  if (is_torchscript_backbone(model->options().backbone())) {
-    // The module file travels inside the bundle (written before model.json, which marks the bundle
-    // complete), named relative to it, so the bundle can be moved or copied to a server.
-    std::filesystem::create_directories(dir);
-    io::write_file_atomic(dir / kBundleTorchScriptFile, io::read_file(torchscript_file(model->options().backbone())));
-    j["backbone"] = j["classifier"]["backbone"] = std::string(kTorchScriptPrefix) + kBundleTorchScriptFile;
-  }
-  if (!j.contains("class_names")) j["class_names"] = {"IDC-negative", "IDC-positive"};
-  io::TensorMap cpu;
-  for (const auto& kv : state_dict(*model)) cpu[kv.first] = kv.second.to(torch::kCPU).contiguous();
-  io::write_bundle(dir, cpu, j.dump(2));
-}
-
-LoadedClassifier load_classifier(const std::filesystem::path& dir, const torch::Device& device) {
-  auto files = io::read_bundle(dir);
-  const auto json_path = (files.directory / "model.json").string();
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(files.json);
-  } catch (const std::exception& e) {
-    HISTOCNN_FAIL("'{}' is not valid JSON ({}); the bundle is damaged, re-export the model", json_path, e.what());
-  }
-  HISTOCNN_CHECK(j.value("format", "") == "histocnn.model", "'{}' is not a histocnn model.json (no \"format\": "
-                 "\"histocnn.model\")", json_path);
-  const int version = j.value("format_version", 0);
-  HISTOCNN_CHECK(version >= 1 && version <= io::kBundleFormatVersion,
-                 "'{}' has format_version {}, this histocnn reads 1..{}; upgrade histocnn", json_path, version,
-                 io::kBundleFormatVersion);
-  HISTOCNN_CHECK(j.contains("classifier"), "'{}' lacks the \"classifier\" options", json_path);
-  LoadedClassifier out;
-  auto options = ClassifierOptions::from_json(j["classifier"].dump());
-  if (is_torchscript_backbone(options.backbone()) && torchscript_file(options.backbone()).is_relative()) {
-    options.backbone(kTorchScriptPrefix + (files.directory / torchscript_file(options.backbone())).string());
-  }
-  out.model = Classifier(options);
-  LoadOptions lo;
-  lo.source = (files.directory / "model.safetensors").string();
-  load_state_dict(*out.model, files.weights, lo);
-  out.model->to(device);
-  out.model->eval();
-  out.model_json = files.json;
-  out.directory = files.directory;
-  return out;
 }
 
 }  // namespace histocnn::models

@@ -3,7 +3,7 @@
 #include "histocnn/core/error.h"
 #include "histocnn/core/log.h"
 #include "histocnn/io/atomic_file.h"
-#include "histocnn/models/classifier.h"
+#include "histocnn/inference/saved_model.h"
 #include "histocnn/train/trainer.h"
 
 #include <cmath>
@@ -136,8 +136,8 @@ void CSVLogger::on_epoch_end(TrainContext& context, const EpochRecord& record) {
   io::write_file_atomic(path_, h.to_csv());
 }
 
-ModelCheckpoint::ModelCheckpoint(fs::path dir, std::string monitor, bool save_best_only)
-    : dir_(std::move(dir)), monitor_(std::move(monitor)), save_best_only_(save_best_only) {
+ModelCheckpoint::ModelCheckpoint(fs::path dir, inference::ModelCard card, std::string monitor, bool save_best_only)
+    : dir_(std::move(dir)), card_(std::move(card)), monitor_(std::move(monitor)), save_best_only_(save_best_only) {
   monitored_value(EpochRecord{}, monitor_);
 }
 
@@ -160,9 +160,10 @@ void ModelCheckpoint::on_epoch_end(TrainContext& context, const EpochRecord& rec
     has_best_ = true;
   }
   if (save_best_only_ && !better) return;
-  models::save_classifier(context.trainer->model(), dir_,
-                          fmt::format(R"({{"checkpoint": {{"epoch": {}, "monitor": "{}", "value": {}}}}})",
-                                      record.epoch, monitor_, std::isfinite(v) ? fmt::format("{}", v) : "null"));
+  auto card = card_;
+  card.provenance.best_epoch = record.epoch;
+  card.provenance.note = fmt::format("checkpoint: {} {} at epoch {}", monitor_, v, record.epoch);
+  inference::save_model(context.trainer->model(), card, dir_);
 }
 
 // TensorBoard event files: TFRecord framing (length, masked CRC32C, data, masked CRC32C) around

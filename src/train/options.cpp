@@ -4,8 +4,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <functional>
-#include <map>
 
 namespace histocnn::train {
 
@@ -34,118 +34,186 @@ Entry path_field(Access access) {
 
 #define HISTOCNN_FIELD(type, expr) field<type>([](auto& o) -> auto& { return expr; })
 
-const std::map<std::string, Entry>& table() {
-  static const std::map<std::string, Entry> entries = {
+struct Option {
+  RunOptionSpec spec;
+  Entry entry;
+};
+
+Option opt(std::string name, RunOptionType type, std::string help, Entry entry, std::string flag = "",
+           std::vector<std::string> choices = {}) {
+  if (flag.empty()) {
+    flag = "--" + name;
+    for (auto& c : flag) c = c == '_' ? '-' : c;
+  }
+  return {RunOptionSpec{std::move(name), std::move(flag), std::move(help), type, std::move(choices)},
+          std::move(entry)};
+}
+
+constexpr auto B = RunOptionType::boolean;
+constexpr auto I = RunOptionType::integer;
+constexpr auto F = RunOptionType::number;
+constexpr auto S = RunOptionType::string;
+constexpr auto P = RunOptionType::path;
+
+// The one list of run options: their names (Python keywords, compare-config keys, options.json),
+// command-line flags, help texts and allowed values. For a switch (boolean), the flag is the one that
+// flips the default.
+const std::vector<Option>& options_list() {
+  static const std::vector<Option> list = {
+      // data and run folder
+      opt("data_dir", P, "Folder of patches in the Kaggle layout (scanned)", path_field([](auto& o) -> auto& { return o.data_dir; }), "--data-dir,--data"),
+      opt("manifest", P, "Manifest CSV (paths relative to its folder, or to --data); its split column is honoured", path_field([](auto& o) -> auto& { return o.manifest; })),
+      opt("output_dir", P, "Folder for run folders", path_field([](auto& o) -> auto& { return o.output_dir; }), "--output-dir,--out"),
+      opt("name", S, "Run folder name (default: <backbone>-<head>-<hash of the options>)", HISTOCNN_FIELD(std::string, o.name)),
       // model
-      {"backbone", HISTOCNN_FIELD(std::string, o.model.backbone())},
-      {"head", HISTOCNN_FIELD(std::string, o.model.head())},
-      {"lstm_units", HISTOCNN_FIELD(int64_t, o.model.lstm_units())},
-      {"tf_padding", HISTOCNN_FIELD(bool, o.model.tf_padding())},
-      {"freeze_backbone", HISTOCNN_FIELD(bool, o.model.freeze_backbone())},
-      {"unfreeze_last", HISTOCNN_FIELD(int64_t, o.model.unfreeze_last())},
-      {"train_bn", HISTOCNN_FIELD(bool, o.model.train_bn())},
-      {"hidden1", HISTOCNN_FIELD(int64_t, o.model.hidden1())},
-      {"hidden2", HISTOCNN_FIELD(int64_t, o.model.hidden2())},
-      {"dropout", HISTOCNN_FIELD(double, o.model.dropout())},
-      {"batch_norm", HISTOCNN_FIELD(bool, o.model.batch_norm())},
-      {"num_classes", HISTOCNN_FIELD(int64_t, o.model.num_classes())},
+      opt("backbone", S, "Backbone name (see `histocnn models list`), or torchscript:<file>", HISTOCNN_FIELD(std::string, o.model.backbone())),
+      opt("weights", S, "Pretrained backbone weights: 'imagenet', a .safetensors file, a Keras .h5 file, or '' for none",
+          {[](RunOptions& o, const json& v) { o.weights = v.is_null() ? "" : v.get<std::string>(); },
+           [](const RunOptions& o) { return json(o.weights); }}),
+      opt("head", S, "dense, or lstm (the feature map read as a sequence)", HISTOCNN_FIELD(std::string, o.model.head()), "", {"dense", "lstm"}),
+      opt("lstm_units", I, "LSTM units of the lstm head", HISTOCNN_FIELD(int64_t, o.model.lstm_units())),
+      opt("tf_padding", B, "TensorFlow SAME padding (for TF-trained weights)", HISTOCNN_FIELD(bool, o.model.tf_padding())),
+      opt("freeze_backbone", B, "Train the whole backbone too (default: frozen)", HISTOCNN_FIELD(bool, o.model.freeze_backbone()), "--unfreeze"),
+      opt("unfreeze_last", I, "Train the last N backbone blocks (the study: 4)", HISTOCNN_FIELD(int64_t, o.model.unfreeze_last())),
+      opt("train_bn", B, "Let BatchNorm layers of an unfrozen backbone train", HISTOCNN_FIELD(bool, o.model.train_bn())),
+      opt("hidden1", I, "First dense layer of the head", HISTOCNN_FIELD(int64_t, o.model.hidden1())),
+      opt("hidden2", I, "Second dense layer of the head", HISTOCNN_FIELD(int64_t, o.model.hidden2())),
+      opt("dropout", F, "Dropout of the dense head", HISTOCNN_FIELD(double, o.model.dropout())),
+      opt("batch_norm", B, "BatchNorm before the last dense layer", HISTOCNN_FIELD(bool, o.model.batch_norm())),
+      opt("num_classes", I, "Classes (IDC-negative, IDC-positive: everything downstream is binary)", HISTOCNN_FIELD(int64_t, o.model.num_classes())),
+      opt("image_size", I, "Patches are resized to this square size", HISTOCNN_FIELD(int, o.image_size)),
+      opt("normalisation", S, "Input normalisation ('' = what the backbone's weights expect)", HISTOCNN_FIELD(std::string, o.normalisation), "", {"", "imagenet", "inception", "caffe"}),
       // trainer
-      {"epochs", HISTOCNN_FIELD(int, o.trainer.epochs)},
-      {"batch_size", HISTOCNN_FIELD(int64_t, o.trainer.batch_size)},
-      {"optimizer", HISTOCNN_FIELD(std::string, o.trainer.optimizer)},
-      {"learning_rate", HISTOCNN_FIELD(double, o.trainer.learning_rate)},
-      {"backbone_lr_multiplier", HISTOCNN_FIELD(double, o.trainer.backbone_lr_multiplier)},
-      {"weight_decay", HISTOCNN_FIELD(double, o.trainer.weight_decay)},
-      {"momentum", HISTOCNN_FIELD(double, o.trainer.momentum)},
-      {"schedule", HISTOCNN_FIELD(std::string, o.trainer.schedule)},
-      {"warmup_epochs", HISTOCNN_FIELD(int, o.trainer.warmup_epochs)},
-      {"reduce_lr_patience", HISTOCNN_FIELD(int, o.trainer.reduce_lr_patience)},
-      {"reduce_lr_factor", HISTOCNN_FIELD(double, o.trainer.reduce_lr_factor)},
-      {"min_lr", HISTOCNN_FIELD(double, o.trainer.min_lr)},
-      {"early_stopping_patience", HISTOCNN_FIELD(int, o.trainer.early_stopping_patience)},
-      {"class_weight", HISTOCNN_FIELD(std::string, o.trainer.class_weight)},
-      {"sampler", HISTOCNN_FIELD(std::string, o.trainer.sampler)},
+      opt("epochs", I, "Epochs", HISTOCNN_FIELD(int, o.trainer.epochs)),
+      opt("batch_size", I, "Batch size", HISTOCNN_FIELD(int64_t, o.trainer.batch_size)),
+      opt("optimizer", S, "Optimiser", HISTOCNN_FIELD(std::string, o.trainer.optimizer), "", {"rmsprop", "adam", "adamw", "sgd"}),
+      opt("learning_rate", F, "Learning rate", HISTOCNN_FIELD(double, o.trainer.learning_rate), "--learning-rate,--lr"),
+      opt("backbone_lr_multiplier", F, "Learning rate of unfrozen backbone layers relative to the head's", HISTOCNN_FIELD(double, o.trainer.backbone_lr_multiplier)),
+      opt("weight_decay", F, "L2 weight decay", HISTOCNN_FIELD(double, o.trainer.weight_decay)),
+      opt("momentum", F, "Momentum (sgd)", HISTOCNN_FIELD(double, o.trainer.momentum)),
+      opt("schedule", S, "Learning-rate schedule per epoch", HISTOCNN_FIELD(std::string, o.trainer.schedule), "", {"constant", "cosine"}),
+      opt("warmup_epochs", I, "Linear warm-up epochs (cosine schedule)", HISTOCNN_FIELD(int, o.trainer.warmup_epochs)),
+      opt("reduce_lr_patience", I, "ReduceLROnPlateau on val_loss after N epochs without improvement (0: off)", HISTOCNN_FIELD(int, o.trainer.reduce_lr_patience)),
+      opt("reduce_lr_factor", F, "ReduceLROnPlateau factor", HISTOCNN_FIELD(double, o.trainer.reduce_lr_factor)),
+      opt("min_lr", F, "ReduceLROnPlateau lower bound", HISTOCNN_FIELD(double, o.trainer.min_lr)),
+      opt("early_stopping_patience", I, "Stop after N epochs without a better val_auc (0: off)", HISTOCNN_FIELD(int, o.trainer.early_stopping_patience), "--early-stopping-patience,--early-stopping"),
+      opt("class_weight", S, "Loss weights inverse to class counts", HISTOCNN_FIELD(std::string, o.trainer.class_weight), "", {"none", "balanced"}),
+      opt("sampler", S, "shuffle, or balanced (equal classes per epoch)", HISTOCNN_FIELD(std::string, o.trainer.sampler), "", {"shuffle", "balanced"}),
       // One seed for the split, the initialisation and the shuffling.
-      {"seed", {[](RunOptions& o, const json& v) { o.trainer.seed = o.split.seed = v.get<uint64_t>(); },
-                [](const RunOptions& o) { return json(o.trainer.seed); }}},
-      {"workers", HISTOCNN_FIELD(int, o.trainer.workers)},
-      {"threads", HISTOCNN_FIELD(int, o.trainer.threads)},
-      {"device", HISTOCNN_FIELD(std::string, o.trainer.device)},
-      {"mixed_precision", HISTOCNN_FIELD(std::string, o.trainer.mixed_precision)},
-      {"augment", {[](RunOptions& o, const json& v) { o.trainer.augment = data::AugmentOptions::preset(v.get<std::string>()); },
-                   [](const RunOptions& o) { return json(o.trainer.augment.preset_name()); }}},
-      {"cache_features", HISTOCNN_FIELD(bool, o.trainer.cache_features)},
-      {"restore_best", HISTOCNN_FIELD(bool, o.trainer.restore_best)},
-      {"checkpoint_dir", HISTOCNN_FIELD(std::string, o.trainer.checkpoint_dir)},
-      {"progress", HISTOCNN_FIELD(bool, o.trainer.progress)},
-      // run
-      {"data_dir", path_field([](auto& o) -> auto& { return o.data_dir; })},
-      {"manifest", path_field([](auto& o) -> auto& { return o.manifest; })},
-      {"output_dir", path_field([](auto& o) -> auto& { return o.output_dir; })},
-      {"name", HISTOCNN_FIELD(std::string, o.name)},
-      {"weights", {[](RunOptions& o, const json& v) { o.weights = v.is_null() ? "" : v.get<std::string>(); },
-                   [](const RunOptions& o) { return json(o.weights); }}},
-      {"image_size", HISTOCNN_FIELD(int, o.image_size)},
-      {"normalisation", HISTOCNN_FIELD(std::string, o.normalisation)},
-      {"balance_per_class", HISTOCNN_FIELD(int64_t, o.balance_per_class)},
-      {"threshold", HISTOCNN_FIELD(double, o.threshold)},
-      {"threshold_method", HISTOCNN_FIELD(std::string, o.threshold_method)},
-      {"target_sensitivity", HISTOCNN_FIELD(double, o.target_sensitivity)},
-      {"stain_shift", HISTOCNN_FIELD(double, o.stain_shift)},
-      {"tensorboard", HISTOCNN_FIELD(bool, o.tensorboard)},
+      opt("seed", I, "Random seed for split, initialisation and shuffling",
+          {[](RunOptions& o, const json& v) { o.trainer.seed = o.split.seed = v.get<uint64_t>(); },
+           [](const RunOptions& o) { return json(o.trainer.seed); }}),
+      opt("workers", I, "Threads preparing batches", HISTOCNN_FIELD(int, o.trainer.workers)),
+      opt("threads", I, "LibTorch threads (0: all cores)", HISTOCNN_FIELD(int, o.trainer.threads)),
+      opt("device", S, "auto, cpu, cuda or cuda:N", HISTOCNN_FIELD(std::string, o.trainer.device)),
+      opt("mixed_precision", S, "auto (bfloat16 autocast on CUDA), off, or bf16 (on any device)", HISTOCNN_FIELD(std::string, o.trainer.mixed_precision), "", {"auto", "off", "bf16"}),
+      opt("augment", S, "none, flips, study (rotation 20, zoom 1.2, flips) or histology (flips, quarter turns, H&E stain "
+          "jitter 0.05; histology:0.1 for stronger jitter)",
+          {[](RunOptions& o, const json& v) { o.trainer.augment = data::AugmentOptions::preset(v.get<std::string>()); },
+           [](const RunOptions& o) { return json(o.trainer.augment.preset_name()); }}),
+      opt("cache_features", B, "Recompute frozen backbone features every epoch", HISTOCNN_FIELD(bool, o.trainer.cache_features), "--no-feature-cache"),
+      opt("restore_best", B, "Keep the last epoch's weights, not the best validation AUC's", HISTOCNN_FIELD(bool, o.trainer.restore_best), "--no-restore-best"),
+      opt("checkpoint_dir", S, "Checkpoint folder (default: <run>/checkpoint)", HISTOCNN_FIELD(std::string, o.trainer.checkpoint_dir)),
+      opt("progress", B, "No progress bars", HISTOCNN_FIELD(bool, o.trainer.progress), "--no-progress"),
+      // evaluation and export
+      opt("balance_per_class", I, "Down-sample each class to N patches (the study used 2500; 0: keep all)", HISTOCNN_FIELD(int64_t, o.balance_per_class), "--balance-per-class,--balance"),
+      opt("threshold", F, "Decision threshold (with --threshold-method fixed)", HISTOCNN_FIELD(double, o.threshold)),
+      opt("threshold_method", S, "fixed, or chosen on the validation split: youden or sensitivity", HISTOCNN_FIELD(std::string, o.threshold_method), "", {"fixed", "youden", "sensitivity"}),
+      opt("target_sensitivity", F, "For --threshold-method sensitivity", HISTOCNN_FIELD(double, o.target_sensitivity)),
+      opt("stain_shift", F, "Also evaluate the test split restained per patient with this H&E jitter sigma (0 = off)", HISTOCNN_FIELD(double, o.stain_shift)),
+      opt("tensorboard", B, "Do not write TensorBoard event files", HISTOCNN_FIELD(bool, o.tensorboard), "--no-tensorboard"),
       // split
-      {"train_fraction", HISTOCNN_FIELD(double, o.split.train)},
-      {"val_fraction", HISTOCNN_FIELD(double, o.split.val)},
-      {"test_fraction", HISTOCNN_FIELD(double, o.split.test)},
-      {"split_by_patch", HISTOCNN_FIELD(bool, o.split.by_patch)},
+      opt("train_fraction", F, "Fraction of patches for training", HISTOCNN_FIELD(double, o.split.train)),
+      opt("val_fraction", F, "Fraction for validation", HISTOCNN_FIELD(double, o.split.val)),
+      opt("test_fraction", F, "Fraction for testing", HISTOCNN_FIELD(double, o.split.test)),
+      opt("split_by_patch", B, "Split patches instead of patients (leaks; not recommended)", HISTOCNN_FIELD(bool, o.split.by_patch)),
   };
-  return entries;
+  return list;
 }
 
 #undef HISTOCNN_FIELD
 
-const Entry& entry(const std::string& name) {
-  const auto& entries = table();
-  auto it = entries.find(name);
-  if (it == entries.end()) {
-    std::string known;
-    for (const auto& n : run_option_names()) known += (known.empty() ? "" : ", ") + n;
-    HISTOCNN_FAIL("unknown option '{}'; known options: {}", name, known);
+const Option& find_option(const std::string& name) {
+  for (const auto& o : options_list()) {
+    if (o.spec.name == name) return o;
   }
-  return it->second;
+  std::string known;
+  for (const auto& n : run_option_names()) known += (known.empty() ? "" : ", ") + n;
+  HISTOCNN_FAIL("unknown option '{}'; known options: {}", name, known);
 }
 
 }  // namespace
 
 void set_run_option(RunOptions& options, const std::string& name, const std::string& json_value) {
-  const Entry& e = entry(name);
+  const Option& o = find_option(name);
   json value;
   try {
     value = json::parse(json_value);
   } catch (const std::exception&) {
     HISTOCNN_FAIL("option '{}': '{}' is not a JSON value", name, json_value);
   }
+  if (!o.spec.choices.empty()) {
+    const bool known = value.is_string() && std::find(o.spec.choices.begin(), o.spec.choices.end(),
+                                                      value.get<std::string>()) != o.spec.choices.end();
+    std::string list;
+    for (const auto& c : o.spec.choices) list += (list.empty() ? "" : ", ") + (c.empty() ? "''" : c);
+    HISTOCNN_CHECK(known, "option '{}' got {}; choose one of: {}", name, value.dump(), list);
+  }
   try {
-    e.set(options, value);
+    o.entry.set(options, value);
   } catch (const json::exception&) {
     HISTOCNN_FAIL("option '{}' got {} of the wrong type", name, value.dump());
   }
 }
 
 std::string get_run_option(const RunOptions& options, const std::string& name) {
-  return entry(name).get(options).dump();
+  return find_option(name).entry.get(options).dump();
 }
 
 std::string run_option_values(const RunOptions& options) {
   json j = json::object();
-  for (const auto& [name, e] : table()) j[name] = e.get(options);
+  for (const auto& o : options_list()) j[o.spec.name] = o.entry.get(options);
   return j.dump();
 }
 
 std::vector<std::string> run_option_names() {
   std::vector<std::string> names;
-  for (const auto& kv : table()) names.push_back(kv.first);
+  for (const auto& o : options_list()) names.push_back(o.spec.name);
+  std::sort(names.begin(), names.end());
   return names;
+}
+
+std::vector<RunOptionSpec> run_option_specs() {
+  std::vector<RunOptionSpec> specs;
+  for (const auto& o : options_list()) specs.push_back(o.spec);
+  return specs;
+}
+
+std::string run_option_json_value(const RunOptionSpec& spec, const std::string& text) {
+  switch (spec.type) {
+    case RunOptionType::boolean: {
+      if (text == "true" || text == "1") return "true";
+      if (text == "false" || text == "0") return "false";
+      HISTOCNN_FAIL("option '{}' takes true or false, got '{}'", spec.name, text);
+    }
+    case RunOptionType::integer:
+    case RunOptionType::number: {
+      json v;
+      try {
+        v = json::parse(text);
+      } catch (const std::exception&) {
+        HISTOCNN_FAIL("option '{}' takes a number, got '{}'", spec.name, text);
+      }
+      HISTOCNN_CHECK(v.is_number() && (spec.type == RunOptionType::number || v.is_number_integer()),
+                     "option '{}' takes {}, got '{}'", spec.name,
+                     spec.type == RunOptionType::integer ? "a whole number" : "a number", text);
+      return v.dump();
+    }
+    case RunOptionType::string:
+    case RunOptionType::path:
+      return json(text).dump();
+  }
+  return json(text).dump();
 }
 
 }  // namespace histocnn::train

@@ -11,7 +11,8 @@
 #include "histocnn/metrics/report.h"
 #include "histocnn/models/pretrained.h"
 #include "histocnn/train/callbacks.h"
-#include "histocnn/train/evaluate.h"
+#include "histocnn/inference/evaluate.h"
+#include "histocnn/inference/saved_model.h"
 
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
@@ -83,13 +84,40 @@ data::Manifest load_patch_manifest(const fs::path& data_dir, const fs::path& man
   return report.manifest;
 }
 
+void RunOptions::validate() const {
+  trainer.validate();
+  HISTOCNN_CHECK(!data_dir.empty() || !manifest.empty(),
+                 "no data given: pass a folder of patches in the Kaggle layout (data_dir) or a manifest CSV");
+  HISTOCNN_CHECK(image_size >= 16 && image_size <= 1024, "image_size must be in [16, 1024], got {}", image_size);
+  data::preprocessing_for(normalisation.empty() ? "imagenet" : normalisation, image_size);
+  HISTOCNN_CHECK(model.num_classes() == 2,
+                 "num_classes must be 2 (IDC-negative, IDC-positive): evaluation, thresholds and serving are binary; "
+                 "got {}", model.num_classes());
+  HISTOCNN_CHECK(model.head() == "dense" || model.head() == "lstm", "head '{}' is not known; use dense or lstm",
+                 model.head());
+  HISTOCNN_CHECK(model.dropout() >= 0 && model.dropout() < 1, "dropout must be in [0, 1), got {}", model.dropout());
+  HISTOCNN_CHECK(model.unfreeze_last() >= 0, "unfreeze_last must be >= 0, got {}", model.unfreeze_last());
+  HISTOCNN_CHECK(balance_per_class >= 0, "balance_per_class must be >= 0 (0 keeps every patch), got {}",
+                 balance_per_class);
+  HISTOCNN_CHECK(threshold > 0 && threshold < 1, "threshold must be in (0, 1), got {}", threshold);
+  HISTOCNN_CHECK(threshold_method == "fixed" || threshold_method == "youden" || threshold_method == "sensitivity",
+                 "threshold_method '{}' is not known; use fixed, youden or sensitivity", threshold_method);
+  HISTOCNN_CHECK(target_sensitivity > 0 && target_sensitivity <= 1, "target_sensitivity must be in (0, 1], got {}",
+                 target_sensitivity);
+  HISTOCNN_CHECK(stain_shift >= 0 && stain_shift <= 1,
+                 "stain_shift must be in [0, 1] (0 = no robustness evaluation, 0.1 = strong), got {}", stain_shift);
+  HISTOCNN_CHECK(!(trainer.schedule == "cosine" && trainer.reduce_lr_patience > 0),
+                 "a cosine schedule and ReduceLROnPlateau (reduce_lr_patience {}) both set the learning rate; "
+                 "choose one", trainer.reduce_lr_patience);
+  HISTOCNN_CHECK(!(trainer.schedule == "constant" && trainer.warmup_epochs > 0),
+                 "warmup_epochs {} needs a schedule to warm up into; use --schedule cosine or drop the warm-up",
+                 trainer.warmup_epochs);
+  split.validate();
+}
+
 RunResult run_training(const RunOptions& options) {
   const auto t0 = std::chrono::steady_clock::now();
-  options.trainer.validate();
-  HISTOCNN_CHECK(options.threshold > 0 && options.threshold < 1, "threshold must be in (0, 1), got {}", options.threshold);
-  HISTOCNN_CHECK(options.stain_shift >= 0 && options.stain_shift <= 1,
-                 "stain_shift must be in [0, 1] (0 = no robustness evaluation, 0.1 = strong), got {}",
-                 options.stain_shift);
+  options.validate();
 
   // Data: scan or read, balance, split by patient.
   data::Manifest manifest = load_patch_manifest(options.data_dir, options.manifest);
@@ -97,9 +125,12 @@ RunResult run_training(const RunOptions& options) {
     manifest = data::balance_classes(manifest, options.balance_per_class, options.split.seed);
     log_info("balanced to at most {} patches per class: {} patches", options.balance_per_class, manifest.size());
   }
-  bool has_split = manifest.size() > 0;
-  for (const auto& r : manifest.rows()) has_split = has_split && !r.split.empty();
-  if (!has_split) manifest = data::split_manifest(manifest, options.split);
+  // A manifest that records its split (a run's manifest.csv) is honoured; a partly assigned one is
+  // refused, as evaluate refuses it.
+  HISTOCNN_CHECK(manifest.split_state() != data::Manifest::SplitState::partial,
+                 "only some rows of the manifest have a split; fill the split column of every row, or clear it "
+                 "to split by patient");
+  if (manifest.split_state() == data::Manifest::SplitState::none) manifest = data::split_manifest(manifest, options.split);
   log_info("splits:\n{}", data::format_split_summary(data::summarize_splits(manifest)));
   auto train_m = manifest.subset("train"), val_m = manifest.subset("val"), test_m = manifest.subset("test");
   HISTOCNN_CHECK(train_m.size() > 0, "the training split is empty; check the split fractions");
@@ -156,7 +187,7 @@ RunResult run_training(const RunOptions& options) {
 
   // Evaluate: choose the decision threshold on validation (unless fixed), then report the test
   // split in full (intervals by patient, PR-AUC, calibration, patient-level results, plots).
-  const std::vector<std::string> class_names = {"IDC-negative", "IDC-positive"};
+  const std::vector<std::string>& class_names = inference::idc_class_names();
   auto predict_split = [&](const data::PatchDataset& ds, const std::string& split) {
     auto pred = trainer.predict(ds);
     std::string csv = "path,patient,label,p_positive\n";
@@ -190,7 +221,7 @@ RunResult run_training(const RunOptions& options) {
     const double t = eval_options.validation_choice ? eval_options.validation_choice->threshold : options.threshold;
     result.validation = metrics::evaluate_binary(pred.labels, pred.p_positive, t);
     metrics_out["validation"] = metrics_json(result.validation);
-    report += format_evaluation(pred.labels, pred.p_positive, t, class_names, "validation split") + "\n";
+    report += inference::format_evaluation(pred.labels, pred.p_positive, t, class_names, "validation split") + "\n";
   } else {
     HISTOCNN_CHECK(options.threshold_method == "fixed", "threshold_method '{}' needs a validation split",
                    options.threshold_method);
@@ -208,7 +239,7 @@ RunResult run_training(const RunOptions& options) {
                                     {"high", full.intervals->roc_auc.upper},
                                     {"unit", full.intervals->unit}};
     }
-    report += format_evaluation(pred.labels, pred.p_positive, threshold, class_names, "test split") + "\n" +
+    report += inference::format_evaluation(pred.labels, pred.p_positive, threshold, class_names, "test split") + "\n" +
               full.to_text() + "\n";
     metrics::write_evaluation_plots(result.run_dir / "plots", full, "test_");
     if (options.stain_shift > 0) {
@@ -219,7 +250,7 @@ RunResult run_training(const RunOptions& options) {
       result.test_stain_shift = metrics::evaluate_binary(shifted.labels, shifted.p_positive, threshold);
       metrics_out["test_stain_shift"] = metrics_json(result.test_stain_shift);
       metrics_out["test_stain_shift"]["sigma"] = options.stain_shift;
-      report += format_evaluation(shifted.labels, shifted.p_positive, threshold, class_names,
+      report += inference::format_evaluation(shifted.labels, shifted.p_positive, threshold, class_names,
                                   fmt::format("test split restained per patient (stain shift sigma {})",
                                               options.stain_shift)) +
                 fmt::format("AUC {:.3f} as stained, {:.3f} restained ({:+.3f})\n\n", result.test.roc_auc,
@@ -244,23 +275,23 @@ RunResult run_training(const RunOptions& options) {
   io::write_file_atomic(result.run_dir / "report.txt", report);
 
   // Export the model with everything needed to use it.
-  nlohmann::json extra = {
-      {"preprocessing", nlohmann::json::parse(pre.to_json())},
-      {"class_names", class_names},
-      {"threshold", threshold},
-      {"provenance",
-       {{"created", timestamp("%Y-%m-%dT%H:%M:%SZ")},
-        {"data", options.manifest.empty() ? options.data_dir.string() : options.manifest.string()},
-        {"pretrained_weights", weights.path.string()},
-        {"patches", {{"train", train_m.size()}, {"val", val_m.size()}, {"test", test_m.size()}}},
-        {"patients", {{"train", train_m.patients().size()}, {"val", val_m.patients().size()},
-                      {"test", test_m.patients().size()}}},
-        {"seed", options.trainer.seed},
-        {"best_epoch", result.history.best_epoch}}},
-      {"metrics", metrics_out},
-  };
+  inference::ModelCard card;
+  card.preprocessing = pre;
+  card.class_names = class_names;
+  card.threshold = threshold;
+  card.metrics_json = metrics_out.dump();
+  card.provenance.created = timestamp("%Y-%m-%dT%H:%M:%SZ");
+  card.provenance.data = options.manifest.empty() ? options.data_dir.string() : options.manifest.string();
+  card.provenance.pretrained_weights = weights.path.string();
+  card.provenance.patches = {static_cast<int64_t>(train_m.size()), static_cast<int64_t>(val_m.size()),
+                             static_cast<int64_t>(test_m.size())};
+  card.provenance.patients = {static_cast<int64_t>(train_m.patients().size()),
+                              static_cast<int64_t>(val_m.patients().size()),
+                              static_cast<int64_t>(test_m.patients().size())};
+  card.provenance.seed = options.trainer.seed;
+  card.provenance.best_epoch = result.history.best_epoch;
   result.model_dir = result.run_dir / "model" / "1";
-  models::save_classifier(model, result.model_dir, extra.dump());
+  inference::save_model(model, card, result.model_dir);
 
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   metrics_out["seconds"] = result.seconds;

@@ -134,9 +134,12 @@ torch::Tensor extract_features(models::Classifier& model, const data::PatchDatas
   return out;
 }
 
-std::vector<double> to_vector(const torch::Tensor& t) {
-  auto c = t.to(torch::kCPU, torch::kFloat64).contiguous();
-  return std::vector<double>(c.data_ptr<double>(), c.data_ptr<double>() + c.numel());
+inference::PredictOptions prediction_options(const TrainerOptions& o, bool progress) {
+  inference::PredictOptions p;
+  p.batch_size = std::max<int64_t>(o.batch_size, 64);
+  p.workers = o.workers;
+  p.progress = progress;
+  return p;
 }
 
 // The patches, labels and preprocessing of a dataset, as text.
@@ -262,33 +265,6 @@ std::string TrainerOptions::to_json() const {
   return j.dump();
 }
 
-Predictions predict_dataset(models::Classifier& model, const data::PatchDataset& dataset, int64_t batch_size,
-                            int workers, bool progress) {
-  HISTOCNN_CHECK(dataset.size() > 0, "cannot predict on an empty dataset");
-  const auto device = model->parameters().front().device();
-  const bool was_training = model->is_training();
-  model->eval();
-  torch::NoGradGuard no_grad;
-  data::LoaderOptions lo;
-  lo.batch_size = batch_size;
-  lo.workers = workers;
-  data::BatchLoader loader(dataset, lo);
-  Predictions out;
-  out.p_positive.reserve(dataset.size());
-  ProgressBar bar(loader.num_batches(), "predict", progress, "img");
-  loader.run_epoch(0, [&](data::Batch& b) {
-    auto p = torch::softmax(model->forward(b.images.to(device)), 1).select(1, 1);
-    auto v = to_vector(p);
-    out.p_positive.insert(out.p_positive.end(), v.begin(), v.end());
-    bar.add_items(b.images.size(0));
-    bar.update(1);
-  });
-  bar.finish();
-  out.labels = dataset.labels();
-  if (was_training) model->train(true);
-  return out;
-}
-
 Trainer::Trainer(models::Classifier model, TrainerOptions options)
     : model_(std::move(model)), options_(std::move(options)), device_(parse_device(options_.device)) {
   options_.validate();
@@ -331,15 +307,12 @@ void Trainer::set_learning_rate(double lr) {
 Predictions Trainer::predict(const data::PatchDataset& dataset) {
   const bool cached = val_features_.defined() && model_->backbone_frozen();
   if (cached && fnv1a64(dataset_identity(dataset)) == val_features_of_) {
-    model_->eval();
-    torch::NoGradGuard no_grad;
     Predictions out;
-    out.p_positive = to_vector(torch::softmax(model_->head_forward(val_features_), 1).select(1, 1));
+    out.p_positive = inference::predict_from_features(model_, val_features_);
     out.labels = dataset.labels();
     return out;
   }
-  return predict_dataset(model_, dataset, std::max<int64_t>(options_.batch_size, 64), options_.workers,
-                         options_.progress);
+  return inference::predict_dataset(model_, dataset, prediction_options(options_, options_.progress));
 }
 
 History Trainer::fit(const data::PatchDataset& train, const data::PatchDataset* val) {
@@ -433,12 +406,9 @@ History Trainer::fit(const data::PatchDataset& train, const data::PatchDataset* 
     if (!val) return;
     std::vector<double> p;
     if (use_cache) {
-      model_->eval();
-      torch::NoGradGuard no_grad;
-      p = to_vector(torch::softmax(model_->head_forward(val_features), 1).select(1, 1));
+      p = inference::predict_from_features(model_, val_features);
     } else {
-      p = predict_dataset(model_, *val, std::max<int64_t>(options_.batch_size, 64), options_.workers, false)
-              .p_positive;
+      p = inference::predict_dataset(model_, *val, prediction_options(options_, false)).p_positive;
     }
     auto m = metrics::evaluate_binary(val->labels(), p, 0.5);
     rec.val_loss = m.log_loss;

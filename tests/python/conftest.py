@@ -55,3 +55,70 @@ def randomise_batchnorm(model, seed):
                 m.running_var.copy_(0.5 + torch.rand(c, generator=generator))
                 m.weight.copy_(0.5 + torch.rand(c, generator=generator))
                 m.bias.copy_(0.1 * torch.randn(c, generator=generator))
+
+
+class ServeProcess:
+    """`histocnn serve` running in a subprocess over a base path; stopped by stop()."""
+
+    def __init__(self, cli, base_path, *args, model_name="idc"):
+        self.base_path = pathlib.Path(base_path)
+        self.model_name = model_name
+        self.proc = subprocess.Popen([cli, "serve", "--model-base-path", str(base_path), "--model-name", model_name,
+                                      "--port", "0", "--file-system-poll-wait-seconds", "0.2", "--no-access-log",
+                                      *map(str, args)],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                     env={**os.environ, "HISTOCNN_PROGRESS": "0"})
+        line = self.proc.stdout.readline()
+        if "listening on" not in line:
+            self.proc.kill()
+            raise AssertionError(f"histocnn serve did not start: {line}{self.proc.stderr.read()}")
+        self.url = line.strip().rsplit(" ", 1)[-1]
+
+    def stop(self, timeout=30):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=timeout)
+        return self.proc.returncode
+
+
+def train_bundle(cli, data, out, seed):
+    """A small real model (simple_cnn from scratch, one epoch): its run folder."""
+    name = f"serve-seed{seed}"
+    run_cli(cli, "train", "--data", data, "--out", out, "--name", name, "--backbone", "simple_cnn", "--unfreeze",
+            "--image-size", "50", "--epochs", "1", "--seed", seed, "--stain-shift", "0", "--no-tensorboard")
+    return pathlib.Path(out) / name
+
+
+@pytest.fixture(scope="session")
+def serving_runs(cli, synthetic_data, tmp_path_factory):
+    """Two trained runs whose models differ."""
+    out = tmp_path_factory.mktemp("serve-runs")
+    return [train_bundle(cli, synthetic_data, out, seed) for seed in (1, 2)]
+
+
+@pytest.fixture(scope="session")
+def serving_patch(synthetic_data):
+    """A real patch when the real data is here (with its label), else a synthetic one."""
+    real = os.environ.get("HISTOCNN_DATA_DIR")
+    if real and os.path.isdir(real):
+        for label in ("1", "0"):
+            found = sorted(pathlib.Path(real).glob(f"*/{label}/*.png"))
+            if found:
+                return found[0], int(label)
+    found = sorted(pathlib.Path(synthetic_data).glob("*/1/*.png"))
+    return found[0], 1
+
+
+@pytest.fixture(scope="module")
+def serving(cli, serving_runs, serving_patch, tmp_path_factory):
+    """`histocnn serve` over a base path with two versions of real trained models: .url,
+    .model_name, .versions (ascending), .patch (a PNG) and .label (its class)."""
+    base = tmp_path_factory.mktemp("serving") / "idc"
+    for run in serving_runs:
+        run_cli(cli, "push", run, base)
+    (base / "serving_policy.json").write_text('{"model_version_policy": {"all": {}}}')  # both versions
+    server = ServeProcess(cli, base)
+    server.versions = ["1", "2"]
+    server.patch, server.label = serving_patch
+    yield server
+    assert server.stop() == 0, server.proc.stderr.read()

@@ -52,6 +52,13 @@ class Manifest {
   std::array<int64_t, 2> class_counts() const;
   /// The rows whose split equals `split` ("" selects unassigned rows), in their order.
   Manifest subset(const std::string& split) const;
+  /// Whether every row, no row or only some rows have a split assigned.
+  enum class SplitState { none, complete, partial };
+  SplitState split_state() const;
+  /// The rows of one split for scoring a model: "all" takes every row; "train", "val" or "test"
+  /// need every row assigned (a manifest without splits would mix training patients into a test
+  /// score, and a partly assigned one is ambiguous): otherwise std::invalid_argument says what to do.
+  Manifest select_split(const std::string& split) const;
   /// The rows for which `keep` is true, in their order.
   Manifest filter(const std::function<bool(const PatchRecord&)>& keep) const;
 

@@ -33,6 +33,10 @@ struct SplitOptions {
   double test = 0.2;
   uint64_t seed = 42;
   bool by_patch = false;
+
+  /// Throws std::invalid_argument when a fraction is negative or not finite, train is 0, or the
+  /// fractions do not sum to 1 (+-1e-6).
+  void validate() const;
 };
 
 /// A copy of `m`, rows in the same order, with .split set to "train", "val" or "test" on every row.

@@ -1,12 +1,18 @@
 #pragma once
-// A saved model ready to classify patches: the bundle's weights, its preprocessing, its class
-// names and decision threshold, in one object shared by evaluation, serving and Python.
+// A saved model ready to classify patches: the bundle's weights, its model card (preprocessing,
+// class names, decision threshold), in one object shared by evaluation, the command line, the
+// server and Python. Every method predicts through inference::class_probabilities.
 //
 //   histocnn::inference::Predictor predictor("runs/x/model");        // newest version
 //   std::vector<double> p = predictor.predict_files({"a.png", "b.png"});  // P(IDC-positive)
 //   auto probs = predictor.predict_proba(images);                     // [N, classes]
+//   auto pred = predictor.predict_dataset(test_set);                  // a labelled dataset
+//
+// Safe to call from several threads at once (the model is only read).
 #include "histocnn/data/preprocessing.h"
-#include "histocnn/models/classifier.h"
+#include "histocnn/inference/model_card.h"
+#include "histocnn/inference/predict.h"
+#include "histocnn/inference/saved_model.h"
 
 #include <opencv2/core.hpp>
 #include <torch/types.h>
@@ -21,34 +27,62 @@ class Predictor {
  public:
   /// Loads a bundle (a version folder, or a model folder whose newest version is taken).
   explicit Predictor(const std::filesystem::path& model_dir, const std::string& device = "auto");
+  /// A model already in memory (moved to `device`).
+  Predictor(SavedModel saved, const std::string& device = "auto");
 
-  /// Class probabilities [N, classes] for RGB uint8 patches of any size (padded and resized as in
-  /// training). Throws std::invalid_argument naming the index of a patch that is not RGB uint8.
-  torch::Tensor predict_proba(const std::vector<cv::Mat>& rgb, int64_t batch_size = 64);
+  /// Class probabilities [N, classes] for RGB uint8 patches of any size: padded to the card's
+  /// pad_to with white, then resized (stretched, not cropped) to image_size x image_size, as in
+  /// training. Throws std::invalid_argument naming the index of a patch that is not RGB uint8.
+  torch::Tensor predict_proba(const std::vector<cv::Mat>& rgb, int64_t batch_size = 64) const;
   /// P(class 1) per patch.
-  std::vector<double> predict(const std::vector<cv::Mat>& rgb, int64_t batch_size = 64);
+  std::vector<double> predict(const std::vector<cv::Mat>& rgb, int64_t batch_size = 64) const;
   /// Decodes the files (errors name the file) and predicts.
-  std::vector<double> predict_files(const std::vector<std::filesystem::path>& files, int64_t batch_size = 64);
+  std::vector<double> predict_files(const std::vector<std::filesystem::path>& files, int64_t batch_size = 64) const;
+  /// Every patch of a labelled dataset (decoded with its own preprocessing: pass this one's).
+  Predictions predict_dataset(const data::PatchDataset& dataset, const PredictOptions& options = {}) const;
+  /// Probabilities for a batch already prepared with preprocessing() ([N, 3, S, S]).
+  torch::Tensor predict_batch(const torch::Tensor& batch) const;
+  /// Prepares patches into one normalised batch [N, 3, S, S] on the CPU.
+  torch::Tensor prepare(const std::vector<cv::Mat>& rgb) const;
   /// What the head reads (pooled backbone features for the dense head), [N, ...].
-  torch::Tensor features(const std::vector<cv::Mat>& rgb, int64_t batch_size = 64);
+  torch::Tensor features(const std::vector<cv::Mat>& rgb, int64_t batch_size = 64) const;
 
-  const data::Preprocessing& preprocessing() const { return preprocessing_; }
-  const std::vector<std::string>& class_names() const { return class_names_; }
-  double threshold() const { return threshold_; }
-  const std::string& model_json() const { return model_json_; }
+  const ModelCard& card() const { return card_; }
+  const data::Preprocessing& preprocessing() const { return card_.preprocessing; }
+  const std::vector<std::string>& class_names() const { return card_.class_names; }
+  double threshold() const { return card_.threshold; }
+  /// The model card as model.json text.
+  std::string model_json() const { return card_.to_json(); }
   const std::filesystem::path& directory() const { return directory_; }
   models::Classifier& model() { return model_; }
   torch::Device device() const { return device_; }
 
  private:
-  torch::Tensor batch_tensor(const std::vector<cv::Mat>& rgb, size_t begin, size_t end) const;
-  models::Classifier model_{nullptr};
-  data::Preprocessing preprocessing_;
-  std::vector<std::string> class_names_;
-  double threshold_ = 0.5;
-  std::string model_json_;
+  torch::Tensor prepare_range(const std::vector<cv::Mat>& rgb, size_t begin, size_t end) const;
+  // The model is only read; `mutable` because LibTorch's forward is not const.
+  mutable models::Classifier model_{nullptr};
+  ModelCard card_;
   std::filesystem::path directory_;
   torch::Device device_;
 };
+
+/// One image file's answer: P(class 1), or why it could not be read.
+struct FilePrediction {
+  std::filesystem::path path;
+  double p_positive = 0;
+  std::string error;  ///< non-empty when the file was unreadable (and skipped)
+};
+
+/// The image files named by command-line inputs: files as given, folders searched recursively for
+/// PNG, JPEG, TIFF and BMP files (sorted), and glob patterns. Throws std::invalid_argument naming
+/// an input that matches nothing.
+std::vector<std::filesystem::path> expand_image_inputs(const std::vector<std::string>& inputs);
+
+/// Predicts image files in batches. An unreadable file throws (naming it) unless skip_unreadable,
+/// when its entry carries the error instead.
+std::vector<FilePrediction> predict_image_files(const Predictor& predictor,
+                                                const std::vector<std::filesystem::path>& files,
+                                                bool skip_unreadable = false, int64_t batch_size = 64,
+                                                bool progress = false);
 
 }  // namespace histocnn::inference

@@ -12,7 +12,9 @@
 // PNG or JPEG, data the decoder rejects, a 0x0 image).
 #include <opencv2/core.hpp>
 
+#include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <string>
 
 namespace histocnn::io {
@@ -20,8 +22,18 @@ namespace histocnn::io {
 /// Reads and decodes an image file (PNG, JPEG, BMP, TIFF... whatever OpenCV can decode).
 cv::Mat read_image_rgb(const std::filesystem::path& path);
 
-/// Decodes image bytes held in memory; `source_name` is used in error messages.
-cv::Mat decode_image_rgb(const std::string& bytes, const std::string& source_name);
+/// Decodes image bytes held in memory; `source_name` is used in error messages. With max_pixels
+/// > 0 the width and height are read from the header first (image_header) and an image larger than
+/// max_pixels, or one whose header cannot be read, is refused before anything is allocated.
+cv::Mat decode_image_rgb(const std::string& bytes, const std::string& source_name, int64_t max_pixels = 0);
+
+/// The format and size an image's header declares, without decoding it.
+struct ImageHeader {
+  std::string format;  ///< "png", "jpeg", "bmp" or "tiff"
+  int64_t width = 0, height = 0;
+};
+/// Reads the header of a PNG, JPEG, BMP or TIFF; std::nullopt for anything else or a header cut short.
+std::optional<ImageHeader> image_header(const std::string& bytes);
 
 /// Encodes an RGB CV_8UC3 image as PNG and writes it atomically.
 void write_png(const std::filesystem::path& path, const cv::Mat& rgb);

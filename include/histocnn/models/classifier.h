@@ -6,7 +6,7 @@
 //   histocnn::models::Classifier model(opt);
 //   model->load_backbone_weights("mobilenet_v2_1.0_224.torchvision.safetensors");
 //   torch::Tensor logits = model(x);                          // [N, 2]
-//   histocnn::models::save_classifier(model, "runs/x/model/1", extra_json);
+//   // saving and loading with the model card: inference/saved_model.h
 //
 // BatchNorm layers of the backbone stay in inference mode unless train_bn is set and the backbone
 // is trainable: many published weights carry BatchNorm folded into the convolutions (identity BN
@@ -56,8 +56,6 @@ class ClassifierImpl : public torch::nn::Module {
   torch::Tensor features(torch::Tensor x);
   /// The head applied to features().
   torch::Tensor head_forward(torch::Tensor features);
-  /// Class probabilities (softmax), in inference mode, without gradient.
-  torch::Tensor predict_proba(torch::Tensor x);
 
   void train(bool on = true) override;
   /// Freezes (or unfreezes) the backbone; with `frozen`, the last unfreeze_last blocks stay trainable.
@@ -84,19 +82,5 @@ class ClassifierImpl : public torch::nn::Module {
   LSTMHead lstm_head_{nullptr};
 };
 TORCH_MODULE(Classifier);
-
-/// A saved model: the classifier plus everything recorded beside it in model.json.
-struct LoadedClassifier {
-  Classifier model{nullptr};
-  std::string model_json;  ///< the whole model.json, for the preprocessing, class names, provenance
-  std::filesystem::path directory;  ///< the version folder it was read from
-};
-
-/// Writes <dir>/model.safetensors and <dir>/model.json (atomically, json last). `extra_json` is an
-/// object whose fields are merged into model.json (preprocessing, class names, metrics...).
-void save_classifier(const Classifier& model, const std::filesystem::path& dir, const std::string& extra_json = "{}");
-/// Reads a bundle written by save_classifier. `dir` may be a version folder or a model folder
-/// with numeric versions, in which case the newest complete version is read.
-LoadedClassifier load_classifier(const std::filesystem::path& dir, const torch::Device& device = torch::kCPU);
 
 }  // namespace histocnn::models

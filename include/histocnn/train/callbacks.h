@@ -8,6 +8,7 @@
 // Write your own by deriving from Callback. Callbacks keep no state that the history does not
 // hold: on_train_begin receives the history so far (non-empty when a run resumes from its
 // checkpoint) and rebuilds counters from it, so a resumed run behaves as an uninterrupted one.
+#include "histocnn/inference/model_card.h"
 #include "histocnn/train/history.h"
 
 #include <atomic>
@@ -110,15 +111,19 @@ class CSVLogger : public Callback {
   std::filesystem::path path_;
 };
 
-/// Saves the model bundle to `dir` after each epoch, or only when `monitor` improves.
+/// Saves a model bundle that inference::Predictor loads to `dir` after each epoch, or only when
+/// `monitor` improves. `card` supplies the preprocessing, class names and threshold to record (the
+/// preprocessing the training data used); the epoch and monitored value go into its provenance.
 class ModelCheckpoint : public Callback {
  public:
-  ModelCheckpoint(std::filesystem::path dir, std::string monitor = "val_auc", bool save_best_only = true);
+  ModelCheckpoint(std::filesystem::path dir, inference::ModelCard card, std::string monitor = "val_auc",
+                  bool save_best_only = true);
   void on_train_begin(TrainContext& context) override;
   void on_epoch_end(TrainContext& context, const EpochRecord& record) override;
 
  private:
   std::filesystem::path dir_;
+  inference::ModelCard card_;
   std::string monitor_;
   bool save_best_only_;
   double best_ = 0;

@@ -13,6 +13,23 @@
 
 namespace histocnn::train {
 
+enum class RunOptionType { boolean, integer, number, string, path };
+
+/// One run option as the command line, Python and compare configs see it: the table in
+/// options.cpp is the one source of names, flags, help texts, defaults (RunOptions{}) and choices.
+struct RunOptionSpec {
+  std::string name;                  ///< snake_case: Python keyword, config key
+  std::string flag;                  ///< command-line flag(s), e.g. "--learning-rate,--lr"; a switch's flag flips the default
+  std::string help;
+  RunOptionType type = RunOptionType::string;
+  std::vector<std::string> choices;  ///< the allowed values of a string option (empty: any)
+};
+
+/// Every option, in the table's order (grouped by topic).
+std::vector<RunOptionSpec> run_option_specs();
+/// A command-line value as the JSON text set_run_option takes ("5" -> 5, "adam" -> "adam").
+std::string run_option_json_value(const RunOptionSpec& spec, const std::string& text);
+
 /// Sets one option; throws std::invalid_argument naming the option when the name is unknown (with
 /// the known names) or the value has the wrong type.
 void set_run_option(RunOptions& options, const std::string& name, const std::string& json_value);

@@ -52,6 +52,9 @@ struct RunOptions {
   std::vector<std::shared_ptr<Callback>> callbacks;  ///< extra callbacks (not part of the options)
 
   std::string to_json() const;
+  /// Every check that needs no data: ranges, choices and contradictions (e.g. a cosine schedule
+  /// with ReduceLROnPlateau). run_training calls it before scanning anything.
+  void validate() const;
 };
 
 struct RunResult {

@@ -14,6 +14,7 @@
 #include "histocnn/core/progress.h"
 #include "histocnn/data/dataset.h"
 #include "histocnn/data/augment.h"
+#include "histocnn/inference/predict.h"
 #include "histocnn/models/classifier.h"
 #include "histocnn/train/callbacks.h"
 #include "histocnn/train/history.h"
@@ -68,17 +69,10 @@ struct TrainerOptions {
   std::string learning_json() const;
 };
 
-struct Predictions {
-  std::vector<double> p_positive;  ///< P(class 1) per patch, in dataset order
-  std::vector<int> labels;         ///< the dataset's labels, same order
-};
+using inference::Predictions;
 
 /// Called after each epoch; return false to stop training.
 using EpochCallback = std::function<bool(const EpochRecord&)>;
-
-/// P(class 1) for every patch of a dataset, in order, in inference mode.
-Predictions predict_dataset(models::Classifier& model, const data::PatchDataset& dataset, int64_t batch_size = 64,
-                            int workers = 2, bool progress = false);
 
 class Trainer {
  public:

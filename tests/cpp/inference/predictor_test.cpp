@@ -17,8 +17,10 @@ TEST_CASE("A Predictor gives the classifier's own probabilities, from images or 
   model->eval();
   data::Preprocessing pre;
   pre.image_size = 40;
-  nlohmann::json extra = {{"preprocessing", nlohmann::json::parse(pre.to_json())}, {"threshold", 0.3}};
-  models::save_classifier(model, dir / "model" / "1", extra.dump());
+  inference::ModelCard card;
+  card.preprocessing = pre;
+  card.threshold = 0.3;
+  inference::save_model(model, card, dir / "model" / "1");
 
   data::SyntheticOptions so;
   std::vector<cv::Mat> patches;

@@ -1,4 +1,6 @@
 #include "histocnn/models/classifier.h"
+#include "histocnn/inference/saved_model.h"
+#include "histocnn/io/atomic_file.h"
 #include "histocnn/io/bundle.h"
 #include "histocnn/io/safetensors.h"
 
@@ -53,14 +55,16 @@ TEST_CASE("A saved classifier loads back with identical outputs and self-describ
   model->eval();
   auto x = torch::randn({3, 3, 50, 50});
   auto expected = model->forward(x);
-  models::save_classifier(model, dir / "model" / "1", R"({"preprocessing": {"image_size": 50}})");
-  models::save_classifier(model, dir / "model" / "2", "{}");
+  inference::ModelCard card;
+  card.preprocessing.image_size = 50;
+  inference::save_model(model, card, dir / "model" / "1");
+  inference::save_model(model, {}, dir / "model" / "2");
   CHECK(io::list_versions(dir / "model") == std::vector<int64_t>{1, 2});
 
-  auto loaded = models::load_classifier(dir / "model");
+  auto loaded = inference::load_model(dir / "model");
   CHECK(loaded.directory.filename() == "2");
   CHECK(torch::allclose(loaded.model->forward(x), expected));
-  auto j = nlohmann::json::parse(loaded.model_json);
+  auto j = nlohmann::json::parse(io::read_file(loaded.directory / "model.json"));
   CHECK(j["format"] == "histocnn.model");
   CHECK(j["format_version"] == 1);
   CHECK(j["backbone"] == "simple_cnn");
@@ -70,7 +74,7 @@ TEST_CASE("A saved classifier loads back with identical outputs and self-describ
   // A version folder without model.json (a crash mid-write) is not taken as the newest.
   std::filesystem::create_directories(dir / "model" / "3");
   io::save_safetensors(dir / "model" / "3" / "model.safetensors", {});
-  CHECK(models::load_classifier(dir / "model").directory.filename() == "2");
+  CHECK(inference::load_model(dir / "model").directory.filename() == "2");
 }
 
 TEST_CASE("Loading weights reports missing, unexpected and mismatched keys", "[models]") {
@@ -99,12 +103,12 @@ TEST_CASE("Loading weights reports missing, unexpected and mismatched keys", "[m
 TEST_CASE("A damaged bundle gets an error naming the file", "[models][io]") {
   test::TempDir dir;
   models::Classifier model(models::ClassifierOptions().backbone("simple_cnn"));
-  models::save_classifier(model, dir / "m", "{}");
+  inference::save_model(model, {}, dir / "m");
   {
     std::ofstream(dir / "m" / "model.json") << "{not json";
   }
-  REQUIRE_THROWS_WITH(models::load_classifier(dir / "m"), Catch::Contains("model.json"));
-  REQUIRE_THROWS_WITH(models::load_classifier(dir / "nothing-here"), Catch::Contains("nothing-here"));
+  REQUIRE_THROWS_WITH(inference::load_model(dir / "m"), Catch::Contains("model.json"));
+  REQUIRE_THROWS_WITH(inference::load_model(dir / "nothing-here"), Catch::Contains("nothing-here"));
   REQUIRE_THROWS_AS(models::make_backbone("resnet9000"), std::invalid_argument);
 }
 
@@ -121,8 +125,8 @@ TEST_CASE("The CNN+LSTM head reads the feature map as a sequence", "[models]") {
   CHECK(models::count_parameters(*head->lstm) == 4 * 64 * (256 + 64 + 2));
   // Round trip through the bundle keeps the head type.
   test::TempDir dir;
-  models::save_classifier(model, dir / "m", "{}");
-  auto back = models::load_classifier(dir / "m");
+  inference::save_model(model, {}, dir / "m");
+  auto back = inference::load_model(dir / "m");
   CHECK(back.model->options().head() == "lstm");
   CHECK(torch::allclose(back.model->forward(x), model->forward(x)));
   CHECK_THROWS_WITH(models::Classifier(models::ClassifierOptions().backbone("simple_cnn").head("gru")),

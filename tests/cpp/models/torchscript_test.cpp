@@ -1,3 +1,6 @@
+#include "histocnn/inference/predict.h"
+#include "histocnn/inference/saved_model.h"
+#include "histocnn/io/atomic_file.h"
 #include "histocnn/models/classifier.h"
 #include "histocnn/models/torchscript.h"
 
@@ -61,19 +64,19 @@ TEST_CASE("A TorchScript module file is a backbone: same outputs, trainable, sav
   // Saved and reloaded, the classifier gives the same probabilities (weights come from the bundle),
   // also after the bundle has moved and the original module file is gone: the bundle keeps a copy.
   model->eval();
-  auto p = model->predict_proba(x);
-  models::save_classifier(model, dir / "model");
-  auto loaded = models::load_classifier(dir / "model", torch::kCPU);
-  CHECK(torch::allclose(loaded.model->predict_proba(x), p, 1e-6, 1e-6));
+  auto p = inference::class_probabilities(model, x);
+  inference::save_model(model, {}, dir / "model");
+  auto loaded = inference::load_model(dir / "model", torch::kCPU);
+  CHECK(torch::allclose(inference::class_probabilities(loaded.model, x), p, 1e-6, 1e-6));
   std::filesystem::rename(dir / "model", dir / "moved");
   std::filesystem::remove(file);
-  auto moved = models::load_classifier(dir / "moved", torch::kCPU);
-  CHECK(torch::allclose(moved.model->predict_proba(x), p, 1e-6, 1e-6));
-  CHECK(moved.model_json.find(file.string()) == std::string::npos);
+  auto moved = inference::load_model(dir / "moved", torch::kCPU);
+  CHECK(torch::allclose(inference::class_probabilities(moved.model, x), p, 1e-6, 1e-6));
+  CHECK(io::read_file(moved.directory / "model.json").find(file.string()) == std::string::npos);
   // Saving a loaded bundle again copies the module along once more.
-  models::save_classifier(moved.model, dir / "again");
+  inference::save_model(moved.model, {}, dir / "again");
   std::filesystem::remove_all(dir / "moved");
-  CHECK(torch::allclose(models::load_classifier(dir / "again", torch::kCPU).model->predict_proba(x), p, 1e-6, 1e-6));
+  CHECK(torch::allclose(inference::class_probabilities(inference::load_model(dir / "again", torch::kCPU).model, x), p, 1e-6, 1e-6));
 }
 
 TEST_CASE("Backbone labels and whether a backbone brings its own weights", "[models]") {

@@ -1,6 +1,6 @@
 #include "histocnn/data/synthetic.h"
 #include "histocnn/metrics/binary.h"
-#include "histocnn/train/evaluate.h"
+#include "histocnn/inference/evaluate.h"
 #include "histocnn/train/run.h"
 #include "histocnn/train/trainer.h"
 
@@ -74,7 +74,10 @@ TEST_CASE("Training on synthetic patches learns, writes a complete run folder, a
 
   // The bundle alone reproduces the run's test numbers.
   auto manifest = data::Manifest::load_csv(result.run_dir / "manifest.csv");
-  auto evaluation = train::evaluate_bundle(result.run_dir / "model", manifest.subset("test"), -1, "cpu", 2, false);
+  inference::EvaluateOptions eo;
+  eo.device = "cpu";
+  eo.progress = false;
+  auto evaluation = inference::evaluate_bundle(result.run_dir / "model", manifest.subset("test"), eo);
   CHECK(evaluation.metrics.roc_auc == Approx(result.test.roc_auc).margin(1e-6));
   CHECK(evaluation.metrics.accuracy == Approx(result.test.accuracy).margin(1e-9));
   CHECK(evaluation.report.find("IDC-positive") != std::string::npos);
