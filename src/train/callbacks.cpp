@@ -6,6 +6,7 @@
 #include "histocnn/inference/saved_model.h"
 #include "histocnn/train/trainer.h"
 
+#include <array>
 #include <cmath>
 #include <cstring>
 #include <ctime>
@@ -172,16 +173,16 @@ struct TensorBoard::Writer {
   std::ofstream out;
 
   static uint32_t crc32c(const std::string& data) {
-    static uint32_t table[256] = {0};
-    static bool ready = false;
-    if (!ready) {
+    // Built once, thread-safely (a function-local static's initialiser runs exactly once).
+    static const std::array<uint32_t, 256> table = [] {
+      std::array<uint32_t, 256> t{};
       for (uint32_t i = 0; i < 256; ++i) {
         uint32_t c = i;
         for (int k = 0; k < 8; ++k) c = (c & 1) ? (c >> 1) ^ 0x82F63B78u : c >> 1;
-        table[i] = c;
+        t[i] = c;
       }
-      ready = true;
-    }
+      return t;
+    }();
     uint32_t crc = 0xFFFFFFFFu;
     for (unsigned char ch : data) crc = table[(crc ^ ch) & 0xFF] ^ (crc >> 8);
     return crc ^ 0xFFFFFFFFu;

@@ -42,7 +42,9 @@ TEST_CASE("Every option reads back what was set, and the defaults are the struct
   // Round trip: for every option, a value other than the default is set and read back.
   const std::map<std::string, std::string> strings = {
       {"augment", "\"histology\""}, {"optimizer", "\"adam\""}, {"schedule", "\"cosine\""},
-      {"head", "\"lstm\""}, {"backbone", "\"simple_cnn\""}, {"threshold_method", "\"youden\""}};
+      {"head", "\"lstm\""}, {"backbone", "\"simple_cnn\""}, {"threshold_method", "\"youden\""},
+      {"class_weight", "\"balanced\""}, {"sampler", "\"balanced\""}, {"mixed_precision", "\"bf16\""},
+      {"normalisation", "\"caffe\""}};
   for (const auto& name : train::run_option_names()) {
     INFO(name);
     const auto before = nlohmann::json::parse(train::get_run_option(defaults, name));
@@ -58,6 +60,28 @@ TEST_CASE("Every option reads back what was set, and the defaults are the struct
     CHECK(nlohmann::json::parse(train::run_option_values(o))[name] == nlohmann::json::parse(other));
   }
   CHECK_THROWS_WITH(train::get_run_option(defaults, "epoch"), Catch::Contains("epochs"));
+  // A choice is checked where it is set, with the allowed values in the message.
+  train::RunOptions o;
+  CHECK_THROWS_WITH(train::set_run_option(o, "optimizer", "\"adamax\""),
+                    Catch::Contains("choose one of: rmsprop, adam, adamw, sgd"));
+}
+
+TEST_CASE("Run options are checked before any data is read, and contradictions are refused", "[train]") {
+  train::RunOptions o;
+  o.data_dir = "/nonexistent/folder/never/scanned";
+  o.image_size = 0;
+  CHECK_THROWS_WITH(train::run_training(o), Catch::Contains("image_size"));
+  o.image_size = 50;
+  o.trainer.schedule = "cosine";
+  o.trainer.reduce_lr_patience = 2;
+  CHECK_THROWS_WITH(train::run_training(o), Catch::Contains("choose one"));
+  o.trainer.schedule = "constant";
+  o.trainer.reduce_lr_patience = 0;
+  o.trainer.warmup_epochs = 1;
+  CHECK_THROWS_WITH(train::run_training(o), Catch::Contains("warmup_epochs"));
+  o.trainer.warmup_epochs = 0;
+  o.model.num_classes(3);
+  CHECK_THROWS_WITH(train::run_training(o), Catch::Contains("num_classes must be 2"));
 }
 
 TEST_CASE("A compare config expands its grid and the study's ablation", "[train]") {
