@@ -1,5 +1,9 @@
 #include "test_support.h"
 
+#include <fmt/format.h>
+
+#include <stdexcept>
+
 #include "histocnn/data/manifest.h"
 
 #include <cstdlib>
@@ -26,19 +30,26 @@ TempDir::~TempDir() {
   std::filesystem::remove_all(path_, ec);
 }
 
-std::optional<std::filesystem::path> env_dir(const char* variable) {
+namespace {
+
+std::filesystem::path required_dir(const char* variable, const char* entry) {
   const char* value = std::getenv(variable);
-  if (!value || !*value) return std::nullopt;
-  std::filesystem::path p(value);
-  if (!std::filesystem::exists(p)) return std::nullopt;
-  return p;
+  if (!value || !*value || !std::filesystem::exists(value)) {
+    throw std::runtime_error(fmt::format("{} is not set or does not exist: this test runs through ctest's {} "
+                                         "entry, which is registered only when the folder exists", variable, entry));
+  }
+  return value;
 }
 
-std::optional<std::filesystem::path> shared_weight(const std::string& relative) {
-  auto dir = env_dir("HISTOCNN_WEIGHTS_DIR");
-  if (!dir) return std::nullopt;
-  auto p = *dir / relative;
-  if (!std::filesystem::exists(p)) return std::nullopt;
+}  // namespace
+
+std::filesystem::path real_data_dir() { return required_dir("HISTOCNN_DATA_DIR", "cpp_real_data"); }
+
+std::filesystem::path shared_weight(const std::string& relative) {
+  auto p = required_dir("HISTOCNN_WEIGHTS_DIR", "cpp_weights") / relative;
+  if (!std::filesystem::exists(p)) {
+    throw std::runtime_error(fmt::format("'{}' is missing from HISTOCNN_WEIGHTS_DIR", p.string()));
+  }
   return p;
 }
 

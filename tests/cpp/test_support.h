@@ -21,11 +21,14 @@ class TempDir {
   std::filesystem::path path_;
 };
 
-/// The folder named by the environment variable, if set and present.
-std::optional<std::filesystem::path> env_dir(const char* variable);
+/// The real patches (HISTOCNN_DATA_DIR), for test cases tagged [.real-data]. Those are hidden from
+/// a plain run and registered with ctest (cpp_real_data) only when the data exists, so here its
+/// absence is a failure that says so, never a silent pass.
+std::filesystem::path real_data_dir();
 
-/// HISTOCNN_WEIGHTS_DIR/<relative>, if it exists.
-std::optional<std::filesystem::path> shared_weight(const std::string& relative);
+/// HISTOCNN_WEIGHTS_DIR/<relative>, for test cases tagged [.weights] (ctest's cpp_weights, registered
+/// only when the weights exist); fails naming the file when it is missing.
+std::filesystem::path shared_weight(const std::string& relative);
 
 /// Synthetic-data options: `patients` patients with `per_patient` patches each, the rest default.
 data::SyntheticOptions synthetic_options(int patients, int per_patient);

@@ -94,15 +94,11 @@ TEST_CASE("format_patch_filename round-trips and validates", "[data]") {
   CHECK_THROWS_AS(format_patch_filename({"9125", -1, 1, 0}), std::invalid_argument);
 }
 
-TEST_CASE("parse_patch_filename agrees with the folders of the real data", "[data]") {
-  auto dir = histocnn::test::env_dir("HISTOCNN_DATA_DIR");
-  if (!dir) {
-    WARN("HISTOCNN_DATA_DIR not set: skipping the real-data file-name checks");
-    return;
-  }
+TEST_CASE("parse_patch_filename agrees with the folders of the real data", "[data][.real-data]") {
+  const auto dir = histocnn::test::real_data_dir();
   namespace fs = std::filesystem;
   int checked = 0;
-  for (const auto& patient : fs::directory_iterator(*dir)) {
+  for (const auto& patient : fs::directory_iterator(dir)) {
     if (!patient.is_directory()) continue;
     for (const char* label : {"0", "1"}) {
       const fs::path folder = patient.path() / label;

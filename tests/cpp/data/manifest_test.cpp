@@ -265,13 +265,9 @@ TEST_CASE("load_csv maps columns by name and reports malformed rows", "[data]") 
   }
 }
 
-TEST_CASE("scan_directory and load_csv on the real IDC data", "[data]") {
-  auto dir = histocnn::test::env_dir("HISTOCNN_DATA_DIR");
-  if (!dir) {
-    WARN("HISTOCNN_DATA_DIR not set: skipping the real-data scan checks");
-    return;
-  }
-  const auto report = scan_directory(*dir);
+TEST_CASE("scan_directory and load_csv on the real IDC data", "[data][.real-data]") {
+  const auto dir = histocnn::test::real_data_dir();
+  const auto report = scan_directory(dir);
   const Manifest& m = report.manifest;
   // The numbers of the dataset's SOURCES.md.
   CHECK(m.size() == 20762);
@@ -280,8 +276,8 @@ TEST_CASE("scan_directory and load_csv on the real IDC data", "[data]") {
   CHECK(report.rejected.empty());
   CHECK(report.label_mismatches.empty());
 
-  const auto csv = Manifest::load_csv(*dir / "manifest.csv");
-  CHECK(csv.root() == *dir);
+  const auto csv = Manifest::load_csv(dir / "manifest.csv");
+  CHECK(csv.root() == dir);
   REQUIRE(csv.size() == m.size());
   std::vector<PatchRecord> a = m.rows(), b = csv.rows();
   auto by_path = [](const PatchRecord& x, const PatchRecord& y) { return x.path < y.path; };

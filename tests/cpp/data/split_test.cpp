@@ -194,13 +194,9 @@ TEST_CASE("split_manifest by patch is stratified by label and leaks patients", "
   CHECK(changed > m.size() / 10);
 }
 
-TEST_CASE("split_manifest on the real IDC data", "[data]") {
-  auto dir = histocnn::test::env_dir("HISTOCNN_DATA_DIR");
-  if (!dir) {
-    WARN("HISTOCNN_DATA_DIR not set: skipping the real-data split checks");
-    return;
-  }
-  const Manifest m = Manifest::load_csv(*dir / "manifest.csv");
+TEST_CASE("split_manifest on the real IDC data", "[data][.real-data]") {
+  const auto dir = histocnn::test::real_data_dir();
+  const Manifest m = Manifest::load_csv(dir / "manifest.csv");
   for (uint64_t seed : {42, 1, 2}) {
     SplitOptions o;
     o.seed = seed;

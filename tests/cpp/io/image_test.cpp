@@ -206,15 +206,11 @@ TEST_CASE("read_image_rgb errors name the file", "[io]") {
   }
 }
 
-TEST_CASE("read_image_rgb decodes the shared BMP test images", "[io]") {
-  auto path = histocnn::test::shared_weight("testimages/cat.bmp");
-  if (!path) {
-    WARN("HISTOCNN_WEIGHTS_DIR/testimages/cat.bmp not found; skipping");
-    return;
-  }
-  cv::Mat rgb = read_image_rgb(*path);
+TEST_CASE("read_image_rgb decodes the shared BMP test images", "[io][.weights]") {
+  const auto path = histocnn::test::shared_weight("testimages/cat.bmp");
+  cv::Mat rgb = read_image_rgb(path);
   CHECK(rgb.type() == CV_8UC3);
-  cv::Mat bgr = cv::imread(path->string(), cv::IMREAD_COLOR);
+  cv::Mat bgr = cv::imread(path.string(), cv::IMREAD_COLOR);
   REQUIRE(bgr.size() == rgb.size());
   cv::Mat expected;
   cv::cvtColor(bgr, expected, cv::COLOR_BGR2RGB);
