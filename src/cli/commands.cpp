@@ -12,6 +12,7 @@
 #include "histocnn/inference/evaluate.h"
 #include "histocnn/inference/predictor.h"
 #include "histocnn/io/atomic_file.h"
+#include "histocnn/io/image.h"
 #include "histocnn/io/safetensors.h"
 #include "histocnn/models/backbone.h"
 #include "histocnn/models/complexity.h"
@@ -208,7 +209,7 @@ void add_predict_command(CLI::App& app) {
     configure_threads();
     const inference::Predictor predictor(p->model_dir, p->device);
     const auto version = predictor.directory().filename().string();
-    const auto files = inference::expand_image_inputs(p->inputs);
+    const auto files = io::expand_image_paths(p->inputs);
     const auto results = inference::predict_image_files(predictor, files, p->skip_unreadable, p->batch_size,
                                                         progress_enabled_by_default());
     std::string text = p->format == "csv" ? "path,p_positive,class,version\n" : "";

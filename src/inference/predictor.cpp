@@ -5,10 +5,8 @@
 #include "histocnn/core/progress.h"
 #include "histocnn/io/image.h"
 
-#include <glob.h>
 
 #include <algorithm>
-#include <cctype>
 
 #include <torch/torch.h>
 
@@ -86,39 +84,6 @@ torch::Tensor Predictor::features(const std::vector<cv::Mat>& rgb, int64_t batch
     parts.push_back(model_->features(prepare_range(rgb, begin, end).to(device_)).to(torch::kCPU));
   }
   return torch::cat(parts);
-}
-
-std::vector<std::filesystem::path> expand_image_inputs(const std::vector<std::string>& inputs) {
-  namespace fs = std::filesystem;
-  auto is_image = [](const fs::path& p) {
-    auto ext = p.extension().string();
-    std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
-    return ext == ".png" || ext == ".jpg" || ext == ".jpeg" || ext == ".tif" || ext == ".tiff" || ext == ".bmp";
-  };
-  std::vector<fs::path> out;
-  for (const auto& input : inputs) {
-    if (fs::is_directory(input)) {
-      std::vector<fs::path> found;
-      for (const auto& e : fs::recursive_directory_iterator(input)) {
-        if (e.is_regular_file() && is_image(e.path())) found.push_back(e.path());
-      }
-      std::sort(found.begin(), found.end());
-      HISTOCNN_CHECK(!found.empty(), "folder '{}' holds no PNG, JPEG, TIFF or BMP files", input);
-      out.insert(out.end(), found.begin(), found.end());
-    } else if (input.find_first_of("*?[") != std::string::npos) {
-      glob_t g{};
-      const int rc = ::glob(input.c_str(), 0, nullptr, &g);
-      std::vector<fs::path> found;
-      for (size_t i = 0; rc == 0 && i < g.gl_pathc; ++i) found.emplace_back(g.gl_pathv[i]);
-      ::globfree(&g);
-      HISTOCNN_CHECK(!found.empty(), "pattern '{}' matches no file", input);
-      out.insert(out.end(), found.begin(), found.end());
-    } else {
-      // A file is taken as named, readable or not: its error is reported when it is predicted.
-      out.emplace_back(input);
-    }
-  }
-  return out;
 }
 
 std::vector<FilePrediction> predict_image_files(const Predictor& predictor, const std::vector<std::filesystem::path>& files,

@@ -3,6 +3,10 @@
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
+#include <glob.h>
+
+#include <algorithm>
+#include <cctype>
 #include <cstdint>
 #include <cstring>
 #include <vector>
@@ -246,6 +250,39 @@ std::string encode_png(const cv::Mat& rgb) {
   }
   HISTOCNN_CHECK_IO(ok, "PNG encoding of a {}x{} image failed", rgb.cols, rgb.rows);
   return std::string(buffer.begin(), buffer.end());
+}
+
+std::vector<std::filesystem::path> expand_image_paths(const std::vector<std::string>& inputs) {
+  namespace fs = std::filesystem;
+  auto is_image = [](const fs::path& p) {
+    auto ext = p.extension().string();
+    std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
+    return ext == ".png" || ext == ".jpg" || ext == ".jpeg" || ext == ".tif" || ext == ".tiff" || ext == ".bmp";
+  };
+  std::vector<fs::path> out;
+  for (const auto& input : inputs) {
+    if (fs::is_directory(input)) {
+      std::vector<fs::path> found;
+      for (const auto& e : fs::recursive_directory_iterator(input)) {
+        if (e.is_regular_file() && is_image(e.path())) found.push_back(e.path());
+      }
+      std::sort(found.begin(), found.end());
+      HISTOCNN_CHECK(!found.empty(), "folder '{}' holds no PNG, JPEG, TIFF or BMP files", input);
+      out.insert(out.end(), found.begin(), found.end());
+    } else if (input.find_first_of("*?[") != std::string::npos) {
+      glob_t g{};
+      const int rc = ::glob(input.c_str(), 0, nullptr, &g);
+      std::vector<fs::path> found;
+      for (size_t i = 0; rc == 0 && i < g.gl_pathc; ++i) found.emplace_back(g.gl_pathv[i]);
+      ::globfree(&g);
+      HISTOCNN_CHECK(!found.empty(), "pattern '{}' matches no file", input);
+      out.insert(out.end(), found.begin(), found.end());
+    } else {
+      // A file is taken as named, readable or not: its error is reported when it is predicted.
+      out.emplace_back(input);
+    }
+  }
+  return out;
 }
 
 void write_png(const std::filesystem::path& path, const cv::Mat& rgb) {

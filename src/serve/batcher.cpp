@@ -60,6 +60,7 @@ void Batcher::loop() {
   const auto timeout = std::chrono::microseconds(options_.batch_timeout_micros);
   while (true) {
     std::vector<Task> batch;
+    bool more = false;
     {
       std::unique_lock<std::mutex> lock(mutex_);
       wake_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
@@ -75,8 +76,9 @@ void Batcher::loop() {
         queue_.pop_front();
       }
       queued_rows_ -= rows;
+      more = !queue_.empty();
     }
-    if (!queue_.empty()) wake_.notify_one();
+    if (more) wake_.notify_one();
     std::vector<torch::Tensor> parts;
     parts.reserve(batch.size());
     for (const auto& t : batch) parts.push_back(t.rows);

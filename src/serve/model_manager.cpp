@@ -14,6 +14,18 @@ namespace histocnn::serve {
 
 namespace fs = std::filesystem;
 
+namespace {
+
+template <typename Model>
+int64_t label_of(const Model& m, const std::string& label) {
+  auto l = m.config.labels.find(label);
+  // TF Serving answers an unknown label with 400 (an invalid argument), not 404.
+  HISTOCNN_CHECK(l != m.config.labels.end(), "Unrecognized servable version label: {}", label);
+  return l->second;
+}
+
+}  // namespace
+
 const char* state_name(VersionState state) {
   switch (state) {
     case VersionState::start: return "START";
@@ -39,14 +51,6 @@ void ModelManager::set_config(ServingConfig config) {
   HISTOCNN_CHECK(!config.models.empty(), "the serving configuration names no model");
   std::lock_guard<std::mutex> lock(mutex_);
   pending_config_ = std::move(config);
-}
-
-ServingConfig ModelManager::config() const {
-  std::lock_guard<std::mutex> lock(mutex_);
-  if (pending_config_) return *pending_config_;
-  ServingConfig out;
-  for (const auto& [name, m] : models_) out.models.push_back(m.config);
-  return out;
 }
 
 std::shared_ptr<const LoadedVersion> ModelManager::load(const std::string& name, int64_t version,
@@ -182,14 +186,7 @@ std::shared_ptr<const LoadedVersion> ModelManager::resolve(const std::string& mo
   auto it = models_.find(model);
   if (it == models_.end()) throw NotFound(fmt::format("Servable not found for request: Latest({})", model));
   const Model& m = it->second;
-  if (label) {
-    auto l = m.config.labels.find(*label);
-    if (l == m.config.labels.end()) {
-      // TF Serving answers an unknown label with 400 (an invalid argument), not 404.
-      HISTOCNN_FAIL("Unrecognized servable version label: {}", *label);
-    }
-    version = l->second;
-  }
+  if (label) version = label_of(m, *label);
   if (version) {
     auto s = m.slots.find(*version);
     if (s == m.slots.end() || !s->second.loaded) {
@@ -201,6 +198,13 @@ std::shared_ptr<const LoadedVersion> ModelManager::resolve(const std::string& mo
     if (s->second.loaded) return s->second.loaded;
   }
   throw NotFound(fmt::format("Servable not found for request: Latest({})", model));
+}
+
+int64_t ModelManager::label_version(const std::string& model, const std::string& label) const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto it = models_.find(model);
+  if (it == models_.end()) throw NotFound(fmt::format("Could not find any versions of model {}", model));
+  return label_of(it->second, label);
 }
 
 std::vector<VersionStatus> ModelManager::status(const std::string& model) const {

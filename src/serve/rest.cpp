@@ -32,7 +32,7 @@ json version_status_json(const VersionStatus& s) {
           {"status", {{"error_code", s.error.empty() ? "OK" : "UNKNOWN"}, {"error_message", s.error}}}};
 }
 
-std::optional<int64_t> parse_version(const std::string& text) {
+int64_t parse_version(const std::string& text) {
   HISTOCNN_CHECK(!text.empty() && text.size() <= 18 && text.find_first_not_of("0123456789") == std::string::npos,
                  "'{}' is not a version number", text);
   return std::stoll(text);
@@ -201,12 +201,7 @@ HttpResponse RestApi::model_request(const HttpRequest& request, const std::strin
     }
     json statuses = json::array();
     if (version || label) {
-      const int64_t v = version ? *version : [&] {
-        const auto labels = models_.labels(name);
-        auto it = labels.find(*label);
-        HISTOCNN_CHECK(it != labels.end(), "Unrecognized servable version label: {}", *label);
-        return it->second;
-      }();
+      const int64_t v = version ? *version : models_.label_version(name, *label);
       for (const auto& s : models_.status(name)) {
         if (s.version == v) statuses.push_back(version_status_json(s));
       }

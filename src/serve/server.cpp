@@ -114,11 +114,6 @@ Server::Server(ServerOptions options) : options_(std::move(options)) { options_.
 
 Server::~Server() { stop(); }
 
-ModelManager& Server::models() {
-  HISTOCNN_CHECK(impl_ && impl_->manager, "the server has not been started");
-  return *impl_->manager;
-}
-
 std::string Server::url() const { return fmt::format("http://{}:{}", options_.host, port_); }
 
 void Server::start() {

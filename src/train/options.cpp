@@ -153,17 +153,22 @@ void set_run_option(RunOptions& options, const std::string& name, const std::str
     HISTOCNN_FAIL("option '{}': '{}' is not a JSON value", name, json_value);
   }
   if (!o.spec.choices.empty()) {
-    const bool known = value.is_string() && std::find(o.spec.choices.begin(), o.spec.choices.end(),
-                                                      value.get<std::string>()) != o.spec.choices.end();
-    std::string list;
-    for (const auto& c : o.spec.choices) list += (list.empty() ? "" : ", ") + (c.empty() ? "''" : c);
-    HISTOCNN_CHECK(known, "option '{}' got {}; choose one of: {}", name, value.dump(), list);
+    HISTOCNN_CHECK(value.is_string(), "option '{}' got {}; it takes a string", name, value.dump());
+    check_run_option_choice(name, value.get<std::string>());
   }
   try {
     o.entry.set(options, value);
   } catch (const json::exception&) {
     HISTOCNN_FAIL("option '{}' got {} of the wrong type", name, value.dump());
   }
+}
+
+void check_run_option_choice(const std::string& name, const std::string& value) {
+  const auto& choices = find_option(name).spec.choices;
+  if (choices.empty() || std::find(choices.begin(), choices.end(), value) != choices.end()) return;
+  std::string list;
+  for (const auto& c : choices) list += (list.empty() ? "" : ", ") + (c.empty() ? "''" : c);
+  HISTOCNN_FAIL("option '{}' got \"{}\"; choose one of: {}", name, value, list);
 }
 
 std::string get_run_option(const RunOptions& options, const std::string& name) {

@@ -1,5 +1,7 @@
 #include "histocnn/train/run.h"
 
+#include "histocnn/train/options.h"
+
 #include "histocnn/core/error.h"
 #include "histocnn/core/hash.h"
 #include "histocnn/core/log.h"
@@ -89,19 +91,17 @@ void RunOptions::validate() const {
   HISTOCNN_CHECK(!data_dir.empty() || !manifest.empty(),
                  "no data given: pass a folder of patches in the Kaggle layout (data_dir) or a manifest CSV");
   HISTOCNN_CHECK(image_size >= 16 && image_size <= 1024, "image_size must be in [16, 1024], got {}", image_size);
-  data::preprocessing_for(normalisation.empty() ? "imagenet" : normalisation, image_size);
+  check_run_option_choice("normalisation", normalisation);
+  check_run_option_choice("head", model.head());
+  check_run_option_choice("threshold_method", threshold_method);
   HISTOCNN_CHECK(model.num_classes() == 2,
                  "num_classes must be 2 (IDC-negative, IDC-positive): evaluation, thresholds and serving are binary; "
                  "got {}", model.num_classes());
-  HISTOCNN_CHECK(model.head() == "dense" || model.head() == "lstm", "head '{}' is not known; use dense or lstm",
-                 model.head());
   HISTOCNN_CHECK(model.dropout() >= 0 && model.dropout() < 1, "dropout must be in [0, 1), got {}", model.dropout());
   HISTOCNN_CHECK(model.unfreeze_last() >= 0, "unfreeze_last must be >= 0, got {}", model.unfreeze_last());
   HISTOCNN_CHECK(balance_per_class >= 0, "balance_per_class must be >= 0 (0 keeps every patch), got {}",
                  balance_per_class);
   HISTOCNN_CHECK(threshold > 0 && threshold < 1, "threshold must be in (0, 1), got {}", threshold);
-  HISTOCNN_CHECK(threshold_method == "fixed" || threshold_method == "youden" || threshold_method == "sensitivity",
-                 "threshold_method '{}' is not known; use fixed, youden or sensitivity", threshold_method);
   HISTOCNN_CHECK(target_sensitivity > 0 && target_sensitivity <= 1, "target_sensitivity must be in (0, 1], got {}",
                  target_sensitivity);
   HISTOCNN_CHECK(stain_shift >= 0 && stain_shift <= 1,

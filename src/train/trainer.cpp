@@ -1,5 +1,7 @@
 #include "histocnn/train/trainer.h"
 
+#include "histocnn/train/options.h"
+
 #include "histocnn/core/device.h"
 #include "histocnn/core/error.h"
 #include "histocnn/core/hash.h"
@@ -207,25 +209,21 @@ class LambdaCallback : public Callback {
 
 void TrainerOptions::validate() const {
   HISTOCNN_CHECK(epochs >= 1, "epochs must be at least 1, got {}", epochs);
+  // The allowed values are listed once, in the options table.
+  check_run_option_choice("optimizer", optimizer);
+  check_run_option_choice("schedule", schedule);
+  check_run_option_choice("class_weight", class_weight);
+  check_run_option_choice("sampler", sampler);
+  check_run_option_choice("mixed_precision", mixed_precision);
   HISTOCNN_CHECK(batch_size >= 1, "batch_size must be at least 1, got {}", batch_size);
   HISTOCNN_CHECK(learning_rate > 0 && std::isfinite(learning_rate), "learning_rate must be positive, got {}",
                  learning_rate);
   HISTOCNN_CHECK(weight_decay >= 0, "weight_decay must be >= 0, got {}", weight_decay);
-  HISTOCNN_CHECK(mixed_precision == "auto" || mixed_precision == "off" || mixed_precision == "bf16",
-                 "mixed_precision '{}' is not known; use auto (bfloat16 on CUDA), off or bf16", mixed_precision);
   HISTOCNN_CHECK(backbone_lr_multiplier > 0 && backbone_lr_multiplier <= 100,
                  "backbone_lr_multiplier must be in (0, 100], got {}", backbone_lr_multiplier);
   HISTOCNN_CHECK(workers >= 0, "workers must be >= 0, got {}", workers);
-  HISTOCNN_CHECK(optimizer == "rmsprop" || optimizer == "adam" || optimizer == "adamw" || optimizer == "sgd",
-                 "optimizer '{}' is not known; use rmsprop, adam, adamw or sgd", optimizer);
-  HISTOCNN_CHECK(schedule == "constant" || schedule == "cosine", "schedule '{}' is not known; use constant or cosine",
-                 schedule);
   HISTOCNN_CHECK(warmup_epochs >= 0 && warmup_epochs < epochs, "warmup_epochs must be in [0, epochs), got {}",
                  warmup_epochs);
-  HISTOCNN_CHECK(class_weight == "none" || class_weight == "balanced",
-                 "class_weight '{}' is not known; use none or balanced", class_weight);
-  HISTOCNN_CHECK(sampler == "shuffle" || sampler == "balanced", "sampler '{}' is not known; use shuffle or balanced",
-                 sampler);
   HISTOCNN_CHECK(reduce_lr_patience >= 0 && early_stopping_patience >= 0, "patience values must be >= 0");
   augment.validate();
 }

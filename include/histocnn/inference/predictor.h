@@ -73,11 +73,6 @@ struct FilePrediction {
   std::string error;  ///< non-empty when the file was unreadable (and skipped)
 };
 
-/// The image files named by command-line inputs: files as given, folders searched recursively for
-/// PNG, JPEG, TIFF and BMP files (sorted), and glob patterns. Throws std::invalid_argument naming
-/// an input that matches nothing.
-std::vector<std::filesystem::path> expand_image_inputs(const std::vector<std::string>& inputs);
-
 /// Predicts image files in batches. An unreadable file throws (naming it) unless skip_unreadable,
 /// when its entry carries the error instead.
 std::vector<FilePrediction> predict_image_files(const Predictor& predictor,

@@ -16,6 +16,7 @@
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace histocnn::io {
 
@@ -34,6 +35,11 @@ struct ImageHeader {
 };
 /// Reads the header of a PNG, JPEG, BMP or TIFF; std::nullopt for anything else or a header cut short.
 std::optional<ImageHeader> image_header(const std::string& bytes);
+
+/// The image files named by command-line inputs: files as given, folders searched recursively for
+/// PNG, JPEG, TIFF and BMP files (sorted), and glob patterns. Throws std::invalid_argument naming
+/// an input that matches nothing.
+std::vector<std::filesystem::path> expand_image_paths(const std::vector<std::string>& inputs);
 
 /// Encodes an RGB CV_8UC3 image as PNG and writes it atomically.
 void write_png(const std::filesystem::path& path, const cv::Mat& rgb);

@@ -61,7 +61,6 @@ class ModelManager {
 
   /// Applies a new configuration (policies, labels, models) at the next poll().
   void set_config(ServingConfig config);
-  ServingConfig config() const;
   /// Scans every base path once: loads new versions, retries changed failed ones, unloads those the
   /// policy drops. Never throws for a bad version (its status says why).
   void poll();
@@ -73,6 +72,9 @@ class ModelManager {
   /// Every version known for a model, ascending. Throws NotFound for an unknown model.
   std::vector<VersionStatus> status(const std::string& model) const;
   std::vector<std::string> model_names() const;
+  /// The version a label points at. Throws NotFound for an unknown model and std::invalid_argument
+  /// (TF Serving's 400) for an unknown label.
+  int64_t label_version(const std::string& model, const std::string& label) const;
   /// Labels of a model (label -> version). Throws NotFound for an unknown model.
   std::map<std::string, int64_t> labels(const std::string& model) const;
   /// True when some model has an AVAILABLE version.

@@ -70,7 +70,6 @@ class Server {
 
   int port() const { return port_; }
   std::string url() const;
-  ModelManager& models();
 
  private:
   struct Impl;

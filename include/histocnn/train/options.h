@@ -30,6 +30,10 @@ std::vector<RunOptionSpec> run_option_specs();
 /// A command-line value as the JSON text set_run_option takes ("5" -> 5, "adam" -> "adam").
 std::string run_option_json_value(const RunOptionSpec& spec, const std::string& text);
 
+/// Throws std::invalid_argument naming the option and its allowed values when the table lists
+/// choices for `name` and `value` is not one of them.
+void check_run_option_choice(const std::string& name, const std::string& value);
+
 /// Sets one option; throws std::invalid_argument naming the option when the name is unknown (with
 /// the known names) or the value has the wrong type.
 void set_run_option(RunOptions& options, const std::string& name, const std::string& json_value);
