@@ -411,17 +411,7 @@ void add_models_command(CLI::App& app) {
   rollback->add_option("--model-base-path", pin->base, "Serving base path")->required();
   rollback->add_option("--version", pin->version, "The version to go back to");
   rollback->callback([pin] {
-    int64_t target = -1;
-    if (pin->version) {
-      target = *pin->version;
-    } else {
-      const auto listing = serve::list_served_versions(pin->base);
-      for (size_t i = 1; i < listing.size(); ++i) {
-        if (listing[i].live) target = listing[i - 1].version;
-      }
-      HISTOCNN_CHECK(target >= 0, "'{}' has no version older than the live one; name one with --version",
-                     pin->base.string());
-    }
+    const int64_t target = pin->version ? *pin->version : serve::version_before_live(pin->base);
     serve::pin_version(pin->base, target);
     std::cout << serve::format_versions(serve::list_served_versions(pin->base));
   });

@@ -51,6 +51,14 @@ int64_t version_number(const json& v, const std::string& where) {
 
 }  // namespace
 
+PolicyCandidates policy_candidates(const VersionPolicy& policy, const std::vector<int64_t>& on_disk) {
+  PolicyCandidates c;
+  c.versions = policy.kind == VersionPolicy::Kind::specific ? policy.versions : on_disk;
+  std::sort(c.versions.rbegin(), c.versions.rend());
+  c.wanted = policy.kind == VersionPolicy::Kind::latest ? static_cast<size_t>(policy.num_versions) : c.versions.size();
+  return c;
+}
+
 ServingConfig parse_model_config(const std::string& text, const std::string& source, const fs::path& relative_to) {
   json j;
   try {

@@ -76,18 +76,10 @@ void ModelManager::poll_model(Model& model) {
   const std::set<int64_t> present(on_disk.begin(), on_disk.end());
 
   // Which versions the policy wants, newest first; `latest` takes the newest that load.
-  std::vector<int64_t> candidates;
-  if (cfg.policy.kind == VersionPolicy::Kind::specific) {
-    candidates = cfg.policy.versions;
-  } else {
-    candidates.assign(on_disk.begin(), on_disk.end());
-  }
-  std::sort(candidates.rbegin(), candidates.rend());
-  const size_t wanted = cfg.policy.kind == VersionPolicy::Kind::latest ? static_cast<size_t>(cfg.policy.num_versions)
-                                                                       : candidates.size();
+  const auto candidates = policy_candidates(cfg.policy, on_disk);
   std::set<int64_t> keep;
-  for (int64_t v : candidates) {
-    if (keep.size() >= wanted) break;
+  for (int64_t v : candidates.versions) {
+    if (keep.size() >= candidates.wanted) break;
     Slot* slot = nullptr;
     {
       std::lock_guard<std::mutex> lock(mutex_);

@@ -142,24 +142,14 @@ std::vector<VersionInfo> list_served_versions(const fs::path& base_path) {
   so.model_name = "listing";
   const auto config = serving_config(so).models.front();
   const auto on_disk = io::list_versions(base_path);
+  // Offline, every complete version is taken to load.
+  const auto candidates = policy_candidates(config.policy, on_disk);
   std::vector<int64_t> served;
-  switch (config.policy.kind) {
-    case VersionPolicy::Kind::specific:
-      served = config.policy.versions;
-      break;
-    case VersionPolicy::Kind::all:
-      served = on_disk;
-      break;
-    case VersionPolicy::Kind::latest:
-      for (size_t i = 0; i < on_disk.size() && static_cast<int64_t>(i) < config.policy.num_versions; ++i) {
-        served.push_back(on_disk[on_disk.size() - 1 - i]);
-      }
-      break;
+  for (int64_t v : candidates.versions) {
+    if (served.size() < candidates.wanted && std::count(on_disk.begin(), on_disk.end(), v)) served.push_back(v);
   }
   int64_t live = -1;
-  for (int64_t v : served) {
-    if (std::count(on_disk.begin(), on_disk.end(), v)) live = std::max(live, v);
-  }
+  for (int64_t v : served) live = std::max(live, v);
   std::vector<VersionInfo> out;
   for (int64_t v : on_disk) {
     VersionInfo info;
@@ -181,6 +171,14 @@ std::vector<VersionInfo> list_served_versions(const fs::path& base_path) {
     out.push_back(std::move(info));
   }
   return out;
+}
+
+int64_t version_before_live(const fs::path& base_path) {
+  const auto listing = list_served_versions(base_path);
+  for (size_t i = 1; i < listing.size(); ++i) {
+    if (listing[i].live) return listing[i - 1].version;
+  }
+  HISTOCNN_FAIL("'{}' has no version older than the live one; name one with --version", base_path.string());
 }
 
 std::string format_versions(const std::vector<VersionInfo>& versions) {

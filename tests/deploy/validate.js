@@ -193,14 +193,19 @@ function typeCheck(documents) {
 
 // ---- manifests ------------------------------------------------------------------------------
 const checked = [];
-for (const file of manifests) {
-  let text;
+// The file's text, or null after reporting why it could not be read.
+function readOrReport(file) {
   try {
-    text = fs.readFileSync(file, "utf8");
+    return fs.readFileSync(file, "utf8");
   } catch (e) {
     problem(rel(file), e.message);
-    continue;
+    return null;
   }
+}
+
+for (const file of manifests) {
+  const text = readOrReport(file);
+  if (text === null) continue;
   const docs = YAML.parseAllDocuments(text, { version: "1.1", uniqueKeys: true, prettyErrors: true });
   docs.forEach((doc, index) => {
     const where = docs.length > 1 ? `${rel(file)} (document ${index + 1})` : rel(file);
@@ -228,13 +233,8 @@ typeCheck(checked);
 // ---- Dockerfiles ----------------------------------------------------------------------------
 const SEVERITY = { 1: "error", 2: "warning", 3: "information", 4: "hint" };
 for (const file of dockerfiles) {
-  let text;
-  try {
-    text = fs.readFileSync(file, "utf8");
-  } catch (e) {
-    problem(rel(file), e.message);
-    continue;
-  }
+  const text = readOrReport(file);
+  if (text === null) continue;
   for (const d of dockerfileUtils.validate(text)) {
     problem(`${rel(file)}:${d.range.start.line + 1}`, `${SEVERITY[d.severity] || "problem"}: ${d.message}`);
   }

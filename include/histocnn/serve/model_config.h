@@ -24,6 +24,14 @@ struct VersionPolicy {
   std::vector<int64_t> versions;  ///< specific: exactly these
 };
 
+/// The versions a policy asks for, newest first, given the complete versions on disk (ascending),
+/// and how many of them to serve: `latest` serves the first num_versions that load, the others all.
+struct PolicyCandidates {
+  std::vector<int64_t> versions;
+  size_t wanted = 0;
+};
+PolicyCandidates policy_candidates(const VersionPolicy& policy, const std::vector<int64_t>& on_disk);
+
 struct ModelConfig {
   std::string name;
   std::filesystem::path base_path;  ///< holds numeric version folders

@@ -41,6 +41,8 @@ struct VersionInfo {
 };
 /// Every complete version of a base path with its model card's summary, ascending.
 std::vector<VersionInfo> list_served_versions(const std::filesystem::path& base_path);
+/// The complete version just below the live one: where a rollback goes by default.
+int64_t version_before_live(const std::filesystem::path& base_path);
 /// The listing as a table.
 std::string format_versions(const std::vector<VersionInfo>& versions);
 
