@@ -91,8 +91,7 @@ struct Server::Impl {
   std::thread listener, poller;
   std::mutex mutex;
   std::condition_variable wake;
-  bool stopping = false;
-  bool stopped = false;
+  bool stopping = false;  ///< set once, by stop()
   std::optional<fs::file_time_type> config_time;
 
   fs::path config_path() const {
@@ -248,8 +247,7 @@ void Server::stop() {
   Impl& s = *impl_;
   {
     std::lock_guard<std::mutex> lock(s.mutex);
-    if (s.stopped) return;
-    s.stopped = true;
+    if (s.stopping) return;
     s.stopping = true;
   }
   s.wake.notify_all();
