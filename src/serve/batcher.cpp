@@ -35,10 +35,15 @@ std::future<torch::Tensor> Batcher::submit(torch::Tensor rows) {
   task.rows = std::move(rows);
   task.enqueued = std::chrono::steady_clock::now();
   auto future = task.result.get_future();
+  const int64_t n = task.rows.size(0);
+  const int64_t capacity = options_.max_enqueued_batches * options_.max_batch_size;
+  // Retrying cannot help a request the whole queue cannot hold: that is the client's to change.
+  HISTOCNN_CHECK(n <= capacity,
+                 "the request has {} instances, more than the batch queue holds ({} = --max-enqueued-batches x "
+                 "--max-batch-size); send fewer instances per request or raise --max-enqueued-batches",
+                 n, capacity);
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    const int64_t n = task.rows.size(0);
-    const int64_t capacity = options_.max_enqueued_batches * options_.max_batch_size;
     if (stopping_ || queued_rows_ + n > capacity) {
       throw Unavailable(fmt::format("the batch queue is full ({} of {} patches waiting); retry shortly or raise "
                                     "--max-enqueued-batches",

@@ -114,7 +114,7 @@ ParsedInstances parse_instances(const std::string& body, const RequestLimits& li
   json j;
   try {
     j = json::parse(body);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // syntax errors, and numbers too large for a double (out_of_range)
     HISTOCNN_FAIL("JSON Parse error: {}", e.what());
   }
   HISTOCNN_CHECK(j.is_object(), "the request body must be a JSON object with \"instances\" or \"inputs\"");

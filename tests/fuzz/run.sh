@@ -30,5 +30,14 @@ fi
 SECONDS_TO_RUN=${1:-60}
 mkdir -p "$BUILD_DIR/corpus"
 cp -n tests/fuzz/corpus/* "$BUILD_DIR/corpus/" 2>/dev/null || true
+# A crash leaves its input in $BUILD_DIR (crash-*) and the full report in $BUILD_DIR/fuzz.log.
+status=0
 "$BIN" -max_total_time="$SECONDS_TO_RUN" -max_len=65536 -rss_limit_mb=2048 -print_final_stats=1 \
-  "$BUILD_DIR/corpus" tests/fuzz/corpus 2>&1 | tail -15
+  -artifact_prefix="$BUILD_DIR/" "$BUILD_DIR/corpus" tests/fuzz/corpus >"$BUILD_DIR/fuzz.log" 2>&1 || status=$?
+grep -E "what\(\)|ERROR:|runtime error:|Test unit written" "$BUILD_DIR/fuzz.log" || true
+tail -6 "$BUILD_DIR/fuzz.log"
+if [ "$status" -ne 0 ]; then
+  echo "fuzz: FAILED after $SECONDS s (exit $status); report in $BUILD_DIR/fuzz.log" >&2
+  exit "$status"
+fi
+echo "fuzz: $SECONDS_TO_RUN s without a crash ($(ls "$BUILD_DIR/corpus" | wc -l) inputs in the corpus)"

@@ -171,3 +171,55 @@ def test_python_serve_and_client(serving_runs, serving_patch):
         assert e.value.status == 404
     with pytest.raises(OSError):
         urllib.request.urlopen(f"{server.url}/healthz", timeout=2)
+
+
+def test_full_queue_answers_503_at_once_and_slow_clients_time_out(cli, serving):
+    """A queue of one patch under 16 clients: some requests are refused with 503 at once, every
+    other one is answered, and the server is healthy afterwards. A client that stops sending
+    halfway through its request is cut off after --request-timeout, without blocking others."""
+    import socket
+    from concurrent.futures import ThreadPoolExecutor
+    server = ServeProcess(cli, serving.base_path, "--enable-batching", "--max-batch-size", "1",
+                          "--max-enqueued-batches", "1", "--batch-timeout-micros", "0", "--http-threads", "20",
+                          "--request-timeout", "1")
+    try:
+        url = f"{server.url}/v1/models/{serving.model_name}:predict"
+        body = json.dumps({"instances": [b64(serving.patch)]})
+
+        def client(_):
+            with requests.Session() as s:
+                answers = []
+                for _ in range(15):
+                    t0 = time.perf_counter()
+                    r = s.post(url, data=body)
+                    answers.append((r.status_code, r.json(), time.perf_counter() - t0))
+                return answers
+
+        with ThreadPoolExecutor(16) as pool:
+            answers = [a for chunk in pool.map(client, range(16)) for a in chunk]
+        codes = [code for code, _, _ in answers]
+        assert set(codes) <= {200, 503}, set(codes)
+        refused = [(body, seconds) for code, body, seconds in answers if code == 503]
+        assert refused, "no request met a full queue of one patch under 16 clients"
+        assert codes.count(200) > 0
+        assert all("queue is full" in b["error"] for b, _ in refused)
+        assert max(seconds for _, seconds in refused) < 1.0  # refused at once, not after waiting
+        # Too many instances for the whole queue: the client's to change (400), not "retry".
+        r = requests.post(url, data=json.dumps({"instances": [b64(serving.patch)] * 2}))
+        assert r.status_code == 400 and "more than the batch queue holds" in r.json()["error"]
+
+        # A client that sends half a request and stops: the server hangs up after about a second.
+        host, port = server.url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port))) as slow:
+            slow.sendall(b"POST /v1/models/idc:predict HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+            slow.settimeout(10)
+            t0 = time.perf_counter()
+            assert requests.get(f"{server.url}/healthz", timeout=5).status_code == 200  # others still served
+            answer = slow.recv(4096)
+            waited = time.perf_counter() - t0
+        assert 0.5 < waited < 5, waited
+        assert answer == b"" or b" 400 " in answer.split(b"\r\n")[0], answer[:100]
+        metrics = requests.get(f"{server.url}/monitoring/prometheus/metrics").text
+        assert 'status="503"' in metrics
+    finally:
+        assert server.stop() == 0, server.proc.stderr.read()

@@ -217,6 +217,8 @@ TEST_CASE("Every bad request gets TF Serving's status code and a message that sa
   const std::vector<Case> cases = {
       {"/v1/models/idc:predict", "{not json", 400, "JSON Parse error"},
       {"/v1/models/idc:predict", "[1, 2]", 400, "JSON object"},
+      // Found by the fuzzer: a number too large for a double is a parse error (400), not a bug (500).
+      {"/v1/models/idc:predict", R"({"instances": [[[[1, 2, 5e5555]]]]})", 400, "JSON Parse error"},
       {"/v1/models/idc:predict", R"({"instances": [], "inputs": []})", 400, "only one of"},
       {"/v1/models/idc:predict", R"({"images": []})", 400, "Missing \"instances\""},
       {"/v1/models/idc:predict", R"({"instances": []})", 400, "is empty"},
@@ -374,6 +376,8 @@ TEST_CASE("Batching gives the same answers as single requests, and a full queue 
   std::this_thread::sleep_for(std::chrono::milliseconds(50));
   auto second = batcher.submit(torch::ones({2, 1}));  // fills the queue
   CHECK_THROWS_AS(batcher.submit(torch::ones({1, 1})), serve::Unavailable);
+  // A request the whole queue cannot hold is the client's to change (400), not a "retry" (503).
+  CHECK_THROWS_WITH(batcher.submit(torch::ones({3, 1})), Catch::Contains("more than the batch queue holds (2"));
   release.set_value();
   CHECK(first.get().sum().item<double>() == 4);
   CHECK(second.get().sum().item<double>() == 4);
