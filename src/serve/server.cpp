@@ -39,6 +39,9 @@ void ServerOptions::validate() const {
 
 ServingConfig serving_config(const ServerOptions& options) {
   if (!options.model_config_file.empty()) return load_model_config(options.model_config_file);
+  HISTOCNN_CHECK_FOUND(fs::exists(options.model_base_path), "model base path '{}' does not exist; pass the folder "
+                       "that holds numeric version folders (1/, 2/, ...), e.g. a run's model/ folder",
+                       options.model_base_path.string());
   HISTOCNN_CHECK(fs::is_directory(options.model_base_path),
                  "model base path '{}' is not a folder; it should hold numeric version folders (1/, 2/, ...) "
                  "with model.json and model.safetensors, e.g. a run's model/ folder",
@@ -144,7 +147,9 @@ void Server::start() {
 
   const int threads = options_.http_threads;
   s.http.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
-  s.http.set_keep_alive_max_count(100000);
+  // A keep-alive connection holds an HTTP thread; handing it back after 100 requests lets clients
+  // beyond --http-threads take turns instead of waiting for an idle timeout.
+  s.http.set_keep_alive_max_count(100);
   s.http.set_keep_alive_timeout(5);
   const auto timeout = std::chrono::duration<double>(options_.request_timeout_seconds);
   s.http.set_read_timeout(std::chrono::duration_cast<std::chrono::microseconds>(timeout));
@@ -178,6 +183,13 @@ void Server::start() {
                               ? fmt::format("the request body is more than the limit of {} bytes; send fewer or "
                                             "smaller images per request", s.options.limits.max_body_bytes)
                               : fmt::format("{} {}: HTTP {}", req.method, req.path, res.status);
+    // cpp-httplib caps form-encoded bodies at 8 KiB whatever the limit: that is curl -d's default
+    // Content-Type, so say which header to send.
+    if (res.status == 413 && req.get_header_value("Content-Type") == "application/x-www-form-urlencoded") {
+      message = "a form-encoded body (Content-Type: application/x-www-form-urlencoded, what curl -d sends by "
+                "default) is limited to 8192 bytes; send the JSON as Content-Type: application/json "
+                "(curl -H 'Content-Type: application/json' -d @request.json ...)";
+    }
     if (res.status == 404) message = fmt::format("no such endpoint: {} {}; see docs/serving.md", req.method, req.path);
     if (res.status == 405) message = fmt::format("{} is not allowed on {}", req.method, req.path);
     res.set_content(nlohmann::json{{"error", message}}.dump(), "application/json");

@@ -58,6 +58,10 @@ def test_status_metadata_and_errors_over_http(serving):
     # The body limit is enforced by the HTTP layer before reading: still a JSON error.
     r = requests.post(f"{base}:predict", data=b" " * (64 * 1024 * 1024 + 1))
     assert r.status_code == 413 and "limit" in r.json()["error"]
+    # curl -d's default Content-Type is capped at 8 KiB by the HTTP library: the message names the header to send.
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    r = requests.post(f"{base}:predict", data=json.dumps({"instances": [b64(serving.patch)] * 4}), headers=form)
+    assert r.status_code == 413 and "Content-Type: application/json" in r.json()["error"]
     metrics = requests.get(f"{serving.url}/monitoring/prometheus/metrics").text
     assert 'histocnn_requests_total{endpoint="predict"' in metrics
     assert "histocnn_request_latency_seconds_bucket" in metrics
