@@ -1,5 +1,7 @@
 #include "bindings.h"
 
+#include "histocnn/core/error.h"
+
 #include "histocnn/cli.h"
 #include "histocnn/core/device.h"
 
@@ -10,6 +12,15 @@ namespace py = pybind11;
 namespace histocnn::bindings {
 
 void init_core(py::module_& m) {
+  // The error rule: bad input -> ValueError (std::invalid_argument, pybind11's own mapping), a
+  // missing file or folder -> FileNotFoundError, everything else -> RuntimeError.
+  py::register_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const NotFoundError& e) {
+      PyErr_SetString(PyExc_FileNotFoundError, e.what());
+    }
+  });
   m.def("default_device", [] { return default_device().str(); },
         "'cuda:0' when LibTorch sees a GPU, otherwise 'cpu'.");
   m.def("configure_threads", &configure_threads, py::arg("threads") = 0,

@@ -47,7 +47,8 @@ void init_data(py::module_& root) {
   py::class_<data::ScanReport>(m, "ScanReport")
       .def_readonly("manifest", &data::ScanReport::manifest)
       .def_readonly("rejected", &data::ScanReport::rejected)
-      .def_readonly("label_mismatches", &data::ScanReport::label_mismatches);
+      .def_readonly("label_mismatches", &data::ScanReport::label_mismatches)
+      .def_readonly("duplicates", &data::ScanReport::duplicates);
   m.def("scan_directory", &data::scan_directory, py::arg("root"), py::call_guard<py::gil_scoped_release>(),
         "Scans a folder in the Kaggle layout; non-matching files are listed in .rejected.");
 

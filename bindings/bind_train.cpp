@@ -35,6 +35,18 @@ class PyCallback : public train::Callback {
   }
 };
 
+// The trainer's enums (train/choices.h) as their names in Python: parsed where they come in.
+template <typename E>
+auto choice_property_get(E train::TrainerOptions::*field) {
+  return [field](const train::TrainerOptions& o) { return train::choice_name(o.*field); };
+}
+template <typename E>
+auto choice_property_set(const char* name, E train::TrainerOptions::*field) {
+  return [name, field](train::TrainerOptions& o, const std::string& text) {
+    o.*field = train::parse_choice<E>(name, text);
+  };
+}
+
 }  // namespace
 
 void init_train(py::module_& root) {
@@ -57,10 +69,12 @@ void init_train(py::module_& root) {
       .def(py::init<>())
       .def_readwrite("epochs", &train::TrainerOptions::epochs)
       .def_readwrite("batch_size", &train::TrainerOptions::batch_size)
-      .def_readwrite("optimizer", &train::TrainerOptions::optimizer)
+      .def_property("optimizer", choice_property_get(&train::TrainerOptions::optimizer),
+                    choice_property_set<train::OptimizerKind>("optimizer", &train::TrainerOptions::optimizer))
       .def_readwrite("learning_rate", &train::TrainerOptions::learning_rate)
       .def_readwrite("backbone_lr_multiplier", &train::TrainerOptions::backbone_lr_multiplier)
-      .def_readwrite("mixed_precision", &train::TrainerOptions::mixed_precision)
+      .def_property("mixed_precision", choice_property_get(&train::TrainerOptions::mixed_precision),
+                    choice_property_set<train::MixedPrecision>("mixed_precision", &train::TrainerOptions::mixed_precision))
       .def_readwrite("weight_decay", &train::TrainerOptions::weight_decay)
       .def_readwrite("seed", &train::TrainerOptions::seed)
       .def_readwrite("workers", &train::TrainerOptions::workers)
@@ -71,14 +85,17 @@ void init_train(py::module_& root) {
           [](train::TrainerOptions& o, const std::string& preset) { o.augment = data::AugmentOptions::preset(preset); },
           "An augmentation preset name when set (none, flips, study, histology); its JSON when read.")
       .def_readwrite("momentum", &train::TrainerOptions::momentum)
-      .def_readwrite("schedule", &train::TrainerOptions::schedule)
+      .def_property("schedule", choice_property_get(&train::TrainerOptions::schedule),
+                    choice_property_set<train::Schedule>("schedule", &train::TrainerOptions::schedule))
       .def_readwrite("warmup_epochs", &train::TrainerOptions::warmup_epochs)
       .def_readwrite("reduce_lr_patience", &train::TrainerOptions::reduce_lr_patience)
       .def_readwrite("reduce_lr_factor", &train::TrainerOptions::reduce_lr_factor)
       .def_readwrite("min_lr", &train::TrainerOptions::min_lr)
       .def_readwrite("early_stopping_patience", &train::TrainerOptions::early_stopping_patience)
-      .def_readwrite("class_weight", &train::TrainerOptions::class_weight)
-      .def_readwrite("sampler", &train::TrainerOptions::sampler)
+      .def_property("class_weight", choice_property_get(&train::TrainerOptions::class_weight),
+                    choice_property_set<train::ClassWeight>("class_weight", &train::TrainerOptions::class_weight))
+      .def_property("sampler", choice_property_get(&train::TrainerOptions::sampler),
+                    choice_property_set<train::Sampler>("sampler", &train::TrainerOptions::sampler))
       .def_readwrite("checkpoint_dir", &train::TrainerOptions::checkpoint_dir)
       .def_readwrite("cache_features", &train::TrainerOptions::cache_features)
       .def_readwrite("restore_best", &train::TrainerOptions::restore_best)
@@ -151,6 +168,9 @@ void init_train(py::module_& root) {
   m.def("run_option_values", &train::run_option_values, py::arg("options"),
         "Every option as a JSON object of name -> value (of RunOptions() these are the defaults).");
   m.def("run_option_names", &train::run_option_names);
+  m.def("run_preset_names", &train::run_preset_names, "Named recipes for Trainer(preset=...) and --preset.");
+  m.def("apply_run_preset", &train::apply_run_preset, py::arg("options"), py::arg("name"),
+        "Sets every option of a named recipe (e.g. 'study'); options set afterwards override it.");
   m.def("run_training", &train::run_training, py::arg("options"), py::call_guard<py::gil_scoped_release>(),
         "Splits, trains, evaluates and writes a run folder (the job behind `histocnn train`).");
 

@@ -56,10 +56,14 @@ class Trainer:
     """
 
     def __init__(self, data_dir: Optional[str] = None, manifest: Optional[str] = None,
-                 callbacks: Sequence = (), progress: Any = "auto", **options: Any):
+                 callbacks: Sequence = (), progress: Any = "auto", preset: Optional[str] = None, **options: Any):
         """``callbacks``: histocnn.Callback instances. ``progress``: "auto" (a tqdm bar when tqdm
-        is installed, else the C++ bar), "tqdm", True (the C++ bar on stderr) or False."""
+        is installed, else the C++ bar), "tqdm", True (the C++ bar on stderr) or False.
+        ``preset``: a named recipe applied first (``histocnn.train.run_preset_names()``; "study" is
+        the published recipe), which the other keywords override."""
         self.options = _train.RunOptions()
+        if preset is not None:
+            _train.apply_run_preset(self.options, preset)
         known = set(_train.run_option_names())
         if data_dir is not None:
             options["data_dir"] = os.fspath(data_dir)
@@ -172,7 +176,8 @@ def _signature() -> inspect.Signature:
               P("data_dir", P.POSITIONAL_OR_KEYWORD, default=None),
               P("manifest", P.POSITIONAL_OR_KEYWORD, default=None),
               P("callbacks", P.POSITIONAL_OR_KEYWORD, default=()),
-              P("progress", P.POSITIONAL_OR_KEYWORD, default="auto")]
+              P("progress", P.POSITIONAL_OR_KEYWORD, default="auto"),
+              P("preset", P.POSITIONAL_OR_KEYWORD, default=None)]
     taken = {p.name for p in params}
     params += [P(name, P.KEYWORD_ONLY, default=value) for name, value in option_defaults().items() if name not in taken]
     return inspect.Signature(params)

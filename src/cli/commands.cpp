@@ -15,10 +15,13 @@
 #include "histocnn/io/image.h"
 #include "histocnn/io/safetensors.h"
 #include "histocnn/models/backbone.h"
+#include "histocnn/models/classifier.h"
 #include "histocnn/models/complexity.h"
+#include "histocnn/models/summary.h"
 #include "histocnn/models/weights.h"
 #include "histocnn/train/compare.h"
 #include "histocnn/train/demo.h"
+#include "histocnn/train/figures.h"
 #include "histocnn/serve/server.h"
 #include "histocnn/serve/versions.h"
 #include "histocnn/train/options.h"
@@ -54,9 +57,11 @@ void add_data_commands(CLI::App& app) {
     const auto out = sc->out.empty() ? sc->dir / "manifest.csv" : sc->out;
     report.manifest.save_csv(out);
     const auto counts = report.manifest.class_counts();
-    std::printf("%zu patches, %zu patients (%lld negative, %lld positive), %zu files rejected -> %s\n",
+    std::printf("%zu patches, %zu patients (%lld negative, %lld positive), %zu duplicate files dropped, %zu files "
+                "rejected -> %s\n",
                 report.manifest.size(), report.manifest.patients().size(), static_cast<long long>(counts[0]),
-                static_cast<long long>(counts[1]), report.rejected.size(), out.string().c_str());
+                static_cast<long long>(counts[1]), report.duplicates.size(), report.rejected.size(),
+                out.string().c_str());
   });
 
   struct Split { fs::path in, out; data::SplitOptions opt; int64_t balance = 0; };
@@ -67,7 +72,9 @@ void add_data_commands(CLI::App& app) {
   auto& split_balance = sp->balance;
   auto* split = data_cmd->add_subcommand("split", "Split a manifest (or folder) by patient into train/val/test");
   split->add_option("input", split_in, "Manifest CSV or folder of patches")->required()->check(CLI::ExistingPath);
-  split->add_option("-o,--output", split_out, "Manifest CSV with a split column (default: split.csv beside the input)");
+  split->add_option("-o,--output", split_out,
+                    "Manifest CSV with a split column (default: split.csv beside the input); the class "
+                    "distribution is drawn beside it, to <name>_distribution.png");
   split->add_option("--train", split_opt.train, "Fraction of patches for training")->capture_default_str();
   split->add_option("--val", split_opt.val, "Fraction for validation")->capture_default_str();
   split->add_option("--test", split_opt.test, "Fraction for testing")->capture_default_str();
@@ -80,12 +87,18 @@ void add_data_commands(CLI::App& app) {
     const auto& split_opt = sp->opt;
     const auto split_balance = sp->balance;
     const bool is_dir = fs::is_directory(split_in);
-    auto m = train::load_patch_manifest(is_dir ? split_in : fs::path(), is_dir ? fs::path() : split_in);
-    if (split_balance > 0) m = data::balance_classes(m, split_balance, split_opt.seed);
+    const auto input = train::load_patch_manifest(is_dir ? split_in : fs::path(), is_dir ? fs::path() : split_in);
+    auto m = split_balance > 0 ? data::balance_classes(input, split_balance, split_opt.seed) : input;
     m = data::split_manifest(m, split_opt);
     const auto out = !split_out.empty() ? split_out : (is_dir ? split_in / "split.csv" : split_in.parent_path() / "split.csv");
     m.save_csv(out);
     std::cout << data::format_split_summary(data::summarize_splits(m)) << "-> " << out.string() << "\n";
+    const auto figure = out.parent_path() / (out.stem().string() + "_distribution.png");
+    std::cout << "class distribution (IDC-negative/IDC-positive):";
+    for (const auto& g : train::plot_class_distribution(figure, input, m, split_balance > 0)) {
+      std::cout << " " << g.group << " " << g.negatives << "/" << g.positives << ";";
+    }
+    std::cout << " -> " << figure.string() << "\n";
   });
 
   struct Synth { fs::path out; data::SyntheticOptions opt; };
@@ -112,6 +125,13 @@ void add_data_commands(CLI::App& app) {
 // Every run option, from the one table in train/options.cpp: flags, help, defaults and choices.
 void add_run_options(CLI::App* cmd, const std::shared_ptr<train::RunOptions>& o) {
   const train::RunOptions defaults;
+  // Defined first, so CLI11 applies it before the options below, which override it.
+  cmd->add_option_function<std::string>(
+         "--preset", [o](const std::string& name) { train::apply_run_preset(*o, name); },
+         "A named recipe, applied before the other options (which override it). study: the published recipe "
+         "(VGG16 ImageNet frozen, 50 px, dense head, dropout 0.2, 2500 per class, RMSprop 1e-3, batch 32, 10 epochs, "
+         "ReduceLROnPlateau 20/0.2/1e-4)")
+      ->check(CLI::IsMember(train::run_preset_names()));
   for (const auto& spec : train::run_option_specs()) {
     if (spec.name == "progress") continue;  // --no-progress is the environment's (HISTOCNN_PROGRESS=0)
     std::string help = spec.help;
@@ -343,22 +363,23 @@ void add_demo_command(CLI::App& app) {
 
 void add_compare_command(CLI::App& app) {
   auto config_file = std::make_shared<fs::path>();
-  auto* cmd = app.add_subcommand("compare", "Run a grid of runs (or the study's ablation) and tabulate them");
+  auto* cmd = app.add_subcommand("compare", "Run a grid of runs (or the study's ablation), tabulate and plot them, and name the best");
   cmd->add_option("config", *config_file, "Compare config (JSON): data_dir, output_dir, base, grid, ablation")
       ->required()
       ->check(CLI::ExistingFile);
   cmd->callback([config_file] {
     auto config = train::load_compare_config(*config_file);
     auto rows = train::run_compare(config);
-    std::cout << train::compare_table_markdown(rows);
+    std::cout << train::compare_table_markdown(rows) << "\n" << train::best_run_summary(rows);
     if (config.ablation) std::cout << "\n" << train::ablation_summary(rows);
-    std::printf("results: %s\n", (config.output_dir / "results.md").string().c_str());
+    std::printf("results: %s (figures: test_*.png, size_vs_accuracy.png beside it)\n",
+                (config.output_dir / "results.md").string().c_str());
   });
 }
 
 void add_models_command(CLI::App& app) {
   auto* models_cmd = app.add_subcommand(
-      "models", "Backbones this build knows, and the versions of a serving base path");
+      "models", "Backbones this build knows, model summaries, and the versions of a serving base path");
   models_cmd->require_subcommand(1);
   auto* list = models_cmd->add_subcommand(
       "list", "List backbones: parameters (without, with BatchNorm statistics), feature channels, and GMACs "
@@ -374,6 +395,46 @@ void add_models_command(CLI::App& app) {
                   static_cast<long long>(b->feature_channels()), models::count_macs(*b, 50) / 1e9,
                   models::count_macs(*b, 224) / 1e9);
     }
+  });
+
+  struct Summary {
+    std::string backbone, head = "dense";
+    int64_t image_size = 224, unfreeze_last = 0, hidden1 = 512, hidden2 = 128, lstm_units = 512;
+    bool unfreeze = false, batch_norm = false;
+  };
+  auto su = std::make_shared<Summary>();
+  auto* summary = models_cmd->add_subcommand(
+      "summary", "Print a backbone + head as Keras' model.summary() does: layers (type), output shapes, parameters, "
+                 "and the total, trainable and non-trainable parameter counts");
+  summary->add_option("--backbone", su->backbone, "Registered backbone name, or torchscript:<file>")->required();
+  summary->add_option("--head", su->head, "dense, lstm (the feature map read as a sequence) or lstm_pooled (pooled "
+                                         "features -> embedding -> LSTM)")
+      ->check(CLI::IsMember({"dense", "lstm", "lstm_pooled"}))->capture_default_str();
+  summary->add_option("--image-size", su->image_size, "Input size (square)")->capture_default_str();
+  summary->add_option("--unfreeze-last", su->unfreeze_last,
+                      "Train the last N backbone layers, counted as Keras counts them (the study: 4)")
+      ->capture_default_str();
+  summary->add_flag("--unfreeze", su->unfreeze, "Train the whole backbone too (default: frozen)");
+  summary->add_flag("--batch-norm", su->batch_norm, "BatchNorm before the last dense layer (the study's head)");
+  summary->add_option("--hidden1", su->hidden1, "First dense layer of the head")->capture_default_str();
+  summary->add_option("--hidden2", su->hidden2, "Second dense layer of the head")->capture_default_str();
+  summary->add_option("--lstm-units", su->lstm_units, "LSTM units of the lstm head")->capture_default_str();
+  summary->callback([su] {
+    HISTOCNN_CHECK(su->image_size >= 1, "--image-size must be positive, got {}", su->image_size);
+    HISTOCNN_CHECK(su->unfreeze_last >= 0, "--unfreeze-last must be >= 0, got {}", su->unfreeze_last);
+    HISTOCNN_CHECK(!(su->unfreeze && su->unfreeze_last > 0),
+                   "--unfreeze trains the whole backbone; --unfreeze-last {} would have no effect: give one of them",
+                   su->unfreeze_last);
+    models::Classifier model(models::ClassifierOptions()
+                                 .backbone(su->backbone)
+                                 .head(su->head)
+                                 .freeze_backbone(!su->unfreeze)
+                                 .unfreeze_last(su->unfreeze_last)
+                                 .batch_norm(su->batch_norm)
+                                 .hidden1(su->hidden1)
+                                 .hidden2(su->hidden2)
+                                 .lstm_units(su->lstm_units));
+    std::cout << models::format_summary(models::summarize(*model, su->image_size));
   });
 
   auto base = std::make_shared<fs::path>();

@@ -80,10 +80,14 @@ AugmentOptions AugmentOptions::preset(const std::string& spec) {
   if (name == "none") return o;
   o.enabled = true;
   if (name == "flips") return o;
-  if (name == "study") {
+  if (name == "study" || name == "study-zoom-in") {
+    // ImageDataGenerator(rotation_range=20, zoom_range=[1.0, 1.2], horizontal_flip=True,
+    // vertical_flip=True): Keras' zoom factors above 1 zoom out, and its fill_mode is "nearest".
     o.rotate90 = false;
     o.rotation_degrees = 20;
     o.zoom_max = 1.2;
+    o.zoom_out = name == "study";
+    o.fill_nearest = name == "study";
     return o;
   }
   if (name == "histology") {
@@ -91,11 +95,11 @@ AugmentOptions AugmentOptions::preset(const std::string& spec) {
     o.brightness = 0.05;
     return o;
   }
-  HISTOCNN_FAIL("unknown augmentation preset '{}'; use none, flips, study or histology", name);
+  HISTOCNN_FAIL("unknown augmentation preset '{}'; use none, flips, study, study-zoom-in or histology", name);
 }
 
 std::string AugmentOptions::preset_name() const {
-  for (const char* name : {"none", "flips", "study", "histology"}) {
+  for (const char* name : {"none", "flips", "study", "study-zoom-in", "histology"}) {
     if (preset(name).to_json() == to_json()) return name;
   }
   if (stain_jitter > 0) {
@@ -118,6 +122,9 @@ std::string AugmentOptions::to_json() const {
                       {"vertical_flip", vertical_flip}, {"rotate90", rotate90},
                       {"rotation_degrees", rotation_degrees}, {"zoom_max", zoom_max},
                       {"stain_jitter", stain_jitter}, {"brightness", brightness}};
+  // Written only when set, so the options (and run names) of other presets stay what they were.
+  if (zoom_out) j["zoom_out"] = true;
+  if (fill_nearest) j["fill_nearest"] = true;
   return j.dump();
 }
 
@@ -174,12 +181,25 @@ cv::Mat augment_patch(const cv::Mat& rgb, const AugmentOptions& options, std::mt
     out = turned;
   }
   const double angle = options.rotation_degrees > 0 ? (2 * uniform01(rng) - 1) * options.rotation_degrees : 0.0;
-  const double zoom = options.zoom_max > 1 ? 1.0 + uniform01(rng) * (options.zoom_max - 1.0) : 1.0;
-  if (angle != 0.0 || zoom != 1.0) {
-    const cv::Point2f centre(out.cols / 2.0f, out.rows / 2.0f);
-    cv::Mat m = cv::getRotationMatrix2D(centre, angle, zoom);
+  double zx = 1.0, zy = 1.0;
+  if (options.zoom_max > 1) {
+    zx = 1.0 + uniform01(rng) * (options.zoom_max - 1.0);
+    zy = options.zoom_out ? 1.0 + uniform01(rng) * (options.zoom_max - 1.0) : zx;
+  }
+  if (angle != 0.0 || zx != 1.0 || zy != 1.0) {
+    // Rotation times scale about the centre; zooming out by z shrinks the content by 1/z.
+    const cv::Point2d c(out.cols / 2.0, out.rows / 2.0);
+    const cv::Mat r = cv::getRotationMatrix2D(c, angle, 1.0);
+    const double sx = options.zoom_out ? 1.0 / zx : zx, sy = options.zoom_out ? 1.0 / zy : zy;
+    cv::Mat m(2, 3, CV_64F);
+    for (int i = 0; i < 2; ++i) {
+      m.at<double>(i, 0) = r.at<double>(i, 0) * sx;
+      m.at<double>(i, 1) = r.at<double>(i, 1) * sy;
+      m.at<double>(i, 2) = (i == 0 ? c.x : c.y) - m.at<double>(i, 0) * c.x - m.at<double>(i, 1) * c.y;
+    }
     cv::Mat warped;
-    cv::warpAffine(out, warped, m, out.size(), cv::INTER_LINEAR, cv::BORDER_REFLECT_101);
+    cv::warpAffine(out, warped, m, out.size(), cv::INTER_LINEAR,
+                   options.fill_nearest ? cv::BORDER_REPLICATE : cv::BORDER_REFLECT_101);
     out = warped;
   }
   if (options.stain_jitter > 0) out = jitter_stains(out, options.stain_jitter, rng);

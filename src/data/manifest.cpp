@@ -7,8 +7,10 @@
 #include <set>
 #include <stdexcept>
 #include <system_error>
+#include <unordered_map>
 
 #include "histocnn/core/error.h"
+#include "histocnn/core/hash.h"
 #include "histocnn/core/log.h"
 #include "histocnn/data/filename.h"
 #include "histocnn/io/atomic_file.h"
@@ -217,7 +219,7 @@ void Manifest::save_csv(const fs::path& csv) const {
 }
 
 Manifest Manifest::load_csv(const fs::path& csv, std::optional<fs::path> root) {
-  const std::string text = io::read_file(csv);  // throws std::runtime_error naming the file
+  const std::string text = io::read_file(csv);  // throws NotFoundError or std::runtime_error naming the file
   const std::string file = csv.string();
 
   std::vector<std::string> lines;
@@ -323,10 +325,63 @@ Manifest Manifest::load_csv(const fs::path& csv, std::optional<fs::path> root) {
   return Manifest(std::move(base), std::move(rows));
 }
 
+namespace {
+
+// Keeps the first of each group of files with the same bytes (rows are in sorted path order); a
+// group whose names disagree on patient or label is rejected whole, since which one is right is
+// unknown.
+std::vector<PatchRecord> drop_duplicate_files(const fs::path& root, std::vector<PatchRecord> rows,
+                                              ScanReport& report) {
+  std::unordered_map<std::string, std::vector<size_t>> by_content;  // size:hash -> rows
+  std::vector<std::string> keys(rows.size());
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const std::string bytes = io::read_file(root / rows[i].path);
+    keys[i] = fmt::format("{}:{:016x}", bytes.size(), fnv1a64(bytes));
+    by_content[keys[i]].push_back(i);
+  }
+  std::vector<bool> drop(rows.size(), false);
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const auto& group = by_content[keys[i]];
+    if (group.size() < 2 || group.front() != i) continue;
+    const std::string first = io::read_file(root / rows[i].path);
+    bool conflict = false;
+    std::vector<size_t> same;  // equal bytes, not just an equal hash
+    for (size_t k = 1; k < group.size(); ++k) {
+      const auto& other = rows[group[k]];
+      if (io::read_file(root / other.path) != first) continue;
+      same.push_back(group[k]);
+      conflict |= other.patient != rows[i].patient || other.label != rows[i].label;
+    }
+    for (size_t j : same) {
+      drop[j] = true;
+      report.duplicates.push_back(fmt::format("{}: same bytes as {}", rows[j].path, rows[i].path));
+    }
+    if (conflict) {
+      drop[i] = true;
+      for (size_t j : same) {
+        report.rejected.push_back(fmt::format("{}: the same image as {} under another patient or label; every "
+                                              "copy rejected", rows[j].path, rows[i].path));
+      }
+    }
+  }
+  std::vector<PatchRecord> kept;
+  kept.reserve(rows.size());
+  for (size_t i = 0; i < rows.size(); ++i) {
+    if (!drop[i]) kept.push_back(std::move(rows[i]));
+  }
+  if (!report.duplicates.empty()) {
+    log_warn("scan of '{}': dropped {} duplicate file(s) with the same bytes as another, e.g. {}", root.string(),
+             report.duplicates.size(), join_first(report.duplicates, 3, "; "));
+  }
+  return kept;
+}
+
+}  // namespace
+
 ScanReport scan_directory(const fs::path& root) {
   std::error_code ec;
   const bool exists = fs::exists(root, ec);
-  HISTOCNN_CHECK_IO(exists, "patch folder '{}' does not exist; pass the folder that holds the "
+  HISTOCNN_CHECK_FOUND(exists, "patch folder '{}' does not exist; pass the folder that holds the "
                     "patches (Kaggle layout <patient>/<C>/{})",
                     root.string(), kNamePattern);
   HISTOCNN_CHECK_IO(fs::is_directory(root, ec),
@@ -395,6 +450,8 @@ ScanReport scan_directory(const fs::path& root) {
     }
     rows.push_back(PatchRecord{rel, name->patient, name->label, name->x, name->y, ""});
   }
+
+  rows = drop_duplicate_files(root, std::move(rows), report);
 
   if (rows.empty()) {
     std::string msg = fmt::format(

@@ -140,6 +140,7 @@ std::string read_file(const fs::path& path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     int err = errno;
+    HISTOCNN_CHECK_FOUND(err != ENOENT, "cannot read '{}': it does not exist; check the path", path.string());
     HISTOCNN_FAIL_IO("cannot read '{}': {}; check the path and its permissions", path.string(),
                      errno_text(err));
   }

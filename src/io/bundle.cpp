@@ -33,7 +33,7 @@ std::vector<int64_t> list_versions(const fs::path& model_dir) {
 }
 
 fs::path resolve_bundle_dir(const fs::path& dir) {
-  HISTOCNN_CHECK(fs::exists(dir), "model folder '{}' does not exist; pass the folder that holds model.json "
+  HISTOCNN_CHECK_FOUND(fs::exists(dir), "model folder '{}' does not exist; pass the folder that holds model.json "
                  "(or numbered version folders), e.g. runs/<name>/model", dir.string());
   if (fs::exists(dir / "model.json")) return dir;
   auto versions = list_versions(dir);

@@ -72,7 +72,7 @@ torch::Tensor read_dataset(hid_t file, const std::string& path, const std::strin
 
 std::vector<KerasWeight> read_keras_h5(const std::filesystem::path& file) {
   const std::string where = file.string();
-  HISTOCNN_CHECK_IO(std::filesystem::is_regular_file(file), "Keras weight file '{}' does not exist", where);
+  HISTOCNN_CHECK_FOUND(std::filesystem::is_regular_file(file), "Keras weight file '{}' does not exist", where);
   H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);  // errors become exceptions, not stderr dumps
   HISTOCNN_CHECK(H5Fis_hdf5(where.c_str()) > 0, "'{}' is not an HDF5 file (Keras .h5 weights)", where);
   Handle f(H5Fopen(where.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose);

@@ -755,7 +755,8 @@ void plot_accuracy_vs_size(const std::filesystem::path& path, const std::vector<
   ax.decorate(make_ticks(x0, x1, 6), make_ticks(y0, y1, 5), or_default(options.x_label, "parameters (millions)"),
               or_default(options.y_label, "accuracy"));
 
-  // Labels go right of their point, else left, above or below, avoiding one another and the frame.
+  // Labels go right of their point, else left, above or below, avoiding one another and the frame;
+  // when all of those are taken, further above or below, joined to their point by a thin line.
   std::vector<cv::Rect> taken;
   for (size_t i = 0; i < sizes.size(); ++i) {
     const cv::Point p = ax.pixel(sizes[i], accuracies[i]);
@@ -767,30 +768,344 @@ void plot_accuracy_vs_size(const std::filesystem::path& path, const std::vector<
     const std::string text = ascii(labels[i]);
     const cv::Size size = text_size(text, st.tick_font());
     const cv::Point p = ax.pixel(sizes[i], accuracies[i]);
-    const int d = st.px(9);
-    const std::array<cv::Rect, 6> candidates = {
-        cv::Rect(p.x + d, p.y - size.height / 2, size.width, size.height),
-        cv::Rect(p.x - d - size.width, p.y - size.height / 2, size.width, size.height),
-        cv::Rect(p.x - size.width / 2, p.y - d - size.height, size.width, size.height),
-        cv::Rect(p.x - size.width / 2, p.y + d, size.width, size.height),
-        cv::Rect(p.x + d, p.y - d - size.height, size.width, size.height),
-        cv::Rect(p.x + d, p.y + d, size.width, size.height)};
+    const int d = st.px(9), w = size.width, h = size.height;
+    std::vector<cv::Rect> candidates = {
+        cv::Rect(p.x + d, p.y - h / 2, w, h),     cv::Rect(p.x - d - w, p.y - h / 2, w, h),
+        cv::Rect(p.x - w / 2, p.y - d - h, w, h), cv::Rect(p.x - w / 2, p.y + d, w, h),
+        cv::Rect(p.x + d, p.y - d - h, w, h),     cv::Rect(p.x + d, p.y + d, w, h)};
+    const size_t near = candidates.size();
+    for (int k = 1; k <= 8; ++k) {
+      const int step = k * (h + st.px(6));
+      candidates.push_back({p.x + d, p.y - d - h - step, w, h});
+      candidates.push_back({p.x + d, p.y + d + step, w, h});
+      candidates.push_back({p.x - d - w, p.y - d - h - step, w, h});
+      candidates.push_back({p.x - d - w, p.y + d + step, w, h});
+    }
     const cv::Rect inside = ax.area;
-    cv::Rect chosen = candidates[0];
-    int best_overlap = std::numeric_limits<int>::max();
-    for (const cv::Rect& c : candidates) {
-      int overlap = 0;
-      for (const cv::Rect& t : taken) overlap += (c & t).area();
-      overlap += (c.area() - (c & inside).area()) * 4;  // leaving the frame is worse than touching a label
-      if (overlap < best_overlap) {
-        best_overlap = overlap;
-        chosen = c;
+    size_t chosen = 0;
+    int64_t best_score = std::numeric_limits<int64_t>::max();
+    for (size_t k = 0; k < candidates.size(); ++k) {
+      const cv::Rect& c = candidates[k];
+      const cv::Rect padded(c.x - st.px(2), c.y - st.px(2), c.width + st.px(4), c.height + st.px(4));
+      int64_t score = 0;
+      for (const cv::Rect& t : taken) score += (padded & t).area();
+      score += static_cast<int64_t>(c.area() - (c & inside).area()) * 4;  // leaving the frame is worse
+      score = score * 8 + static_cast<int64_t>(k / 4);                     // then: nearer is better
+      if (score < best_score) {
+        best_score = score;
+        chosen = k;
       }
     }
-    taken.push_back(chosen);
-    put_text(img, text, {chosen.x, chosen.y + chosen.height}, st.tick_font(), kText, HAlign::left, VAlign::bottom);
+    const cv::Rect& at = candidates[chosen];
+    taken.push_back(at);
+    if (chosen >= near) {
+      const cv::Point end(std::clamp(p.x, at.x, at.x + at.width), at.y > p.y ? at.y - st.px(2) : at.y + at.height + st.px(2));
+      cv::line(img, p, end, kChance, 1, cv::LINE_AA);
+    }
+    put_text(img, text, {at.x, at.y + at.height}, st.tick_font(), kText, HAlign::left, VAlign::bottom);
   }
   put_title(img, st, or_default(options.title, "Accuracy vs model size"));
+  save(path, img);
+}
+
+// ================================================================ bar chart
+
+namespace {
+
+// `text` split at '\n' and wrapped at spaces into lines no wider than `width` pixels at `scale`; a
+// word wider than that is cut into pieces that fit.
+std::vector<std::string> wrap_text(const std::string& text, double scale, int width) {
+  std::vector<std::string> lines;
+  size_t start = 0;
+  while (true) {
+    const size_t end = text.find('\n', start);
+    const std::string paragraph = text.substr(start, end == std::string::npos ? std::string::npos : end - start);
+    std::string line;
+    size_t pos = 0;
+    while (pos < paragraph.size()) {
+      const size_t space = paragraph.find(' ', pos);
+      std::string word = paragraph.substr(pos, space == std::string::npos ? std::string::npos : space - pos);
+      pos = space == std::string::npos ? paragraph.size() : space + 1;
+      if (word.empty()) continue;
+      while (word.size() > 1 && text_size(word, scale).width > width) {
+        size_t n = word.size() - 1;
+        while (n > 1 && text_size(word.substr(0, n), scale).width > width) --n;
+        if (!line.empty()) lines.push_back(line);
+        line.clear();
+        lines.push_back(word.substr(0, n));
+        word = word.substr(n);
+      }
+      const std::string joined = line.empty() ? word : line + " " + word;
+      if (line.empty() || text_size(joined, scale).width <= width) {
+        line = joined;
+      } else {
+        lines.push_back(line);
+        line = word;
+      }
+    }
+    lines.push_back(line);
+    if (end == std::string::npos) break;
+    start = end + 1;
+  }
+  return lines;
+}
+
+// The widest space-separated word of `text`, in pixels at `scale`.
+int widest_word(const std::string& text, double scale) {
+  int widest = 0;
+  std::string word;
+  for (char c : text + " ") {
+    if (c == ' ' || c == '\n') {
+      if (!word.empty()) widest = std::max(widest, text_size(word, scale).width);
+      word.clear();
+    } else {
+      word += c;
+    }
+  }
+  return widest;
+}
+
+bool whole(double v) { return std::fabs(v - std::round(v)) < 1e-9; }
+
+void check_bar_chart(const BarChart& c) {
+  const size_t nc = c.categories.size(), ns = c.series.size();
+  HISTOCNN_CHECK(nc > 0, "chart.categories is empty; there is nothing to plot");
+  HISTOCNN_CHECK(ns > 0, "chart.series is empty; name each series (row of chart.values)");
+  HISTOCNN_CHECK(c.values.size() == ns, "chart.values has {} rows but chart.series names {}; pass one row per series",
+                 c.values.size(), ns);
+  for (size_t s = 0; s < ns; ++s) {
+    HISTOCNN_CHECK(c.values[s].size() == nc,
+                   "chart.values[{}] has {} values but there are {} categories; pass one value per category", s,
+                   c.values[s].size(), nc);
+    for (size_t i = 0; i < nc; ++i) {
+      const double v = c.values[s][i];
+      HISTOCNN_CHECK(std::isfinite(v) && v >= 0.0, "chart.values[{}][{}] = {} must be finite and >= 0", s, i, v);
+    }
+  }
+  const bool whiskers = !c.lower.empty() || !c.upper.empty();
+  if (whiskers) {
+    HISTOCNN_CHECK(c.lower.size() == ns && c.upper.size() == ns,
+                   "chart.lower and chart.upper have {} and {} rows but there are {} series; give both the shape "
+                   "of chart.values, or neither", c.lower.size(), c.upper.size(), ns);
+    for (size_t s = 0; s < ns; ++s) {
+      HISTOCNN_CHECK(c.lower[s].size() == nc && c.upper[s].size() == nc,
+                     "chart.lower[{}] and chart.upper[{}] need {} values each (one per category), got {} and {}", s, s,
+                     nc, c.lower[s].size(), c.upper[s].size());
+      for (size_t i = 0; i < nc; ++i) {
+        const double lo = c.lower[s][i], hi = c.upper[s][i];
+        if (std::isnan(lo) && std::isnan(hi)) continue;
+        HISTOCNN_CHECK(std::isfinite(lo) && std::isfinite(hi) && 0.0 <= lo && lo <= hi,
+                       "chart.lower[{0}][{1}] = {2} and chart.upper[{0}][{1}] = {3} are not an interval (0 <= lower "
+                       "<= upper, or both NaN for none)", s, i, lo, hi);
+      }
+    }
+  }
+  HISTOCNN_CHECK(c.decimals >= -1 && c.decimals <= 8, "chart.decimals = {} must be -1 (automatic) or in [0, 8]",
+                 c.decimals);
+  HISTOCNN_CHECK(c.highlight >= -1 && c.highlight < static_cast<int>(nc),
+                 "chart.highlight = {} is not a category index (0 to {}) nor -1 (none)", c.highlight, nc - 1);
+  HISTOCNN_CHECK(c.highlight < 0 || ns == 1, "chart.highlight needs a single series, but there are {}", ns);
+}
+
+}  // namespace
+
+void plot_bar_chart(const std::filesystem::path& path, const BarChart& c, const PlotOptions& options) {
+  check_options(options);
+  check_bar_chart(c);
+  const size_t nc = c.categories.size(), ns = c.series.size();
+  const bool whiskers = !c.lower.empty();
+  double top_value = 0.0;
+  bool all_whole = true;
+  for (size_t s = 0; s < ns; ++s) {
+    for (size_t i = 0; i < nc; ++i) {
+      top_value = std::max(top_value, c.values[s][i]);
+      if (whiskers && std::isfinite(c.upper[s][i])) top_value = std::max(top_value, c.upper[s][i]);
+      all_whole = all_whole && whole(c.values[s][i]);
+    }
+  }
+  const int decimals = c.decimals >= 0 ? c.decimals : all_whole ? 0 : 3;
+
+  const Style st = style_for(options);
+  cv::Mat img = blank(options);
+  const int top = st.px(44), left = st.px(74), right = st.px(20), tick = st.px(5);
+  const int area_width = options.width - left - right;
+  const double group = static_cast<double>(area_width) / static_cast<double>(nc);
+
+  // Category labels: one font size for all, small enough that every word fits its group.
+  const int label_room = std::max(8, static_cast<int>(group) - st.px(8));
+  double label_scale = st.tick_font();
+  int widest = 0;
+  for (const auto& name : c.categories) widest = std::max(widest, widest_word(name, label_scale));
+  if (widest > label_room) label_scale = std::max(0.3 * st.f, label_scale * label_room / widest);
+  std::vector<std::vector<std::string>> labels;
+  size_t max_lines = 1;
+  for (const auto& name : c.categories) {
+    labels.push_back(wrap_text(name, label_scale, label_room));
+    max_lines = std::max(max_lines, labels.back().size());
+  }
+  const int line_h = text_size("Ag", label_scale).height + st.px(6);
+  const std::string x_label = options.x_label;
+  const int bottom = tick + st.px(8) + static_cast<int>(max_lines) * line_h + (x_label.empty() ? 0 : st.px(30)) +
+                     st.px(10);
+  const int area_height = options.height - top - bottom;
+  HISTOCNN_CHECK(area_height >= st.px(60),
+                 "options.height = {} leaves no room for the bars above {} lines of category labels; make the plot "
+                 "taller or the labels shorter", options.height, max_lines);
+
+  // Value labels: one font size, no wider than a bar's share of its group.
+  auto value_text = [&](double v) { return fmt::format("{:.{}f}", v, decimals); };
+  const double slot = group * 0.8 / static_cast<double>(ns);
+  double value_scale = st.tick_font();
+  int widest_value = 0;
+  for (const auto& row : c.values) {
+    for (double v : row) widest_value = std::max(widest_value, text_size(value_text(v), value_scale).width);
+  }
+  if (widest_value > slot - st.px(2)) value_scale = std::max(0.28 * st.f, value_scale * (slot - st.px(2)) / widest_value);
+  const int value_h = text_size("0", value_scale).height + st.px(6);
+
+  // The y range leaves room above the tallest bar for its value label and for the legend.
+  const bool has_legend = ns > 1 || c.highlight >= 0;
+  const size_t legend_rows = c.highlight >= 0 ? 2 : ns;
+  const int legend_h = has_legend ? st.px(8) * 2 + st.px(20) * static_cast<int>(legend_rows) + st.px(12) : 0;
+  const int usable = std::max(area_height / 3, area_height - value_h - legend_h);
+  double y1 = top_value > 0.0 ? top_value * area_height / usable : 1.0;
+  const double step = std::max(nice_step(y1, 5), all_whole && c.decimals <= 0 ? 1.0 : 0.0);
+  y1 = std::ceil(y1 / step - 1e-9) * step;
+  if (y1 * usable < top_value * area_height * (1.0 - 1e-9)) y1 += step;
+
+  Axes ax{&img, {left, top, area_width, area_height}, 0.0, static_cast<double>(nc), 0.0, y1, st};
+  const std::string y_label = or_default(options.y_label, ns == 1 ? c.series[0] : "");
+  ax.decorate(Ticks{}, make_ticks(0.0, y1, 5, all_whole && c.decimals <= 0 ? 1.0 : 0.0), "", y_label, false);
+
+  const std::array<cv::Scalar, 4> colours = {kBlue, kOrange, kGreen, kRed};
+  std::vector<cv::Point> avoid;
+  for (size_t i = 0; i < nc; ++i) {
+    for (size_t s = 0; s < ns; ++s) {
+      const double width = 0.8 / static_cast<double>(ns);
+      const double xa = i + 0.1 + s * width + width * 0.06, xb = i + 0.1 + (s + 1) * width - width * 0.06;
+      const double v = c.values[s][i];
+      const cv::Scalar colour = static_cast<int>(i) == c.highlight ? kOrange : colours[s % colours.size()];
+      ax.bar(xa, xb, 0.0, v, colour, colour);
+      double label_at = v;
+      if (whiskers && std::isfinite(c.lower[s][i])) {
+        const double mid = (xa + xb) / 2, cap = (xb - xa) * 0.18;
+        ax.line(mid, c.lower[s][i], mid, c.upper[s][i], kText, st.thin());
+        ax.line(mid - cap, c.lower[s][i], mid + cap, c.lower[s][i], kText, st.thin());
+        ax.line(mid - cap, c.upper[s][i], mid + cap, c.upper[s][i], kText, st.thin());
+        label_at = std::max(v, c.upper[s][i]);
+      }
+      const cv::Point p = ax.pixel((xa + xb) / 2, label_at);
+      put_text(img, value_text(v), {p.x, p.y - st.px(4)}, value_scale, kText, HAlign::center, VAlign::bottom);
+      // What the legend must not cover: the bar and its label.
+      const cv::Point a = ax.pixel(xa, label_at), b = ax.pixel(xb, 0.0);
+      for (int y = a.y - value_h; y <= b.y; y += st.px(6)) {
+        for (int k = 0; k <= 4; ++k) avoid.push_back({a.x + (b.x - a.x) * k / 4, y});
+      }
+    }
+    const int cx = static_cast<int>(std::lround(left + (i + 0.5) * group));
+    for (size_t l = 0; l < labels[i].size(); ++l) {
+      put_text(img, labels[i][l], {cx, top + area_height + tick + st.px(6) + static_cast<int>(l) * line_h}, label_scale,
+               kText, HAlign::center, VAlign::top);
+    }
+  }
+  if (!x_label.empty()) {
+    put_text(img, x_label,
+             {left + area_width / 2, top + area_height + tick + st.px(12) + static_cast<int>(max_lines) * line_h},
+             st.label_font(), kText, HAlign::center, VAlign::top);
+  }
+  if (has_legend) {
+    std::vector<LegendEntry> entries;
+    for (size_t s = 0; s < ns; ++s) entries.push_back({c.series[s], colours[s % colours.size()], false, false, true});
+    if (c.highlight >= 0) entries.push_back({or_default(c.highlight_label, "highlighted"), kOrange, false, false, true});
+    legend(ax, entries, avoid);
+  }
+  put_title(img, st, or_default(options.title, ns == 1 ? c.series[0] : "Bar chart"));
+  save(path, img);
+}
+
+// ================================================================ image grid
+
+void plot_image_grid(const std::filesystem::path& path, const std::vector<ImageRow>& rows,
+                     const ImageGridOptions& options) {
+  HISTOCNN_CHECK(!rows.empty(), "rows is empty; there is nothing to draw");
+  HISTOCNN_CHECK(options.tile >= 32 && options.tile <= 1024, "options.tile = {} must be in [32, 1024] pixels",
+                 options.tile);
+  HISTOCNN_CHECK(options.columns >= 1 && options.columns <= 64, "options.columns = {} must be in [1, 64]",
+                 options.columns);
+  const Style st;  // pixel sizes as given: a grid is not scaled
+  const int tile = options.tile, cols = options.columns;
+  const int gap = st.px(12), margin = st.px(16), line_h = st.px(16), row_title_h = st.px(30);
+  const int title_h = options.title.empty() ? margin : st.px(46);
+  size_t caption_lines = 0;
+  for (const auto& row : rows) {
+    for (const auto& t : row.tiles) caption_lines = std::max(caption_lines, t.caption.size());
+  }
+  const int cell_h = tile + st.px(6) + static_cast<int>(caption_lines) * line_h + gap;
+  int width = 2 * margin + cols * tile + (cols - 1) * gap;
+  width = std::max(width, text_size(options.title, st.title_font(), 1).width + 2 * margin);
+  int height = title_h;
+  for (const auto& row : rows) {
+    width = std::max(width, text_size(row.title, st.label_font()).width + 2 * margin);
+    const int lines = std::max<int>(1, static_cast<int>((row.tiles.size() + cols - 1) / cols));
+    height += row_title_h + lines * cell_h;
+  }
+  height += margin - gap;
+  HISTOCNN_CHECK(width <= 8000 && height <= 8000,
+                 "the grid would be {}x{} pixels (at most 8000x8000); draw fewer images or a smaller tile", width,
+                 height);
+
+  cv::Mat img(height, width, CV_8UC3, kWhite);
+  if (!options.title.empty()) put_title(img, st, options.title);
+  int y = title_h;
+  for (const auto& row : rows) {
+    put_text(img, row.title, {margin, y + row_title_h - st.px(10)}, st.label_font(), kText, HAlign::left,
+             VAlign::bottom);
+    y += row_title_h;
+    if (row.tiles.empty()) {
+      const cv::Rect box(margin, y, tile, tile);
+      cv::rectangle(img, box, kGrid, 1);
+      put_text(img, "none", {box.x + tile / 2, box.y + tile / 2}, st.label_font(), kChance, HAlign::center,
+               VAlign::middle);
+      y += cell_h;
+      continue;
+    }
+    for (size_t k = 0; k < row.tiles.size(); ++k) {
+      const ImageTile& t = row.tiles[k];
+      const int column = static_cast<int>(k % cols), line = static_cast<int>(k / cols);
+      const cv::Rect box(margin + column * (tile + gap), y + line * cell_h, tile, tile);
+      cv::Mat image;
+      try {
+        image = io::read_image_rgb(t.image);
+      } catch (const std::exception&) {
+        image.release();
+      }
+      if (image.empty()) {
+        cv::rectangle(img, box, kGrid, cv::FILLED);
+        put_text(img, "not readable", {box.x + tile / 2, box.y + tile / 2}, 0.35, kText, HAlign::center,
+                 VAlign::middle);
+      } else {
+        // Whole-number enlargement keeps a small patch's pixels square and sharp.
+        const double fit = std::min(static_cast<double>(tile) / image.cols, static_cast<double>(tile) / image.rows);
+        const double scale = fit >= 1.0 ? std::floor(fit) : fit;
+        const cv::Size size(std::max(1, static_cast<int>(std::lround(image.cols * scale))),
+                            std::max(1, static_cast<int>(std::lround(image.rows * scale))));
+        cv::Mat resized;
+        cv::resize(image, resized, size, 0, 0, fit >= 1.0 ? cv::INTER_NEAREST : cv::INTER_AREA);
+        const cv::Rect at(box.x + (tile - size.width) / 2, box.y + (tile - size.height) / 2, size.width, size.height);
+        resized.copyTo(img(at));
+        cv::rectangle(img, {at.x - 1, at.y - 1, at.width + 2, at.height + 2}, kAxis, 1);
+      }
+      for (size_t l = 0; l < t.caption.size(); ++l) {
+        double scale = st.tick_font();
+        const int w = text_size(t.caption[l], scale).width;
+        if (w > tile + gap - st.px(2)) scale = std::max(0.3, scale * (tile + gap - st.px(2)) / w);
+        put_text(img, t.caption[l], {box.x + tile / 2, box.y + tile + st.px(6) + static_cast<int>(l) * line_h},
+                 scale, kText, HAlign::center, VAlign::top);
+      }
+    }
+    const int lines = static_cast<int>((row.tiles.size() + cols - 1) / cols);
+    y += lines * cell_h;
+  }
   save(path, img);
 }
 

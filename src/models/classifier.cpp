@@ -1,6 +1,7 @@
 #include "histocnn/models/classifier.h"
 
 #include "histocnn/core/error.h"
+#include "histocnn/models/summary.h"
 #include "histocnn/models/torchscript.h"
 
 #include <nlohmann/json.hpp>
@@ -52,33 +53,34 @@ ClassifierImpl::ClassifierImpl(ClassifierOptions options) : options_(std::move(o
   if (options_.head() == "dense") {
     dense_head_ = register_module("head", DenseHead(dense));
     head_ = dense_head_.ptr();
-  } else if (options_.head() == "lstm") {
-    lstm_head_ = register_module(
-        "head", LSTMHead(LSTMHeadOptions(backbone_->feature_channels()).units(options_.lstm_units()).dense(dense)));
+  } else if (options_.head() == "lstm" || options_.head() == "lstm_pooled") {
+    lstm_head_ = register_module("head", LSTMHead(LSTMHeadOptions(backbone_->feature_channels())
+                                                      .units(options_.lstm_units())
+                                                      .pooled(options_.head() == "lstm_pooled")
+                                                      .dense(dense)));
     head_ = lstm_head_.ptr();
   } else {
-    HISTOCNN_FAIL("unknown head '{}'; use 'dense' or 'lstm'", options_.head());
+    HISTOCNN_FAIL("unknown head '{}'; use 'dense', 'lstm' or 'lstm_pooled'", options_.head());
   }
   set_backbone_frozen(options_.freeze_backbone());
-}
-
-std::vector<std::shared_ptr<torch::nn::Module>> ClassifierImpl::backbone_blocks() const {
-  for (const auto& child : backbone_->named_children()) {
-    if (child.key() == "features") return child.value()->children();
-  }
-  return backbone_->children();
 }
 
 void ClassifierImpl::set_backbone_frozen(bool frozen) {
   options_.freeze_backbone(frozen);
   for (auto& p : backbone_->parameters()) p.set_requires_grad(!frozen);
   if (frozen && options_.unfreeze_last() > 0) {
-    auto blocks = backbone_blocks();
-    HISTOCNN_CHECK(options_.unfreeze_last() <= static_cast<int64_t>(blocks.size()),
-                   "unfreeze_last is {} but backbone '{}' has {} blocks", options_.unfreeze_last(),
-                   options_.backbone(), blocks.size());
-    for (size_t i = blocks.size() - options_.unfreeze_last(); i < blocks.size(); ++i) {
-      for (auto& p : blocks[i]->parameters()) p.set_requires_grad(true);
+    // Keras' layers (models/summary.h), found once: the list does not change with the weights.
+    if (backbone_layers_.empty()) backbone_layers_ = backbone_layers(*backbone_, kLayerTraceSize);
+    const auto count = static_cast<int64_t>(backbone_layers_.size());
+    HISTOCNN_CHECK(options_.unfreeze_last() <= count,
+                   "unfreeze_last is {} but backbone '{}' has {} layers as Keras counts them (see `histocnn models "
+                   "summary --backbone {}`)",
+                   options_.unfreeze_last(), options_.backbone(), count, options_.backbone());
+    auto params = backbone_->named_parameters();
+    for (int64_t i = count - options_.unfreeze_last(); i < count; ++i) {
+      for (const auto& name : backbone_layers_[i].weights) {
+        if (auto* p = params.find(name)) p->set_requires_grad(true);
+      }
     }
   }
   train(is_training());
@@ -101,7 +103,7 @@ void ClassifierImpl::train(bool on) {
 }
 
 torch::Tensor ClassifierImpl::backbone_features(torch::Tensor x) {
-  if (dense_head_) return backbone_->forward(x);
+  if (dense_head_ || lstm_head_->options.pooled()) return backbone_->forward(x);
   // [N, C, h, w] -> [N, h*w, C]: positions in row-major order, as Keras' Reshape reads them.
   auto maps = backbone_->forward_features(x);
   return maps.flatten(2).transpose(1, 2).contiguous();

@@ -52,12 +52,12 @@ PretrainedWeights resolve_weights(const std::string& spec, const std::string& ba
         searched += "\n  " + candidate.string();
       }
     }
-    HISTOCNN_FAIL("ImageNet weights for '{}' were not found. Looked for:{}\nPut the file '{}' ({}) in one of "
+    ::histocnn::throw_not_found(fmt::format("ImageNet weights for '{}' were not found. Looked for:{}\nPut the file '{}' ({}) in one of "
                   "those places, or set HISTOCNN_WEIGHTS_DIR to the folder that holds it.",
-                  backbone, searched, fs::path(entry->relative_path).filename().string(), entry->description);
+                  backbone, searched, fs::path(entry->relative_path).filename().string(), entry->description));
   }
   out.path = spec;
-  HISTOCNN_CHECK(fs::exists(out.path), "weights file '{}' does not exist; pass a safetensors file, 'imagenet' or "
+  HISTOCNN_CHECK_FOUND(fs::exists(out.path), "weights file '{}' does not exist; pass a safetensors file, 'imagenet' or "
                  "nothing (random initialisation)", spec);
   if (is_keras_h5(out.path)) out.normalisation = keras_h5_normalisation(backbone);
   for (const auto& k : known_weights()) {

@@ -34,7 +34,7 @@ std::string flat_name(std::string name) {
 
 TorchScriptBackboneImpl::TorchScriptBackboneImpl(const std::filesystem::path& file)
     : script_(std::make_unique<Script>()), file_(std::filesystem::absolute(file).lexically_normal()) {
-  HISTOCNN_CHECK_IO(std::filesystem::is_regular_file(file_),
+  HISTOCNN_CHECK_FOUND(std::filesystem::is_regular_file(file_),
                     "TorchScript backbone '{}' does not exist; save one with torch.jit.save(torch.jit.script(m), path)",
                     file_.string());
   try {

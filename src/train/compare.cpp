@@ -10,6 +10,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <numeric>
 #include <set>
@@ -65,7 +67,18 @@ CompareConfig load_compare_config(const fs::path& file) {
   if (j.contains("manifest")) apply(base, "manifest", j["manifest"], where);
   if (j.contains("base")) {
     HISTOCNN_CHECK(j["base"].is_object(), "'{}': \"base\" must be an object of options", where);
-    for (const auto& item : j["base"].items()) apply(base, item.key(), item.value(), where + " base");
+    // A preset first, whatever its place in the object: the other keys override it.
+    if (j["base"].contains("preset")) {
+      HISTOCNN_CHECK(j["base"]["preset"].is_string(), "'{}' base: \"preset\" must be a name, e.g. \"study\"", where);
+      try {
+        apply_run_preset(base, j["base"]["preset"].get<std::string>());
+      } catch (const std::invalid_argument& e) {
+        HISTOCNN_FAIL("{} base: {}", where, e.what());
+      }
+    }
+    for (const auto& item : j["base"].items()) {
+      if (item.key() != "preset") apply(base, item.key(), item.value(), where + " base");
+    }
   }
 
   // The grid: the cartesian product of every listed value, in the order given.
@@ -168,26 +181,137 @@ std::vector<CompareRow> run_compare(const CompareConfig& config) {
     row.label = step.label;
     row.reused = reused;
     rows.push_back(row);
-    // The table is rewritten after every run, so an interrupted comparison keeps what it finished.
-    io::write_file_atomic(config.output_dir / "results.csv", compare_table_csv(rows));
-    io::write_file_atomic(config.output_dir / "results.md", compare_table_markdown(rows) +
-                                                                (config.ablation ? "\n" + ablation_summary(rows) : ""));
+    // The results are rewritten after every run, so an interrupted comparison keeps what it finished.
+    write_compare_results(config.output_dir, rows, config.ablation);
   }
+  return rows;
+}
+
+void write_compare_results(const fs::path& output_dir, const std::vector<CompareRow>& rows, bool ablation) {
+  const auto figures = write_compare_figures(output_dir, rows);
+  std::string md = compare_table_markdown(rows) + "\n" + best_run_summary(rows);
+  if (ablation) md += "\n" + ablation_summary(rows);
+  if (!figures.empty()) {
+    md += "\nFigures (runs sorted by parameters, the best run in orange):\n\n";
+    for (const auto& f : figures) md += fmt::format("![{0}]({0})\n", f.filename().string());
+  }
+  io::write_file_atomic(output_dir / "results.csv", compare_table_csv(rows));
+  io::write_file_atomic(output_dir / "results.md", md);
+}
+
+int best_run_index(const std::vector<CompareRow>& rows) {
+  int best = -1;
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const auto& r = rows[i];
+    if (!std::isfinite(r.auc)) continue;
+    if (best < 0) {
+      best = static_cast<int>(i);
+      continue;
+    }
+    const auto& b = rows[best];
+    const double acc = std::isfinite(r.test_accuracy) ? r.test_accuracy : -1.0;
+    const double best_acc = std::isfinite(b.test_accuracy) ? b.test_accuracy : -1.0;
+    if (r.auc > b.auc || (r.auc == b.auc && acc > best_acc)) best = static_cast<int>(i);
+  }
+  return best;
+}
+
+namespace {
+
+std::string parameters_text(int64_t n) {
+  if (n >= 1000000) return fmt::format("{:.1f} M params", n / 1e6);
+  if (n >= 1000) return fmt::format("{:.0f} k params", n / 1e3);
+  return fmt::format("{} params", n);
+}
+
+}  // namespace
+
+std::string best_run_summary(const std::vector<CompareRow>& rows) {
+  const int best = best_run_index(rows);
+  if (best < 0) return "Best run: none (no run has a test AUC; give the runs a test split)\n";
+  const auto& r = rows[best];
+  const std::string ci = std::isfinite(r.auc_low) ? fmt::format(" (95 % CI {:.3f}-{:.3f})", r.auc_low, r.auc_high) : "";
+  return fmt::format("Best run (highest test AUC; ties: higher test accuracy, then the earlier run): {} ({}), "
+                     "test AUC {:.3f}{}, test accuracy {}, {}\n",
+                     r.label, r.run_name, r.auc, ci, fmt_num(r.test_accuracy, 3), parameters_text(r.parameters));
+}
+
+std::vector<fs::path> write_compare_figures(const fs::path& output_dir, const std::vector<CompareRow>& rows) {
+  std::vector<fs::path> written;
+  // Smallest model first; equal sizes keep the step order.
+  std::vector<size_t> order(rows.size());
+  std::iota(order.begin(), order.end(), size_t{0});
+  std::stable_sort(order.begin(), order.end(),
+                   [&](size_t a, size_t b) { return rows[a].parameters < rows[b].parameters; });
+  const int best = best_run_index(rows);
+  struct Metric {
+    const char* file;
+    const char* name;
+    double CompareRow::*value;
+    bool interval;
+  };
+  const std::vector<Metric> charts = {
+      {"test_accuracy.png", "test accuracy", &CompareRow::test_accuracy, false},
+      {"test_precision.png", "test precision", &CompareRow::precision, false},
+      {"test_recall.png", "test recall (sensitivity)", &CompareRow::recall, false},
+      {"test_f1.png", "test F1", &CompareRow::f1, false},
+      {"test_auc.png", "test ROC-AUC", &CompareRow::auc, true},
+      {"test_loss.png", "test log-loss", &CompareRow::test_loss, false},
+  };
+  for (const auto& m : charts) {
+    metrics::BarChart chart;
+    chart.series = {m.name};
+    chart.values.assign(1, {});
+    if (m.interval) {
+      chart.lower.assign(1, {});
+      chart.upper.assign(1, {});
+    }
+    chart.decimals = 3;
+    chart.highlight_label = "best run (highest test AUC)";
+    for (size_t i : order) {
+      const auto& r = rows[i];
+      const double v = r.*m.value;
+      if (!std::isfinite(v)) continue;
+      if (static_cast<int>(i) == best) chart.highlight = static_cast<int>(chart.categories.size());
+      chart.categories.push_back(r.label + "\n" + parameters_text(r.parameters));
+      chart.values[0].push_back(v);
+      if (m.interval) {
+        const bool has = std::isfinite(r.auc_low) && std::isfinite(r.auc_high);
+        chart.lower[0].push_back(has ? r.auc_low : std::nan(""));
+        chart.upper[0].push_back(has ? r.auc_high : std::nan(""));
+      }
+    }
+    if (chart.categories.empty()) continue;
+    metrics::PlotOptions plot;
+    plot.width = std::min(8000, std::max(640, 120 + 140 * static_cast<int>(chart.categories.size())));
+    plot.height = 520;
+    plot.title = fmt::format("{}{} by run, smallest model first", static_cast<char>(std::toupper(m.name[0])),
+                             m.name + 1);
+    if (m.interval) plot.title += " (whiskers: 95 % CI)";
+    if (m.value == &CompareRow::test_loss) plot.y_label = "test log-loss (lower is better)";
+    written.push_back(output_dir / m.file);
+    metrics::plot_bar_chart(written.back(), chart, plot);
+  }
+
   std::vector<std::string> labels;
   std::vector<double> sizes, accuracies;
-  for (const auto& r : rows) {
+  for (size_t i : order) {
+    const auto& r = rows[i];
     if (!std::isfinite(r.test_accuracy)) continue;
     labels.push_back(r.label);
     sizes.push_back(r.parameters / 1e6);
     accuracies.push_back(r.test_accuracy);
   }
-  metrics::PlotOptions plot;
-  plot.title = "test accuracy versus model size";
-  plot.y_label = "test accuracy";
   if (!labels.empty()) {
-    metrics::plot_accuracy_vs_size(config.output_dir / "size_vs_accuracy.png", labels, sizes, accuracies, plot);
+    metrics::PlotOptions plot;
+    plot.width = std::min(8000, std::max(640, 120 + 140 * static_cast<int>(labels.size())));
+    plot.height = 520;
+    plot.title = "Test accuracy versus model size";
+    plot.y_label = "test accuracy";
+    written.push_back(output_dir / "size_vs_accuracy.png");
+    metrics::plot_accuracy_vs_size(written.back(), labels, sizes, accuracies, plot);
   }
-  return rows;
+  return written;
 }
 
 std::string compare_table_csv(const std::vector<CompareRow>& rows) {

@@ -51,12 +51,12 @@ RunResult run_demo(const DemoOptions& options) {
     run.image_size = 96;
     run.model.freeze_backbone(true);
     run.trainer.epochs = options.epochs > 0 ? options.epochs : 15;
-    run.trainer.optimizer = "adam";
+    run.trainer.optimizer = OptimizerKind::adam;
   } else {
     run.image_size = 50;
     run.model.freeze_backbone(false).hidden1(128).hidden2(64);
     run.trainer.epochs = options.epochs > 0 ? options.epochs : 8;
-    run.trainer.optimizer = "adam";
+    run.trainer.optimizer = OptimizerKind::adam;
     run.trainer.augment = data::AugmentOptions::preset("histology");
   }
   auto result = run_training(run);

@@ -34,6 +34,15 @@ Entry path_field(Access access) {
 
 #define HISTOCNN_FIELD(type, expr) field<type>([](auto& o) -> auto& { return expr; })
 
+// A field holding one of an enum's values (train/choices.h), read and written by its name.
+template <typename E, typename Access>
+Entry choice_field(const char* name, Access access) {
+  return {[name, access](RunOptions& o, const json& v) { access(o) = parse_choice<E>(name, v.get<std::string>()); },
+          [access](const RunOptions& o) { return json(choice_name(access(o))); }};
+}
+
+#define HISTOCNN_CHOICE(type, name, expr) choice_field<type>(name, [](auto& o) -> auto& { return expr; })
+
 struct Option {
   RunOptionSpec spec;
   Entry entry;
@@ -70,11 +79,11 @@ const std::vector<Option>& options_list() {
       opt("weights", S, "Pretrained backbone weights: 'imagenet', a .safetensors file, a Keras .h5 file, or '' for none",
           {[](RunOptions& o, const json& v) { o.weights = v.is_null() ? "" : v.get<std::string>(); },
            [](const RunOptions& o) { return json(o.weights); }}),
-      opt("head", S, "dense, or lstm (the feature map read as a sequence)", HISTOCNN_FIELD(std::string, o.model.head()), "", {"dense", "lstm"}),
+      opt("head", S, "dense, lstm (the feature map read as a sequence) or lstm_pooled (the study's drawing: pooled features -> embedding -> LSTM -> dense)", HISTOCNN_FIELD(std::string, o.model.head()), "", {"dense", "lstm", "lstm_pooled"}),
       opt("lstm_units", I, "LSTM units of the lstm head", HISTOCNN_FIELD(int64_t, o.model.lstm_units())),
       opt("tf_padding", B, "TensorFlow SAME padding (for TF-trained weights)", HISTOCNN_FIELD(bool, o.model.tf_padding())),
       opt("freeze_backbone", B, "Train the whole backbone too (default: frozen)", HISTOCNN_FIELD(bool, o.model.freeze_backbone()), "--unfreeze"),
-      opt("unfreeze_last", I, "Train the last N backbone blocks (the study: 4)", HISTOCNN_FIELD(int64_t, o.model.unfreeze_last())),
+      opt("unfreeze_last", I, "Train the last N backbone layers, counted as Keras counts them (the study: 4)", HISTOCNN_FIELD(int64_t, o.model.unfreeze_last())),
       opt("train_bn", B, "Let BatchNorm layers of an unfrozen backbone train", HISTOCNN_FIELD(bool, o.model.train_bn())),
       opt("hidden1", I, "First dense layer of the head", HISTOCNN_FIELD(int64_t, o.model.hidden1())),
       opt("hidden2", I, "Second dense layer of the head", HISTOCNN_FIELD(int64_t, o.model.hidden2())),
@@ -86,19 +95,19 @@ const std::vector<Option>& options_list() {
       // trainer
       opt("epochs", I, "Epochs", HISTOCNN_FIELD(int, o.trainer.epochs)),
       opt("batch_size", I, "Batch size", HISTOCNN_FIELD(int64_t, o.trainer.batch_size)),
-      opt("optimizer", S, "Optimiser", HISTOCNN_FIELD(std::string, o.trainer.optimizer), "", {"rmsprop", "adam", "adamw", "sgd"}),
+      opt("optimizer", S, "Optimiser", HISTOCNN_CHOICE(OptimizerKind, "optimizer", o.trainer.optimizer), "", choice_names<OptimizerKind>()),
       opt("learning_rate", F, "Learning rate", HISTOCNN_FIELD(double, o.trainer.learning_rate), "--learning-rate,--lr"),
       opt("backbone_lr_multiplier", F, "Learning rate of unfrozen backbone layers relative to the head's", HISTOCNN_FIELD(double, o.trainer.backbone_lr_multiplier)),
       opt("weight_decay", F, "L2 weight decay", HISTOCNN_FIELD(double, o.trainer.weight_decay)),
       opt("momentum", F, "Momentum (sgd)", HISTOCNN_FIELD(double, o.trainer.momentum)),
-      opt("schedule", S, "Learning-rate schedule per epoch", HISTOCNN_FIELD(std::string, o.trainer.schedule), "", {"constant", "cosine"}),
+      opt("schedule", S, "Learning-rate schedule per epoch", HISTOCNN_CHOICE(Schedule, "schedule", o.trainer.schedule), "", choice_names<Schedule>()),
       opt("warmup_epochs", I, "Linear warm-up epochs (cosine schedule)", HISTOCNN_FIELD(int, o.trainer.warmup_epochs)),
       opt("reduce_lr_patience", I, "ReduceLROnPlateau on val_loss after N epochs without improvement (0: off)", HISTOCNN_FIELD(int, o.trainer.reduce_lr_patience)),
       opt("reduce_lr_factor", F, "ReduceLROnPlateau factor", HISTOCNN_FIELD(double, o.trainer.reduce_lr_factor)),
       opt("min_lr", F, "ReduceLROnPlateau lower bound", HISTOCNN_FIELD(double, o.trainer.min_lr)),
       opt("early_stopping_patience", I, "Stop after N epochs without a better val_auc (0: off)", HISTOCNN_FIELD(int, o.trainer.early_stopping_patience), "--early-stopping-patience,--early-stopping"),
-      opt("class_weight", S, "Loss weights inverse to class counts", HISTOCNN_FIELD(std::string, o.trainer.class_weight), "", {"none", "balanced"}),
-      opt("sampler", S, "shuffle, or balanced (equal classes per epoch)", HISTOCNN_FIELD(std::string, o.trainer.sampler), "", {"shuffle", "balanced"}),
+      opt("class_weight", S, "Loss weights inverse to class counts", HISTOCNN_CHOICE(ClassWeight, "class_weight", o.trainer.class_weight), "", choice_names<ClassWeight>()),
+      opt("sampler", S, "shuffle, or balanced (equal classes per epoch)", HISTOCNN_CHOICE(Sampler, "sampler", o.trainer.sampler), "", choice_names<Sampler>()),
       // One seed for the split, the initialisation and the shuffling.
       opt("seed", I, "Random seed for split, initialisation and shuffling",
           {[](RunOptions& o, const json& v) { o.trainer.seed = o.split.seed = v.get<uint64_t>(); },
@@ -106,9 +115,10 @@ const std::vector<Option>& options_list() {
       opt("workers", I, "Threads preparing batches", HISTOCNN_FIELD(int, o.trainer.workers)),
       opt("threads", I, "LibTorch threads (0: all cores)", HISTOCNN_FIELD(int, o.trainer.threads)),
       opt("device", S, "auto, cpu, cuda or cuda:N", HISTOCNN_FIELD(std::string, o.trainer.device)),
-      opt("mixed_precision", S, "auto (bfloat16 autocast on CUDA), off, or bf16 (on any device)", HISTOCNN_FIELD(std::string, o.trainer.mixed_precision), "", {"auto", "off", "bf16"}),
-      opt("augment", S, "none, flips, study (rotation 20, zoom 1.2, flips) or histology (flips, quarter turns, H&E stain "
-          "jitter 0.05; histology:0.1 for stronger jitter)",
+      opt("mixed_precision", S, "auto (bfloat16 autocast on CUDA), off, or bf16 (on any device)", HISTOCNN_CHOICE(MixedPrecision, "mixed_precision", o.trainer.mixed_precision), "", choice_names<MixedPrecision>()),
+      opt("augment", S, "none, flips, study (Keras' rotation 20, zoom out 1.0-1.2, flips, nearest fill), study-zoom-in "
+          "(the same zooming in, reflected border) or histology (flips, quarter turns, H&E stain jitter 0.05; "
+          "histology:0.1 for stronger jitter)",
           {[](RunOptions& o, const json& v) { o.trainer.augment = data::AugmentOptions::preset(v.get<std::string>()); },
            [](const RunOptions& o) { return json(o.trainer.augment.preset_name()); }}),
       opt("cache_features", B, "Recompute frozen backbone features every epoch", HISTOCNN_FIELD(bool, o.trainer.cache_features), "--no-feature-cache"),
@@ -122,6 +132,7 @@ const std::vector<Option>& options_list() {
       opt("target_sensitivity", F, "For --threshold-method sensitivity", HISTOCNN_FIELD(double, o.target_sensitivity)),
       opt("stain_shift", F, "Also evaluate the test split restained per patient with this H&E jitter sigma (0 = off)", HISTOCNN_FIELD(double, o.stain_shift)),
       opt("tensorboard", B, "Do not write TensorBoard event files", HISTOCNN_FIELD(bool, o.tensorboard), "--no-tensorboard"),
+      opt("wait_for_lock", B, "When another process is writing the same run folder, wait for it instead of stopping", HISTOCNN_FIELD(bool, o.wait_for_lock), "--wait"),
       // split
       opt("train_fraction", F, "Fraction of patches for training", HISTOCNN_FIELD(double, o.split.train)),
       opt("val_fraction", F, "Fraction for validation", HISTOCNN_FIELD(double, o.split.val)),
@@ -132,6 +143,7 @@ const std::vector<Option>& options_list() {
 }
 
 #undef HISTOCNN_FIELD
+#undef HISTOCNN_CHOICE
 
 const Option& find_option(const std::string& name) {
   for (const auto& o : options_list()) {
@@ -219,6 +231,24 @@ std::string run_option_json_value(const RunOptionSpec& spec, const std::string& 
       return json(text).dump();
   }
   return json(text).dump();
+}
+
+std::vector<std::pair<std::string, std::string>> run_preset(const std::string& name) {
+  if (name == "study") {
+    return {{"backbone", "\"vgg16\""},        {"weights", "\"imagenet\""},   {"freeze_backbone", "true"},
+            {"image_size", "50"},              {"head", "\"dense\""},          {"dropout", "0.2"},
+            {"batch_norm", "false"},           {"balance_per_class", "2500"}, {"optimizer", "\"rmsprop\""},
+            {"learning_rate", "0.001"},        {"batch_size", "32"},          {"epochs", "10"},
+            {"reduce_lr_patience", "20"},      {"reduce_lr_factor", "0.2"},   {"min_lr", "0.0001"},
+            {"augment", "\"none\""}};
+  }
+  HISTOCNN_FAIL("unknown preset '{}'; known presets: {}", name, fmt::join(run_preset_names(), ", "));
+}
+
+std::vector<std::string> run_preset_names() { return {"study"}; }
+
+void apply_run_preset(RunOptions& options, const std::string& name) {
+  for (const auto& [option, value] : run_preset(name)) set_run_option(options, option, value);
 }
 
 }  // namespace histocnn::train

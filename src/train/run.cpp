@@ -8,11 +8,13 @@
 #include "histocnn/data/balance.h"
 #include "histocnn/data/dataset.h"
 #include "histocnn/io/atomic_file.h"
+#include "histocnn/io/folder_lock.h"
 #include "histocnn/io/image.h"
 #include "histocnn/metrics/plots.h"
 #include "histocnn/metrics/report.h"
 #include "histocnn/models/pretrained.h"
 #include "histocnn/train/callbacks.h"
+#include "histocnn/train/figures.h"
 #include "histocnn/inference/evaluate.h"
 #include "histocnn/inference/saved_model.h"
 
@@ -106,36 +108,39 @@ void RunOptions::validate() const {
                  target_sensitivity);
   HISTOCNN_CHECK(stain_shift >= 0 && stain_shift <= 1,
                  "stain_shift must be in [0, 1] (0 = no robustness evaluation, 0.1 = strong), got {}", stain_shift);
-  HISTOCNN_CHECK(!(trainer.schedule == "cosine" && trainer.reduce_lr_patience > 0),
+  HISTOCNN_CHECK(!(trainer.schedule == Schedule::cosine && trainer.reduce_lr_patience > 0),
                  "a cosine schedule and ReduceLROnPlateau (reduce_lr_patience {}) both set the learning rate; "
                  "choose one", trainer.reduce_lr_patience);
-  HISTOCNN_CHECK(!(trainer.schedule == "constant" && trainer.warmup_epochs > 0),
+  HISTOCNN_CHECK(!(trainer.schedule == Schedule::constant && trainer.warmup_epochs > 0),
                  "warmup_epochs {} needs a schedule to warm up into; use --schedule cosine or drop the warm-up",
                  trainer.warmup_epochs);
   split.validate();
 }
 
-RunResult run_training(const RunOptions& options) {
-  const auto t0 = std::chrono::steady_clock::now();
-  options.validate();
-
-  // Data: scan or read, balance, split by patient.
-  data::Manifest manifest = load_patch_manifest(options.data_dir, options.manifest);
+RunData prepare_run_data(const RunOptions& options) {
+  RunData d;
+  d.manifest = load_patch_manifest(options.data_dir, options.manifest);
   if (options.balance_per_class > 0) {
-    manifest = data::balance_classes(manifest, options.balance_per_class, options.split.seed);
-    log_info("balanced to at most {} patches per class: {} patches", options.balance_per_class, manifest.size());
+    d.manifest = data::balance_classes(d.manifest, options.balance_per_class, options.split.seed);
+    log_info("balanced to at most {} patches per class: {} patches", options.balance_per_class, d.manifest.size());
   }
   // A manifest that records its split (a run's manifest.csv) is honoured; a partly assigned one is
   // refused, as evaluate refuses it.
-  HISTOCNN_CHECK(manifest.split_state() != data::Manifest::SplitState::partial,
+  HISTOCNN_CHECK(d.manifest.split_state() != data::Manifest::SplitState::partial,
                  "only some rows of the manifest have a split; fill the split column of every row, or clear it "
                  "to split by patient");
-  if (manifest.split_state() == data::Manifest::SplitState::none) manifest = data::split_manifest(manifest, options.split);
-  log_info("splits:\n{}", data::format_split_summary(data::summarize_splits(manifest)));
-  auto train_m = manifest.subset("train"), val_m = manifest.subset("val"), test_m = manifest.subset("test");
-  HISTOCNN_CHECK(train_m.size() > 0, "the training split is empty; check the split fractions");
+  if (d.manifest.split_state() == data::Manifest::SplitState::none) {
+    d.manifest = data::split_manifest(d.manifest, options.split);
+  }
+  log_info("splits:\n{}", data::format_split_summary(data::summarize_splits(d.manifest)));
+  d.train = d.manifest.subset("train");
+  d.val = d.manifest.subset("val");
+  d.test = d.manifest.subset("test");
+  HISTOCNN_CHECK(d.train.size() > 0, "the training split is empty; check the split fractions");
+  return d;
+}
 
-  // Model.
+RunModel build_run_model(const RunOptions& options) {
   torch::manual_seed(options.trainer.seed);
   const auto weights = models::resolve_weights(options.weights, options.model.backbone());
   auto model_options = options.model;
@@ -146,37 +151,172 @@ RunResult run_training(const RunOptions& options) {
     model_options.train_bn(true);
     log_info("training the backbone from scratch: its BatchNorm layers train too (train_bn)");
   }
-  models::Classifier model(model_options);
+  RunModel m;
+  m.model = models::Classifier(model_options);
+  m.weights = weights.path;
   std::string normalisation = options.normalisation;
   if (normalisation.empty()) normalisation = weights.normalisation;
-  if (normalisation.empty()) normalisation = model->backbone()->normalisation();
-  const auto pre = data::preprocessing_for(normalisation, options.image_size);
+  if (normalisation.empty()) normalisation = m.model->backbone()->normalisation();
+  m.preprocessing = data::preprocessing_for(normalisation, options.image_size);
   if (!weights.path.empty()) {
-    auto report = model->load_backbone_weights(weights.path);
+    auto report = m.model->load_backbone_weights(weights.path);
     log_info("backbone weights from {}: {}", weights.path.string(), report.summary());
   } else if (options.model.freeze_backbone() && !models::backbone_brings_weights(options.model.backbone())) {
     log_warn("the backbone is frozen but no pretrained weights were given: only the head will learn, on random "
              "features. Pass weights, or train the backbone (freeze_backbone = false)");
   }
+  return m;
+}
 
-  // Run folder: named after what the run learns, so the same command finds (and resumes) it.
-  const std::string name = options.name.empty() ? default_run_name(options) : options.name;
+namespace {
+
+// What the evaluation steps produce: metrics.json's content and report.txt's text.
+struct Evaluation {
+  nlohmann::json metrics;
+  std::string report;
+  double threshold = 0.5;
+};
+
+// Each split's predictions, also written as predictions_<split>.csv.
+Predictions predict_split(Trainer& trainer, const data::PatchDataset& ds, const fs::path& run_dir,
+                          const std::string& split) {
+  auto pred = trainer.predict(ds);
+  std::string csv = "path,patient,label,p_positive\n";
+  const auto& rows = ds.manifest().rows();
+  for (size_t i = 0; i < rows.size(); ++i) {
+    csv += fmt::format("{},{},{},{}\n", rows[i].path, rows[i].patient, rows[i].label, pred.p_positive[i]);
+  }
+  io::write_file_atomic(run_dir / fmt::format("predictions_{}.csv", split), csv);
+  return pred;
+}
+
+// Validation: the decision threshold (chosen here unless fixed) and the validation metrics.
+void evaluate_validation(const RunOptions& options, Trainer& trainer, const data::PatchDataset& val_ds,
+                         RunResult& result, metrics::EvaluationOptions& eval_options, Evaluation& e) {
+  if (val_ds.size() == 0) {
+    HISTOCNN_CHECK(options.threshold_method == "fixed", "threshold_method '{}' needs a validation split",
+                   options.threshold_method);
+    e.threshold = options.threshold;
+    return;
+  }
+  auto pred = predict_split(trainer, val_ds, result.run_dir, "validation");
+  if (options.threshold_method != "fixed") {
+    eval_options.validation_choice =
+        metrics::choose_threshold(pred.labels, pred.p_positive, options.threshold_method, options.target_sensitivity);
+  }
+  e.threshold = eval_options.validation_choice ? eval_options.validation_choice->threshold : options.threshold;
+  result.validation = metrics::evaluate_binary(pred.labels, pred.p_positive, e.threshold);
+  e.metrics["validation"] = metrics_json(result.validation);
+  e.report += inference::format_evaluation(pred.labels, pred.p_positive, e.threshold, eval_options.class_names,
+                                           "validation split") + "\n";
+}
+
+// Test, in full (intervals by patient, PR-AUC, calibration, patient-level results, plots, the
+// error gallery), then the same patients restained.
+void evaluate_test(const RunOptions& options, Trainer& trainer, const data::PatchDataset& test_ds, RunResult& result,
+                   const metrics::EvaluationOptions& eval_options, Evaluation& e) {
+  if (test_ds.size() == 0) return;
+  const auto& class_names = eval_options.class_names;
+  auto pred = predict_split(trainer, test_ds, result.run_dir, "test");
+  std::vector<std::string> patients;
+  for (const auto& r : test_ds.manifest().rows()) patients.push_back(r.patient);
+  auto full = metrics::evaluate_full(pred.labels, pred.p_positive, patients, eval_options);
+  result.test = full.metrics;
+  e.metrics["test"] = metrics_json(full.metrics);
+  e.metrics["test_full"] = nlohmann::json::parse(full.to_json());
+  if (full.intervals) {
+    e.metrics["test_auc_ci"] = {{"low", full.intervals->roc_auc.lower},
+                                {"high", full.intervals->roc_auc.upper},
+                                {"unit", full.intervals->unit}};
+  }
+  e.report += inference::format_evaluation(pred.labels, pred.p_positive, e.threshold, class_names, "test split") +
+              "\n" + full.to_text() + "\n";
+  metrics::write_evaluation_plots(result.run_dir / "plots", full, "test_");
+  // Error gallery: the most confident false positives and negatives, drawn and listed.
+  e.report += write_error_gallery(result.run_dir / "plots" / "test_errors.png", test_ds.manifest(), pred, e.threshold);
+  if (options.stain_shift <= 0) return;
+  // The same patients restained as another lab would: same-source validation flatters, and how
+  // far the test AUC falls here is the cheapest hint of how the model travels.
+  const auto shifted_ds = test_ds.with_stain_shift(options.stain_shift, options.trainer.seed);
+  auto shifted = predict_split(trainer, shifted_ds, result.run_dir, "test_stain_shift");
+  result.test_stain_shift = metrics::evaluate_binary(shifted.labels, shifted.p_positive, e.threshold);
+  e.metrics["test_stain_shift"] = metrics_json(result.test_stain_shift);
+  e.metrics["test_stain_shift"]["sigma"] = options.stain_shift;
+  e.report += inference::format_evaluation(shifted.labels, shifted.p_positive, e.threshold, class_names,
+                                           fmt::format("test split restained per patient (stain shift sigma {})",
+                                                       options.stain_shift)) +
+              fmt::format("AUC {:.3f} as stained, {:.3f} restained ({:+.3f})\n\n", result.test.roc_auc,
+                          result.test_stain_shift.roc_auc, result.test_stain_shift.roc_auc - result.test.roc_auc);
+  // What the restaining did: one patch per test patient, as stained and restained.
+  const auto examples = data::paired_examples(test_ds, shifted_ds);
+  if (!examples.empty()) io::write_png(result.run_dir / "plots" / "stain_shift_examples.png", examples);
+}
+
+void plot_history(const History& history, bool with_validation, const fs::path& run_dir) {
+  if (history.epochs.empty()) return;
+  metrics::TrainingCurves curves;
+  for (const auto& e : history.epochs) {
+    curves.train_loss.push_back(e.train_loss);
+    curves.train_accuracy.push_back(e.train_accuracy);
+    if (with_validation) {
+      curves.val_loss.push_back(e.val_loss);
+      curves.val_accuracy.push_back(e.val_accuracy);
+      curves.val_auc.push_back(e.val_auc);
+    }
+  }
+  metrics::plot_training_curves(run_dir / "plots" / "training.png", curves);
+}
+
+// The model with everything needed to use it: preprocessing, classes, threshold, metrics, provenance.
+fs::path export_model(const RunOptions& options, const RunModel& m, const RunData& d, const Evaluation& e,
+                      const History& history, const fs::path& run_dir) {
+  inference::ModelCard card;
+  card.preprocessing = m.preprocessing;
+  card.class_names = inference::idc_class_names();
+  card.threshold = e.threshold;
+  card.metrics_json = e.metrics.dump();
+  card.provenance.created = timestamp("%Y-%m-%dT%H:%M:%SZ");
+  card.provenance.data = options.manifest.empty() ? options.data_dir.string() : options.manifest.string();
+  card.provenance.pretrained_weights = m.weights.string();
+  card.provenance.patches = {static_cast<int64_t>(d.train.size()), static_cast<int64_t>(d.val.size()),
+                             static_cast<int64_t>(d.test.size())};
+  card.provenance.patients = {static_cast<int64_t>(d.train.patients().size()),
+                              static_cast<int64_t>(d.val.patients().size()),
+                              static_cast<int64_t>(d.test.patients().size())};
+  card.provenance.seed = options.trainer.seed;
+  card.provenance.best_epoch = history.best_epoch;
+  const fs::path dir = run_dir / "model" / "1";
+  inference::save_model(m.model, card, dir);
+  return dir;
+}
+
+}  // namespace
+
+RunResult run_training(const RunOptions& options) {
+  const auto t0 = std::chrono::steady_clock::now();
+  options.validate();
+  const RunData data = prepare_run_data(options);
+  RunModel m = build_run_model(options);
+
+  // The run folder is named after what the run learns, so the same command finds (and resumes) it.
   RunResult result;
-  result.run_dir = options.output_dir / name;
-  fs::create_directories(result.run_dir);
+  result.run_dir = options.output_dir / (options.name.empty() ? default_run_name(options) : options.name);
+  // One writer per run folder: a second process with the same options stops here (or waits).
+  const io::FolderLock lock(result.run_dir, "run folder", options.wait_for_lock);
   io::write_file_atomic(result.run_dir / "options.json", options.to_json());
-  manifest.save_csv(result.run_dir / "manifest.csv");
+  data.manifest.save_csv(result.run_dir / "manifest.csv");
   log_info("run folder: {}", result.run_dir.string());
 
-  // Train.
-  data::PatchDataset train_ds(train_m, pre), val_ds(val_m, pre), test_ds(test_m, pre);
+  // Train (resuming from the run's checkpoint when there is one).
+  data::PatchDataset train_ds(data.train, m.preprocessing), val_ds(data.val, m.preprocessing),
+      test_ds(data.test, m.preprocessing);
   TrainerOptions trainer_options = options.trainer;
   if (trainer_options.checkpoint_dir.empty()) trainer_options.checkpoint_dir = (result.run_dir / "checkpoint").string();
-  Trainer trainer(model, trainer_options);
+  Trainer trainer(m.model, trainer_options);
   trainer.add_callback(std::make_shared<CSVLogger>(result.run_dir / "history.csv"));
   if (options.tensorboard) trainer.add_callback(std::make_shared<TensorBoard>(result.run_dir / "tensorboard"));
   for (const auto& cb : options.callbacks) trainer.add_callback(cb);
-  result.history = trainer.fit(train_ds, val_m.size() > 0 ? &val_ds : nullptr);
+  result.history = trainer.fit(train_ds, data.val.size() > 0 ? &val_ds : nullptr);
   // CSVLogger wrote it after each epoch; this covers a rerun of a finished run, where no epoch ends.
   io::write_file_atomic(result.run_dir / "history.csv", result.history.to_csv());
   if (result.history.interrupted) {
@@ -185,117 +325,27 @@ RunResult run_training(const RunOptions& options) {
     return result;
   }
 
-  // Evaluate: choose the decision threshold on validation (unless fixed), then report the test
-  // split in full (intervals by patient, PR-AUC, calibration, patient-level results, plots).
-  const std::vector<std::string>& class_names = inference::idc_class_names();
-  auto predict_split = [&](const data::PatchDataset& ds, const std::string& split) {
-    auto pred = trainer.predict(ds);
-    std::string csv = "path,patient,label,p_positive\n";
-    const auto& rows = ds.manifest().rows();
-    for (size_t i = 0; i < rows.size(); ++i) {
-      csv += fmt::format("{},{},{},{}\n", rows[i].path, rows[i].patient, rows[i].label, pred.p_positive[i]);
-    }
-    io::write_file_atomic(result.run_dir / fmt::format("predictions_{}.csv", split), csv);
-    return pred;
-  };
-  auto patients_of = [](const data::PatchDataset& ds) {
-    std::vector<std::string> p;
-    for (const auto& r : ds.manifest().rows()) p.push_back(r.patient);
-    return p;
-  };
+  // Evaluate: the threshold on validation, then the test split as stained and restained.
+  Evaluation e;
+  e.metrics = {{"best_epoch", result.history.best_epoch},
+               {"epochs_run", result.history.epochs.size()},
+               {"feature_cache_seconds", result.history.feature_cache_seconds},
+               {"fit_seconds", result.history.fit_seconds}};
   metrics::EvaluationOptions eval_options;
   eval_options.threshold = options.threshold;
-  eval_options.class_names = class_names;
+  eval_options.class_names = inference::idc_class_names();
   eval_options.seed = options.trainer.seed;
-  std::string report;
-  nlohmann::json metrics_out = {{"best_epoch", result.history.best_epoch},
-                                {"epochs_run", result.history.epochs.size()},
-                                {"feature_cache_seconds", result.history.feature_cache_seconds},
-                                {"fit_seconds", result.history.fit_seconds}};
-  if (val_ds.size() > 0) {
-    auto pred = predict_split(val_ds, "validation");
-    if (options.threshold_method != "fixed") {
-      eval_options.validation_choice =
-          metrics::choose_threshold(pred.labels, pred.p_positive, options.threshold_method, options.target_sensitivity);
-    }
-    const double t = eval_options.validation_choice ? eval_options.validation_choice->threshold : options.threshold;
-    result.validation = metrics::evaluate_binary(pred.labels, pred.p_positive, t);
-    metrics_out["validation"] = metrics_json(result.validation);
-    report += inference::format_evaluation(pred.labels, pred.p_positive, t, class_names, "validation split") + "\n";
-  } else {
-    HISTOCNN_CHECK(options.threshold_method == "fixed", "threshold_method '{}' needs a validation split",
-                   options.threshold_method);
-  }
-  double threshold = eval_options.validation_choice ? eval_options.validation_choice->threshold : options.threshold;
-  metrics_out["threshold"] = threshold;
-  if (test_ds.size() > 0) {
-    auto pred = predict_split(test_ds, "test");
-    auto full = metrics::evaluate_full(pred.labels, pred.p_positive, patients_of(test_ds), eval_options);
-    result.test = full.metrics;
-    metrics_out["test"] = metrics_json(full.metrics);
-    metrics_out["test_full"] = nlohmann::json::parse(full.to_json());
-    if (full.intervals) {
-      metrics_out["test_auc_ci"] = {{"low", full.intervals->roc_auc.lower},
-                                    {"high", full.intervals->roc_auc.upper},
-                                    {"unit", full.intervals->unit}};
-    }
-    report += inference::format_evaluation(pred.labels, pred.p_positive, threshold, class_names, "test split") + "\n" +
-              full.to_text() + "\n";
-    metrics::write_evaluation_plots(result.run_dir / "plots", full, "test_");
-    if (options.stain_shift > 0) {
-      // The same patients restained as another lab would: same-source validation flatters, and
-      // how far the test AUC falls here is the cheapest hint of how the model travels.
-      const auto shifted_ds = test_ds.with_stain_shift(options.stain_shift, options.trainer.seed);
-      auto shifted = predict_split(shifted_ds, "test_stain_shift");
-      result.test_stain_shift = metrics::evaluate_binary(shifted.labels, shifted.p_positive, threshold);
-      metrics_out["test_stain_shift"] = metrics_json(result.test_stain_shift);
-      metrics_out["test_stain_shift"]["sigma"] = options.stain_shift;
-      report += inference::format_evaluation(shifted.labels, shifted.p_positive, threshold, class_names,
-                                  fmt::format("test split restained per patient (stain shift sigma {})",
-                                              options.stain_shift)) +
-                fmt::format("AUC {:.3f} as stained, {:.3f} restained ({:+.3f})\n\n", result.test.roc_auc,
-                            result.test_stain_shift.roc_auc, result.test_stain_shift.roc_auc - result.test.roc_auc);
-      // What the restaining did: one patch per test patient, as stained and restained.
-      const auto examples = data::paired_examples(test_ds, shifted_ds);
-      if (!examples.empty()) io::write_png(result.run_dir / "plots" / "stain_shift_examples.png", examples);
-    }
-  }
-  metrics::TrainingCurves curves;
-  for (const auto& e : result.history.epochs) {
-    curves.train_loss.push_back(e.train_loss);
-    curves.train_accuracy.push_back(e.train_accuracy);
-    if (val_ds.size() > 0) {
-      curves.val_loss.push_back(e.val_loss);
-      curves.val_accuracy.push_back(e.val_accuracy);
-      curves.val_auc.push_back(e.val_auc);
-    }
-  }
-  if (!result.history.epochs.empty()) metrics::plot_training_curves(result.run_dir / "plots" / "training.png", curves);
-  result.test_report = report;
-  io::write_file_atomic(result.run_dir / "report.txt", report);
+  evaluate_validation(options, trainer, val_ds, result, eval_options, e);
+  e.metrics["threshold"] = e.threshold;
+  evaluate_test(options, trainer, test_ds, result, eval_options, e);
+  plot_history(result.history, val_ds.size() > 0, result.run_dir);
+  result.test_report = e.report;
+  io::write_file_atomic(result.run_dir / "report.txt", e.report);
 
-  // Export the model with everything needed to use it.
-  inference::ModelCard card;
-  card.preprocessing = pre;
-  card.class_names = class_names;
-  card.threshold = threshold;
-  card.metrics_json = metrics_out.dump();
-  card.provenance.created = timestamp("%Y-%m-%dT%H:%M:%SZ");
-  card.provenance.data = options.manifest.empty() ? options.data_dir.string() : options.manifest.string();
-  card.provenance.pretrained_weights = weights.path.string();
-  card.provenance.patches = {static_cast<int64_t>(train_m.size()), static_cast<int64_t>(val_m.size()),
-                             static_cast<int64_t>(test_m.size())};
-  card.provenance.patients = {static_cast<int64_t>(train_m.patients().size()),
-                              static_cast<int64_t>(val_m.patients().size()),
-                              static_cast<int64_t>(test_m.patients().size())};
-  card.provenance.seed = options.trainer.seed;
-  card.provenance.best_epoch = result.history.best_epoch;
-  result.model_dir = result.run_dir / "model" / "1";
-  inference::save_model(model, card, result.model_dir);
-
+  result.model_dir = export_model(options, m, data, e, result.history, result.run_dir);
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  metrics_out["seconds"] = result.seconds;
-  io::write_file_atomic(result.run_dir / "metrics.json", metrics_out.dump(2));
+  e.metrics["seconds"] = result.seconds;
+  io::write_file_atomic(result.run_dir / "metrics.json", e.metrics.dump(2));
   return result;
 }
 

@@ -69,36 +69,34 @@ class AutocastScope {
 };
 
 bool use_mixed_precision(const TrainerOptions& o, const torch::Device& device) {
-  return o.mixed_precision == "bf16" || (o.mixed_precision == "auto" && device.is_cuda());
+  return o.mixed_precision == MixedPrecision::bf16 || (o.mixed_precision == MixedPrecision::automatic && device.is_cuda());
 }
 
 std::unique_ptr<torch::optim::Optimizer> make_optimizer(const std::vector<torch::Tensor>& params,
                                                         const TrainerOptions& o) {
   // Keras' defaults (rho 0.9, epsilon 1e-7) for RMSprop and Adam, which the study used.
-  if (o.optimizer == "rmsprop") {
-    return std::make_unique<torch::optim::RMSprop>(
-        params, torch::optim::RMSpropOptions(o.learning_rate).alpha(0.9).eps(1e-7).weight_decay(o.weight_decay));
+  switch (o.optimizer) {
+    case OptimizerKind::rmsprop:
+      return std::make_unique<torch::optim::RMSprop>(
+          params, torch::optim::RMSpropOptions(o.learning_rate).alpha(0.9).eps(1e-7).weight_decay(o.weight_decay));
+    case OptimizerKind::adam:
+      return std::make_unique<torch::optim::Adam>(
+          params, torch::optim::AdamOptions(o.learning_rate).eps(1e-7).weight_decay(o.weight_decay));
+    case OptimizerKind::adamw:
+      return std::make_unique<torch::optim::AdamW>(
+          params, torch::optim::AdamWOptions(o.learning_rate).eps(1e-7).weight_decay(o.weight_decay));
+    case OptimizerKind::sgd:
+      return std::make_unique<torch::optim::SGD>(
+          params, torch::optim::SGDOptions(o.learning_rate).momentum(o.momentum).weight_decay(o.weight_decay));
   }
-  if (o.optimizer == "adam") {
-    return std::make_unique<torch::optim::Adam>(
-        params, torch::optim::AdamOptions(o.learning_rate).eps(1e-7).weight_decay(o.weight_decay));
-  }
-  if (o.optimizer == "adamw") {
-    return std::make_unique<torch::optim::AdamW>(
-        params, torch::optim::AdamWOptions(o.learning_rate).eps(1e-7).weight_decay(o.weight_decay));
-  }
-  if (o.optimizer == "sgd") {
-    return std::make_unique<torch::optim::SGD>(
-        params, torch::optim::SGDOptions(o.learning_rate).momentum(o.momentum).weight_decay(o.weight_decay));
-  }
-  HISTOCNN_FAIL("optimizer '{}' is not known; use rmsprop, adam, adamw or sgd", o.optimizer);
+  HISTOCNN_FAIL_IO("optimizer {} has no implementation", static_cast<int>(o.optimizer));
 }
 
 data::LoaderOptions loader_options(const TrainerOptions& o, bool shuffle, const data::AugmentOptions& augment) {
   data::LoaderOptions lo;
   lo.batch_size = o.batch_size;
   lo.shuffle = shuffle;
-  lo.balanced = shuffle && o.sampler == "balanced";
+  lo.balanced = shuffle && o.sampler == Sampler::balanced;
   lo.workers = o.workers;
   lo.seed = o.seed;
   lo.augment = augment;
@@ -209,12 +207,7 @@ class LambdaCallback : public Callback {
 
 void TrainerOptions::validate() const {
   HISTOCNN_CHECK(epochs >= 1, "epochs must be at least 1, got {}", epochs);
-  // The allowed values are listed once, in the options table.
-  check_run_option_choice("optimizer", optimizer);
-  check_run_option_choice("schedule", schedule);
-  check_run_option_choice("class_weight", class_weight);
-  check_run_option_choice("sampler", sampler);
-  check_run_option_choice("mixed_precision", mixed_precision);
+  parse_device(device);  // "tpu", or cuda without a GPU, is refused before any data is read
   HISTOCNN_CHECK(batch_size >= 1, "batch_size must be at least 1, got {}", batch_size);
   HISTOCNN_CHECK(learning_rate > 0 && std::isfinite(learning_rate), "learning_rate must be positive, got {}",
                  learning_rate);
@@ -230,25 +223,25 @@ void TrainerOptions::validate() const {
 
 std::string TrainerOptions::learning_json() const {
   nlohmann::json j = {{"batch_size", batch_size},
-                      {"optimizer", optimizer},
+                      {"optimizer", choice_name(optimizer)},
                       {"learning_rate", learning_rate},
                       {"weight_decay", weight_decay},
                       {"momentum", momentum},
-                      {"schedule", schedule},
+                      {"schedule", choice_name(schedule)},
                       {"warmup_epochs", warmup_epochs},
                       {"reduce_lr_patience", reduce_lr_patience},
                       {"reduce_lr_factor", reduce_lr_factor},
                       {"min_lr", min_lr},
                       {"early_stopping_patience", early_stopping_patience},
-                      {"class_weight", class_weight},
-                      {"sampler", sampler},
+                      {"class_weight", choice_name(class_weight)},
+                      {"sampler", choice_name(sampler)},
                       {"seed", seed},
                       {"augment", nlohmann::json::parse(augment.to_json())},
                       {"cache_features", cache_features},
                       {"restore_best", restore_best}};
   // Only when set, so that runs named before this option existed keep their names.
   if (backbone_lr_multiplier != 1.0) j["backbone_lr_multiplier"] = backbone_lr_multiplier;
-  if (mixed_precision != "auto") j["mixed_precision"] = mixed_precision;
+  if (mixed_precision != MixedPrecision::automatic) j["mixed_precision"] = choice_name(mixed_precision);
   return j.dump();
 }
 
@@ -258,7 +251,7 @@ std::string TrainerOptions::to_json() const {
   j["workers"] = workers;
   j["threads"] = threads;
   j["device"] = device;
-  j["mixed_precision"] = mixed_precision;
+  j["mixed_precision"] = choice_name(mixed_precision);
   j["checkpoint_dir"] = checkpoint_dir;
   return j.dump();
 }
@@ -393,7 +386,7 @@ History Trainer::fit(const data::PatchDataset& train, const data::PatchDataset* 
   const auto label_list = train.labels();
   const auto train_labels = torch::tensor(std::vector<int64_t>(label_list.begin(), label_list.end())).to(device_);
   torch::Tensor class_weights;
-  if (options_.class_weight == "balanced") {
+  if (options_.class_weight == ClassWeight::balanced) {
     const int64_t pos = train_labels.sum().item<int64_t>(), n = train_labels.size(0);
     HISTOCNN_CHECK(pos > 0 && pos < n, "class_weight 'balanced' needs both classes in the training set");
     class_weights = torch::tensor({n / (2.0 * (n - pos)), n / (2.0 * pos)}, torch::kFloat32).to(device_);
@@ -424,7 +417,7 @@ History Trainer::fit(const data::PatchDataset& train, const data::PatchDataset* 
   const int first_epoch = static_cast<int>(history.epochs.size()) + 1;
   for (int epoch = first_epoch; epoch <= options_.epochs && !already_done; ++epoch) {
     auto t0 = Clock::now();
-    if (options_.schedule == "cosine") {
+    if (options_.schedule == Schedule::cosine) {
       const int e = epoch - 1, w = options_.warmup_epochs;
       const double factor = e < w ? (e + 1.0) / w
                                   : 0.5 * (1.0 + std::cos(M_PI * (e - w) / std::max(1, options_.epochs - w)));
@@ -439,11 +432,24 @@ History Trainer::fit(const data::PatchDataset& train, const data::PatchDataset* 
     auto step = [&](const torch::Tensor& logits, const torch::Tensor& y) {
       auto loss = torch::nn::functional::cross_entropy(
           logits, y, torch::nn::functional::CrossEntropyFuncOptions().weight(class_weights));
+      const double batch_loss = loss.item<double>();
+      // A diverged run stops here, before the weights take the step: the checkpoint of the last
+      // complete epoch stays as it is.
+      if (!std::isfinite(batch_loss)) {
+        bar.finish();
+        throw std::runtime_error(fmt::format(
+            "the training loss is {} at epoch {}, batch {} of {}: training has diverged. {}Lower the learning "
+            "rate (now {:g}; --learning-rate), or look for broken images or labels in the data",
+            std::isnan(batch_loss) ? "NaN" : "infinite", epoch, batch_index + 1, loader.num_batches(),
+            options_.checkpoint_dir.empty() || epoch == 1
+                ? std::string()
+                : fmt::format("The checkpoint of epoch {} in '{}' is kept. ", epoch - 1, options_.checkpoint_dir),
+            learning_rate()));
+      }
       optimizer_->zero_grad();
       loss.backward();
       optimizer_->step();
       const int64_t n = y.size(0);
-      const double batch_loss = loss.item<double>();
       loss_sum += batch_loss * n;
       correct += logits.argmax(1).eq(y).sum().item<int64_t>();
       seen += n;

@@ -16,6 +16,48 @@ def cli():
     return path
 
 
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+def env_without_pythonpath(**extra):
+    """The test environment without PYTHONPATH, so that a venv's own histocnn is the one imported
+    rather than the build tree's."""
+    env = {**os.environ, **extra}
+    env.pop("PYTHONPATH", None)
+    return env
+
+
+def make_venv(path):
+    """A fresh virtual environment that sees Debian's packages (python3-torch, numpy): its python."""
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(path)], check=True, timeout=300)
+    return pathlib.Path(path) / "bin" / "python"
+
+
+def install_wheel(python, wheel):
+    """`pip install` of a local wheel into a venv, without the network."""
+    proc = subprocess.run([str(python), "-m", "pip", "install", "--no-index", "--no-deps", "-q", str(wheel)],
+                          env=env_without_pythonpath(), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.fixture(scope="session")
+def histocnn_wheel(tmp_path_factory):
+    """The project's wheel, built once per session with `pip wheel` (no build isolation, no network),
+    reusing the tree's CMake build folder so that only what changed is compiled."""
+    binary_dir = os.environ.get("HISTOCNN_BINARY_DIR")
+    if not binary_dir:
+        pytest.skip("HISTOCNN_BINARY_DIR is not set: the wheel is built in the tree's build folder; "
+                    "run through ctest (scripts/test.sh)")
+    wheels = tmp_path_factory.mktemp("wheels")
+    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-build-isolation", "--no-index", "--no-deps",
+                           "-q", "-w", str(wheels), str(ROOT)],
+                          env=env_without_pythonpath(HISTOCNN_PIP_BUILD_DIR=binary_dir),
+                          capture_output=True, text=True, timeout=1200)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    [wheel] = list(wheels.glob("histocnn-*.whl"))
+    return wheel
+
+
 @pytest.fixture(scope="session")
 def synthetic_data(tmp_path_factory):
     import histocnn

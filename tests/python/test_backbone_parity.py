@@ -56,6 +56,9 @@ def test_features_match_torchvision(name, size, tmp_path, cli):
     # Features of random deep nets reach magnitudes of 10-100: compare relative to the largest.
     scale = max(1.0, float(np.abs(ref).max()))
     err = float(np.abs(got["features"] - ref).max())
+    # docs/backbones.md quotes these lines (pytest -s shows them).
+    print(f"\nparity {name} {size}px: max |diff| {err:.2g}, largest |feature| {float(np.abs(ref).max()):.3g}, "
+          f"tolerance {1e-4 * scale:.2g}")
     assert err <= 1e-4 * scale, f"{name}: max |diff| {err:.3g} at feature scale {scale:.3g}"
     np.testing.assert_allclose(got["pooled"], ref.mean(axis=(2, 3)), rtol=0, atol=1e-4 * scale)
 

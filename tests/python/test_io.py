@@ -56,5 +56,9 @@ def test_read_image_agrees_with_pil_and_rejects_truncated_files(tmp_path):
     np.testing.assert_array_equal(histocnn.io.read_image(str(tmp_path / "p.png")), pixels)
     data = (tmp_path / "p.png").read_bytes()
     (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])
-    with pytest.raises((ValueError, RuntimeError), match="cut.png"):
+    # The library's error rule (core/error.h): bad content is bad input, std::invalid_argument,
+    # ValueError here; a file that does not exist is histocnn::NotFoundError, FileNotFoundError.
+    with pytest.raises(ValueError, match="cut.png.*truncated"):
         histocnn.io.read_image(str(tmp_path / "cut.png"))
+    with pytest.raises(FileNotFoundError, match="missing.png"):
+        histocnn.io.read_image(str(tmp_path / "missing.png"))

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import env_without_pythonpath, install_wheel, make_venv
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -27,21 +29,10 @@ def test_pip_install_into_a_venv(tmp_path):
     assert out[1] == "2223872"
 
 
-@pytest.mark.skipif(not os.environ.get("HISTOCNN_BINARY_DIR"), reason="run through ctest (scripts/test.sh)")
-def test_pip_wheel_installs_into_a_fresh_venv(tmp_path):
-    env = {**os.environ, "HISTOCNN_PIP_BUILD_DIR": os.environ["HISTOCNN_BINARY_DIR"]}
-    env.pop("PYTHONPATH", None)
-    wheels = tmp_path / "wheels"
-    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-build-isolation", "--no-deps", "-q",
-                           "-w", str(wheels), str(ROOT)], env=env, capture_output=True, text=True, timeout=1200)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    [wheel] = list(wheels.glob("histocnn-*.whl"))
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
-    python = venv / "bin" / "python"
-    subprocess.run([str(python), "-m", "pip", "install", "--no-deps", "-q", str(wheel)], env=env, check=True,
-                   timeout=600)
-    out = subprocess.run([str(python), "-m", "histocnn", "--version"], env=env, cwd=tmp_path, capture_output=True,
-                         text=True, timeout=120)
+def test_pip_wheel_installs_into_a_fresh_venv(histocnn_wheel, tmp_path):
+    python = make_venv(tmp_path / "venv")
+    install_wheel(python, histocnn_wheel)
+    out = subprocess.run([str(python), "-m", "histocnn", "--version"], env=env_without_pythonpath(), cwd=tmp_path,
+                         capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("histocnn ")

@@ -110,5 +110,5 @@ def test_predict_accepts_paths_numpy_torch_and_pil(synthetic_data, tmp_path):
     assert isinstance(feats, torch.Tensor) and feats.shape == (2, 256)
     with pytest.raises(ValueError, match="HxWx3"):
         predictor.predict(np.zeros((5, 5), dtype=np.uint8))
-    with pytest.raises(RuntimeError, match="missing.png"):
+    with pytest.raises(FileNotFoundError, match="missing.png"):
         predictor.predict([str(tmp_path / "missing.png")])

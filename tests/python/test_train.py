@@ -17,19 +17,22 @@ def test_trainer_fit_returns_history_and_writes_run(synthetic_data, tmp_path):
     assert len(history) == 2
     assert [e["epoch"] for e in history] == [1, 2]
     assert all(math.isfinite(e["train_loss"]) for e in history)
-    assert 0.0 <= trainer.result.test.roc_auc <= 1.0
-    metrics = json.loads((tmp_path / "py" / "metrics.json").read_text())
-    assert metrics["test"]["roc_auc"] == pytest.approx(trainer.result.test.roc_auc)
-    assert (tmp_path / "py" / "model" / "1" / "model.safetensors").exists()
-
-    # Robustness: the test patients restained (stain_shift 0.1 by default), scored by sklearn.
     import csv
     from sklearn.metrics import roc_auc_score
     run = tmp_path / "py"
-    with open(run / "predictions_test_stain_shift.csv") as f:
-        shifted = list(csv.DictReader(f))
+    # The test AUC is scikit-learn's on the run's own test predictions.
     with open(run / "predictions_test.csv") as f:
         stained = list(csv.DictReader(f))
+    assert len({r["label"] for r in stained}) == 2
+    oracle = roc_auc_score([int(r["label"]) for r in stained], [float(r["p_positive"]) for r in stained])
+    assert trainer.result.test.roc_auc == pytest.approx(oracle, abs=1e-9)
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["test"]["roc_auc"] == pytest.approx(oracle, abs=1e-9)
+    assert (run / "model" / "1" / "model.safetensors").exists()
+
+    # Robustness: the test patients restained (stain_shift 0.1 by default), scored by sklearn.
+    with open(run / "predictions_test_stain_shift.csv") as f:
+        shifted = list(csv.DictReader(f))
     assert [r["path"] for r in shifted] == [r["path"] for r in stained]
     assert [r["p_positive"] for r in shifted] != [r["p_positive"] for r in stained]
     auc = roc_auc_score([int(r["label"]) for r in shifted], [float(r["p_positive"]) for r in shifted])
@@ -64,7 +67,7 @@ def test_unknown_option_is_a_type_error():
 
 
 def test_errors_come_out_as_python_exceptions_with_the_cpp_message(tmp_path):
-    with pytest.raises(RuntimeError, match="does-not-exist"):
+    with pytest.raises(FileNotFoundError, match="does-not-exist"):
         histocnn.Trainer(data_dir=str(tmp_path / "does-not-exist"), progress=False).fit()
     with pytest.raises(ValueError, match="unknown backbone 'resnet9000'"):
         histocnn.models.count_parameters("resnet9000")
@@ -121,9 +124,10 @@ def test_every_option_name_reaches_the_cpp_options():
                "sampler": "balanced", "head": "lstm", "backbone": "simple_cnn", "device": "cpu",
                "threshold_method": "youden", "normalisation": "inception", "weights": "w.safetensors",
                "mixed_precision": "bf16"}
+    # How a run is shown and whether it waits for another process: not part of the recorded options.
+    not_recorded = {"progress", "wait_for_lock"}
+    fresh = histocnn.train.RunOptions()
     for name in histocnn.train.run_option_names():
-        if name == "progress":  # a display setting, deliberately not part of the recorded options
-            continue
         changed = False
         for value in ([special[name]] if name in special else [True, False, 3, 0.25, "x"]):
             o = histocnn.train.RunOptions()
@@ -131,7 +135,10 @@ def test_every_option_name_reaches_the_cpp_options():
                 histocnn.train.set_run_option(o, name, json.dumps(value))
             except ValueError:
                 continue
-            changed = changed or json.loads(o.to_json()) != base
+            if name in not_recorded:
+                changed = changed or histocnn.train.get_run_option(o, name) != histocnn.train.get_run_option(fresh, name)
+            else:
+                changed = changed or json.loads(o.to_json()) != base
         assert changed, name
 
 
@@ -143,7 +150,7 @@ def test_trainer_keywords_and_defaults_are_the_cpp_options(cli):
 
     names = set(histocnn.train.run_option_names())
     params = inspect.signature(histocnn.Trainer).parameters
-    assert set(params) == names | {"callbacks"}
+    assert set(params) == names | {"callbacks", "preset"}
     defaults = histocnn.option_defaults()
     fresh = histocnn.train.RunOptions()
     for name in names - {"data_dir", "manifest", "progress"}:
@@ -175,3 +182,47 @@ def test_trainer_keywords_and_defaults_are_the_cpp_options(cli):
         assert defaults[name] is default, name
         checked.add(name)
     assert len(checked) >= 40, sorted(names - checked)
+
+
+def test_two_processes_with_the_same_run_folder(cli, synthetic_data, tmp_path):
+    """The second `train` of the same run stops at once naming the first process; with --wait it
+    waits for it, then finds the run finished instead of training it again."""
+    import subprocess
+    import time
+    args = [cli, "train", "--data", synthetic_data, "--out", tmp_path, "--name", "same", "--backbone", "mobilenet_v2",
+            "--unfreeze", "--image-size", "96", "--epochs", "3", "--no-tensorboard", "--stain-shift", "0"]
+    env = {**os.environ, "HISTOCNN_PROGRESS": "0"}
+    first = subprocess.Popen(list(map(str, args)), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    lock = tmp_path / "same" / ".lock"
+    deadline = time.time() + 120
+    while not (lock.exists() and lock.read_text().startswith(f"process {first.pid} ")):
+        assert first.poll() is None and time.time() < deadline, first.communicate()
+        time.sleep(0.05)
+    second = run_cli(cli, *args[1:], check=False)
+    assert second.returncode != 0
+    assert f"is being written by process {first.pid}" in second.stderr and "--wait" in second.stderr
+    third = subprocess.Popen(list(map(str, args + ["--wait"])), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True, env=env)
+    out, err = third.communicate(timeout=600)
+    assert first.wait(timeout=600) == 0, first.communicate()
+    assert third.returncode == 0, err
+    assert f"waiting for process {first.pid}" in err
+    assert "resuming from the checkpoint of epoch 3" in err  # finished by the first: not trained again
+    history = (tmp_path / "same" / "history.csv").read_text().splitlines()
+    assert len(history) == 1 + 3
+
+
+def test_study_preset_from_python_and_the_command_line(cli, tmp_path):
+    values = histocnn.Trainer(preset="study", epochs=3, progress=False).option_values()
+    assert (values["backbone"], values["optimizer"], values["batch_size"], values["reduce_lr_patience"]) == \
+        ("vgg16", "rmsprop", 32, 20)
+    assert values["epochs"] == 3  # a keyword overrides the preset
+    with pytest.raises(ValueError, match="unknown preset"):
+        histocnn.Trainer(preset="keras")
+    # On the command line the preset applies first too: its ReduceLROnPlateau (patience 20) meets
+    # --schedule cosine, and an explicit --reduce-lr-patience 0 lifts the contradiction.
+    clash = run_cli(cli, "train", "--data", tmp_path, "--preset", "study", "--schedule", "cosine", check=False)
+    assert clash.returncode != 0 and "reduce_lr_patience 20" in clash.stderr
+    fixed = run_cli(cli, "train", "--data", tmp_path, "--preset", "study", "--schedule", "cosine",
+                    "--reduce-lr-patience", "0", "--epochs", "0", check=False)
+    assert fixed.returncode != 0 and "epochs" in fixed.stderr and "reduce_lr_patience" not in fixed.stderr

@@ -2,7 +2,7 @@
 // Label-preserving augmentation of uint8 RGB patches, applied before resizing.
 //
 //   auto aug = histocnn::data::AugmentOptions::preset("histology");  // flips, quarter turns, H&E jitter
-//   auto aug = histocnn::data::AugmentOptions::preset("study");      // flips, rotation 20, zoom 1.0-1.2
+//   auto aug = histocnn::data::AugmentOptions::preset("study");      // flips, rotation 20, zoom out 1.0-1.2
 //   std::mt19937_64 rng(seed);
 //   cv::Mat out = histocnn::data::augment_patch(patch, aug, rng);
 //
@@ -23,13 +23,21 @@ struct AugmentOptions {
   bool horizontal_flip = true;
   bool vertical_flip = true;
   bool rotate90 = true;
-  double rotation_degrees = 0;   ///< random rotation in [-r, r], reflecting at the border (study: 20)
-  double zoom_max = 1.0;         ///< random zoom-in in [1, zoom_max] (study: 1.2)
+  double rotation_degrees = 0;   ///< random rotation in [-r, r] (study: 20)
+  double zoom_max = 1.0;         ///< random zoom factor in [1, zoom_max] (study: 1.2)
+  /// Keras' zoom_range=[1, zoom_max]: a factor z shows z times the field of view (zooms out), drawn
+  /// per axis. Otherwise one factor for both axes zooms in (crops).
+  bool zoom_out = false;
+  /// What fills pixels the rotation or zoom brings in from outside the patch: the nearest edge pixel
+  /// (Keras' fill_mode="nearest") or a reflection of the patch (OpenCV's BORDER_REFLECT_101).
+  bool fill_nearest = false;
   double stain_jitter = 0.0;     ///< H&E optical-density scale/shift sigma (0.05 is moderate)
   double brightness = 0.0;       ///< multiplicative brightness jitter sigma
 
-  /// "none", "flips" (flips and quarter turns), "study" (the study's Keras ImageDataGenerator:
-  /// flips, rotation 20, zoom 1.2), "histology" (flips, quarter turns, H&E jitter 0.05,
+  /// "none", "flips" (flips and quarter turns), "study" (the study's Keras ImageDataGenerator as
+  /// Keras applies it: flips, rotation 20, zoom out by 1.0-1.2 per axis, nearest fill),
+  /// "study-zoom-in" (flips, rotation 20, zoom in by 1.0-1.2, reflected border), "histology"
+  /// (flips, quarter turns, H&E jitter 0.05,
   /// brightness 0.05), "histology:<sigma>" (the same with H&E jitter sigma, e.g. histology:0.1).
   static AugmentOptions preset(const std::string& name);
   /// The preset these options equal, or "custom".

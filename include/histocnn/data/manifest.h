@@ -82,13 +82,19 @@ struct ScanReport {
   /// "relative/path: reason" for files whose Kaggle folders (<patient>/<C>/) disagree with the
   /// file name; these files are also in `rejected` and not in the manifest.
   std::vector<std::string> label_mismatches;
+  /// "relative/path: same bytes as relative/other" for each file dropped because an earlier file
+  /// (in sorted order) has the same content: downloads that merge two copies of the dataset hold
+  /// every patch twice. Copies whose names disagree on patient or label are all rejected instead.
+  std::vector<std::string> duplicates;
 };
 
 /// Walks `root` recursively in sorted order and takes every file whose name parses as a patch
 /// (see filename.h). In the Kaggle layout `<patient>/<C>/<file>` the folder label (a folder named
 /// 0 or 1) and the patient folder (an all-digit folder name above it) must agree with the file
 /// name, otherwise the file is rejected and listed in label_mismatches. Rejections are logged as a
-/// warning. Throws std::runtime_error when `root` is missing, is not a folder, or holds no patches.
+/// warning. Files with the same bytes as an earlier one are dropped and listed in `duplicates`.
+/// Throws NotFoundError when `root` is missing, std::runtime_error when it is not a folder or holds
+/// no patches.
 ScanReport scan_directory(const std::filesystem::path& root);
 
 }  // namespace histocnn::data

@@ -11,6 +11,11 @@
 //   hm::plot_training_curves("runs/1/training.png", curves);
 //   hm::plot_accuracy_vs_size("runs/sizes.png", {"VGG16", "MobileNetV2"}, {14.7, 2.2}, {0.83, 0.86});
 //   hm::write_evaluation_plots("runs/1", report, "test_");   // roc, pr, confusion, reliability
+//   hm::BarChart bars;
+//   bars.categories = {"simple_cnn", "mobilenet_v2"};
+//   bars.series = {"test AUC"};
+//   bars.values = {{0.84, 0.91}};
+//   hm::plot_bar_chart("compare/test_auc.png", bars);
 //
 // Every plot is white with axes, ticks, axis labels, a title and a legend where there are several
 // lines; 640x480 by default (PlotOptions). Files are written atomically (io::write_png); missing
@@ -74,6 +79,44 @@ void plot_training_curves(const std::filesystem::path& path, const TrainingCurve
 void plot_accuracy_vs_size(const std::filesystem::path& path, const std::vector<std::string>& labels,
                            const std::vector<double>& sizes, const std::vector<double>& accuracies,
                            const PlotOptions& options = {});
+
+/// A grouped bar chart: one group of bars per category along the x axis, one bar per series in
+/// each group (with a legend when there are several), each bar labelled with its value; the y axis
+/// starts at 0. Category labels may hold '\n' and are wrapped at spaces to fit their group.
+struct BarChart {
+  std::vector<std::string> categories;
+  std::vector<std::string> series;          ///< one name per row of `values`
+  std::vector<std::vector<double>> values;  ///< values[series][category]: finite and >= 0
+  /// Optional whiskers (e.g. a 95 % interval), the shape of `values`; NaN leaves a bar without one.
+  std::vector<std::vector<double>> lower, upper;
+  int decimals = -1;            ///< digits of the value labels; -1: none for whole numbers, else 3
+  int highlight = -1;           ///< one series only: this category's bar is drawn in orange
+  std::string highlight_label;  ///< the legend entry of the highlighted bar, e.g. "best run"
+};
+
+void plot_bar_chart(const std::filesystem::path& path, const BarChart& chart, const PlotOptions& options = {});
+
+/// A grid of images in titled rows, each image with caption lines under it (e.g. a gallery of
+/// misclassified patches). Images are read from their files and scaled to fit `tile` pixels, the
+/// aspect kept (enlarged by pixel replication, so that a 50x50 patch shows its pixels); an image
+/// that cannot be read is drawn as a grey tile that says so. A row longer than `columns` wraps; an
+/// empty row says "none". The figure's size follows from the content: `columns` tiles wide.
+struct ImageTile {
+  std::filesystem::path image;
+  std::vector<std::string> caption;  ///< lines under the image
+};
+struct ImageRow {
+  std::string title;
+  std::vector<ImageTile> tiles;
+};
+struct ImageGridOptions {
+  std::string title;
+  int tile = 112;    ///< pixels, [32, 1024]
+  int columns = 8;   ///< [1, 64]
+};
+
+void plot_image_grid(const std::filesystem::path& path, const std::vector<ImageRow>& rows,
+                     const ImageGridOptions& options = {});
 
 /// Writes <prefix>roc.png, <prefix>pr.png, <prefix>confusion_matrix.png and
 /// <prefix>reliability.png into `folder` (ROC and PR only when the report has both classes) and

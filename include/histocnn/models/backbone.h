@@ -25,8 +25,9 @@ struct BackboneOptions {
 class BackboneImpl : public torch::nn::Module {
  public:
   /// The last feature map, [N, C, h, w]. On the CPU a 4-D input is first put in channels-last
-  /// memory format when the backbone prefers it at that size: oneDNN's convolutions then run 1.1
-  /// to 2 times faster (same values).
+  /// memory format when the backbone prefers it at that size, the layout oneDNN's convolutions
+  /// mostly run faster in (same values; docs/benchmarks.md, "Channels-last on the CPU", has the
+  /// measurements and the commands).
   torch::Tensor forward_features(torch::Tensor x);
   /// Whether channels-last input is faster for this backbone at this input size (default: yes).
   virtual bool prefers_channels_last(int64_t height, int64_t width) const { return true; }
@@ -40,6 +41,10 @@ class BackboneImpl : public torch::nn::Module {
   virtual std::string name() const = 0;
   /// The input normalisation its published weights expect ("imagenet" or "inception").
   virtual std::string normalisation() const { return "imagenet"; }
+  /// True where the Keras model this backbone reproduces has the activation inside its
+  /// convolutions (VGG16's Conv2D(..., activation="relu")), so Keras counts the two as one layer
+  /// (models/summary.h).
+  virtual bool activations_in_layers() const { return false; }
   /// Key prefixes in published full-model weight files that belong to the ImageNet top, not to
   /// this backbone (ignored when importing, e.g. "classifier.").
   virtual std::vector<std::string> top_prefixes() const { return {}; }

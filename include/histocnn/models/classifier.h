@@ -14,6 +14,7 @@
 #include "histocnn/models/backbone.h"
 #include "histocnn/models/dense_head.h"
 #include "histocnn/models/lstm_head.h"
+#include "histocnn/models/summary.h"
 #include "histocnn/models/weights.h"
 
 #include <torch/nn/module.h>
@@ -30,13 +31,15 @@ struct ClassifierOptions {
   static ClassifierOptions from_json(const std::string& json);
 
   TORCH_ARG(std::string, backbone) = "mobilenet_v2";
-  /// "dense" (pooled features -> dense layers) or "lstm" (feature map as a sequence -> LSTM -> dense).
+  /// "dense" (pooled features -> dense layers), "lstm" (feature map as a sequence -> LSTM -> dense)
+  /// or "lstm_pooled" (the study's drawing: pooled features -> embedding -> LSTM -> dense).
   TORCH_ARG(std::string, head) = "dense";
   TORCH_ARG(int64_t, lstm_units) = 512;
   TORCH_ARG(bool, tf_padding) = false;
   TORCH_ARG(bool, freeze_backbone) = true;
-  /// With freeze_backbone: the last N blocks of the backbone still train (the study's "last 4
-  /// layers"; a block is a child of the backbone's `features`, e.g. one inverted residual).
+  /// With freeze_backbone: the last N layers of the backbone still train, counted as Keras counts
+  /// `base_model.layers[-N:]` (every layer, pooling and activation layers included; see
+  /// models/summary.h). The study's "last 4 layers" of VGG16 are block5_conv1..3 and block5_pool.
   TORCH_ARG(int64_t, unfreeze_last) = 0;
   TORCH_ARG(bool, train_bn) = false;
   TORCH_ARG(int64_t, hidden1) = 512;
@@ -58,12 +61,10 @@ class ClassifierImpl : public torch::nn::Module {
   torch::Tensor head_forward(torch::Tensor features);
 
   void train(bool on = true) override;
-  /// Freezes (or unfreezes) the backbone; with `frozen`, the last unfreeze_last blocks stay trainable.
+  /// Freezes (or unfreezes) the backbone; with `frozen`, the last unfreeze_last layers stay trainable.
   void set_backbone_frozen(bool frozen);
   /// True when no backbone parameter trains, so backbone features can be computed once and cached.
   bool backbone_frozen() const { return options_.freeze_backbone() && options_.unfreeze_last() == 0; }
-  /// The backbone's blocks in forward order (the children of its `features`, or its children).
-  std::vector<std::shared_ptr<torch::nn::Module>> backbone_blocks() const;
 
   /// Loads published backbone weights (torchvision names); the ImageNet top is ignored.
   LoadReport load_backbone_weights(const std::filesystem::path& file, bool strict = true);
@@ -75,11 +76,15 @@ class ClassifierImpl : public torch::nn::Module {
 
  private:
   torch::Tensor backbone_features(torch::Tensor x);
+  // The input size the backbone's layers are listed at: Keras Applications' default, which every
+  // backbone accepts.
+  static constexpr int64_t kLayerTraceSize = 224;
   ClassifierOptions options_;
   Backbone backbone_;
   std::shared_ptr<torch::nn::Module> head_;
   DenseHead dense_head_{nullptr};
   LSTMHead lstm_head_{nullptr};
+  std::vector<LayerInfo> backbone_layers_;  // filled when unfreeze_last first needs it
 };
 TORCH_MODULE(Classifier);
 

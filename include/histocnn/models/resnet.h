@@ -35,8 +35,8 @@ class ResNetImpl : public BackboneImpl {
  public:
   explicit ResNetImpl(ResNetOptions options = {});
   torch::Tensor compute_features(torch::Tensor x) override;
-  /// Channels-last pays for ResNets only from 80 px up (torchvision's ResNet-18 at 50/64 px runs
-  /// 0.68/0.90 times as fast channels-last; docs/backbones.md has the command and numbers).
+  /// Channels-last pays for ResNets only from 80 px up (docs/benchmarks.md, "Channels-last on the
+  /// CPU", has the measurements and the command).
   bool prefers_channels_last(int64_t height, int64_t width) const override { return std::min(height, width) >= 80; }
   /// The ImageNet logits; requires num_classes > 0.
   torch::Tensor logits(torch::Tensor x);
@@ -64,8 +64,8 @@ class ResNetV2Impl : public BackboneImpl {
  public:
   explicit ResNetV2Impl(ResNetV2Options options = {});
   torch::Tensor compute_features(torch::Tensor x) override;
-  /// Channels-last pays for ResNets only from 80 px up (torchvision's ResNet-18 at 50/64 px runs
-  /// 0.68/0.90 times as fast channels-last; docs/backbones.md has the command and numbers).
+  /// Channels-last pays for ResNets only from 80 px up (docs/benchmarks.md, "Channels-last on the
+  /// CPU", has the measurements and the command).
   bool prefers_channels_last(int64_t height, int64_t width) const override { return std::min(height, width) >= 80; }
   int64_t feature_channels() const override { return 2048; }
   std::string name() const override { return "resnet" + std::to_string(options_.depth()) + "v2"; }

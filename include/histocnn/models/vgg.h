@@ -19,6 +19,7 @@ class VGGImpl : public BackboneImpl {
   int64_t feature_channels() const override { return 512; }
   std::string name() const override { return "vgg" + std::to_string(depth_); }
   std::vector<std::string> top_prefixes() const override { return {"classifier."}; }
+  bool activations_in_layers() const override { return true; }
 
   torch::nn::Sequential features{nullptr};
 

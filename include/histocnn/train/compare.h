@@ -5,6 +5,7 @@
 //   auto config = histocnn::train::load_compare_config("compare.json");
 //   auto rows = histocnn::train::run_compare(config);     // runs already done are read, not redone
 //   std::cout << histocnn::train::compare_table_markdown(rows);
+//   std::cout << histocnn::train::best_run_summary(rows);  // highest test AUC
 //
 // compare.json:
 //   {"data_dir": "patches/", "output_dir": "compare",
@@ -47,11 +48,31 @@ struct CompareRow {
 
 /// Reads a compare config (JSON); errors name the file and the offending key.
 CompareConfig load_compare_config(const std::filesystem::path& file);
-/// Runs every step (or reads it when its run folder already holds metrics.json), writes
-/// <output_dir>/results.csv and results.md, and returns the rows in step order.
+/// Runs every step (or reads it when its run folder already holds metrics.json), writes the
+/// results (write_compare_results) after each one, and returns the rows in step order.
 std::vector<CompareRow> run_compare(const CompareConfig& config);
+/// Writes <output_dir>/results.csv, results.md (the table, the best run, the ablation steps when
+/// `ablation`, links to the figures) and the figures (write_compare_figures).
+void write_compare_results(const std::filesystem::path& output_dir, const std::vector<CompareRow>& rows,
+                           bool ablation = false);
 /// The row of a finished run folder.
 CompareRow read_run_row(const std::filesystem::path& run_dir);
+
+/// The best run: the highest test AUC; ties go to the higher test accuracy, then to the earlier
+/// row. Rows without a test AUC (NaN) are not candidates; -1 when no row has one.
+int best_run_index(const std::vector<CompareRow>& rows);
+/// One line naming the best run, the rule that chose it, and its test AUC, accuracy and size.
+std::string best_run_summary(const std::vector<CompareRow>& rows);
+
+/// The study's figures, written into `output_dir`: one bar chart per test metric across runs
+/// (test_accuracy.png, test_precision.png, test_recall.png, test_f1.png, test_auc.png with the
+/// 95 % intervals as whiskers, test_loss.png), the runs sorted by parameter count (smallest first)
+/// and the best run in orange; and size_vs_accuracy.png (test accuracy against parameters). Each
+/// figure is 520 px high and max(640, 120 + 140 x runs) px wide (at most 8000). A run without
+/// a value for a metric (no test split) is left out of that chart, and a chart without any value
+/// is not drawn. Returns the paths written.
+std::vector<std::filesystem::path> write_compare_figures(const std::filesystem::path& output_dir,
+                                                         const std::vector<CompareRow>& rows);
 
 std::string compare_table_csv(const std::vector<CompareRow>& rows);
 std::string compare_table_markdown(const std::vector<CompareRow>& rows);

@@ -1,6 +1,6 @@
 #pragma once
 // The main job on the embedded default data: generate synthetic H&E patches, train, evaluate,
-// and say where everything is. Runs in a few minutes on a 2-core CPU.
+// and say where everything is. docs/benchmarks.md ("The demo") has its measured run time.
 //
 //   histocnn::train::DemoOptions opt;           // output folder "histocnn-demo"
 //   auto result = histocnn::train::run_demo(opt);

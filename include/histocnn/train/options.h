@@ -44,4 +44,15 @@ std::string run_option_values(const RunOptions& options);
 /// All option names set_run_option accepts, sorted.
 std::vector<std::string> run_option_names();
 
+/// Named recipes: the options they set, by name, as JSON text. "study" is the published recipe
+/// as written: VGG16 (ImageNet, frozen) at 50 px with the dense head (dropout 0.2, no batch norm),
+/// 2,500 patches per class, RMSprop at 1e-3, batch 32, 10 epochs, ReduceLROnPlateau patience 20,
+/// factor 0.2, min 1e-4, no augmentation. The split stays by patient (the study's split by patch
+/// leaks patients between training and test: add split_by_patch to reproduce that too).
+std::vector<std::pair<std::string, std::string>> run_preset(const std::string& name);
+/// The preset names run_preset knows.
+std::vector<std::string> run_preset_names();
+/// Sets every option of the preset; options set afterwards override it.
+void apply_run_preset(RunOptions& options, const std::string& name);
+
 }  // namespace histocnn::train

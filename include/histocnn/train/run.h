@@ -13,6 +13,7 @@
 //
 // The run folder's default name is derived from the options, so running the same command again
 // finds the same folder and resumes from its checkpoint (or, when finished, only re-evaluates).
+#include "histocnn/data/preprocessing.h"
 #include "histocnn/data/split.h"
 #include "histocnn/metrics/binary.h"
 #include "histocnn/models/classifier.h"
@@ -49,6 +50,7 @@ struct RunOptions {
   /// labs would look. 0.1 is about Tellez et al.'s "HED-strong" range; 0 turns it off.
   double stain_shift = 0.1;
   bool tensorboard = true;          ///< write TensorBoard scalars to <run>/tensorboard
+  bool wait_for_lock = false;       ///< another process writing the run folder: wait (else stop, naming it)
   std::vector<std::shared_ptr<Callback>> callbacks;  ///< extra callbacks (not part of the options)
 
   std::string to_json() const;
@@ -68,7 +70,26 @@ struct RunResult {
   double seconds = 0;
 };
 
+/// The steps, in order: validate the options, prepare_run_data, build_run_model, lock and fill the
+/// run folder, train (resuming), choose the threshold on validation, evaluate the test split as
+/// stained and restained, plot, export the bundle, write metrics.json last.
 RunResult run_training(const RunOptions& options);
+
+/// A run's data: the manifest (balanced, split by patient) and its three splits.
+struct RunData {
+  data::Manifest manifest, train, val, test;
+};
+/// Scans the folder or reads the manifest, balances, and splits by patient (a manifest's own
+/// complete split column is kept; a partly filled one is refused).
+RunData prepare_run_data(const RunOptions& options);
+
+/// A run's classifier with its pretrained backbone weights loaded, and the preprocessing they expect.
+struct RunModel {
+  models::Classifier model{nullptr};
+  data::Preprocessing preprocessing;
+  std::filesystem::path weights;  ///< the resolved weight file ("" = random initialisation)
+};
+RunModel build_run_model(const RunOptions& options);
 
 /// The run folder name used when RunOptions::name is empty: <backbone>-<head>-<8 hex digits>.
 std::string default_run_name(const RunOptions& options);

@@ -2,7 +2,7 @@
 // Trains a Classifier on PatchDatasets and keeps the best weights by validation ROC-AUC.
 //
 //   histocnn::train::TrainerOptions opt;
-//   opt.epochs = 10; opt.optimizer = "rmsprop"; opt.learning_rate = 1e-3;
+//   opt.epochs = 10; opt.optimizer = histocnn::train::OptimizerKind::rmsprop; opt.learning_rate = 1e-3;
 //   opt.checkpoint_dir = "runs/x/checkpoint";      // resumable: rerun continues where it stopped
 //   histocnn::train::Trainer trainer(model, opt);
 //   trainer.add_callback(std::make_shared<histocnn::train::CSVLogger>("runs/x/history.csv"));
@@ -17,6 +17,7 @@
 #include "histocnn/inference/predict.h"
 #include "histocnn/models/classifier.h"
 #include "histocnn/train/callbacks.h"
+#include "histocnn/train/choices.h"
 #include "histocnn/train/history.h"
 
 #include <atomic>
@@ -34,28 +35,28 @@ namespace histocnn::train {
 struct TrainerOptions {
   int epochs = 10;
   int64_t batch_size = 32;
-  std::string optimizer = "rmsprop";  ///< rmsprop | adam | adamw | sgd
+  OptimizerKind optimizer = OptimizerKind::rmsprop;
   double learning_rate = 1e-3;
   /// Learning rate of the trainable backbone layers relative to the head's (e.g. 0.1 for gentle
   /// fine-tuning of the unfrozen blocks); schedules and ReduceLROnPlateau keep the ratio.
   double backbone_lr_multiplier = 1.0;
   double weight_decay = 0.0;
   double momentum = 0.9;              ///< sgd only
-  std::string schedule = "constant";  ///< constant | cosine (per epoch, after warmup_epochs of linear warm-up)
+  Schedule schedule = Schedule::constant;  ///< per epoch, after warmup_epochs of linear warm-up
   int warmup_epochs = 0;
   int reduce_lr_patience = 0;         ///< > 0: ReduceLROnPlateau on val_loss (factor, min_lr below)
   double reduce_lr_factor = 0.2;
   double min_lr = 1e-4;
   int early_stopping_patience = 0;    ///< > 0: EarlyStopping on val_auc
-  std::string class_weight = "none";  ///< none | balanced (loss weights inverse to class counts)
-  std::string sampler = "shuffle";    ///< shuffle | balanced (draw classes equally, with replacement)
+  ClassWeight class_weight = ClassWeight::none;
+  Sampler sampler = Sampler::shuffle;
   uint64_t seed = 42;
   int workers = 2;               ///< batch-preparation threads
   int threads = 0;               ///< LibTorch intra-op threads; <= 0: all cores
   std::string device = "auto";   ///< auto | cpu | cuda | cuda:N
-  /// Forward passes in bfloat16 autocast: "auto" (on CUDA, off on the CPU), "off", or "bf16" (on
+  /// Forward passes in bfloat16 autocast: automatic (on CUDA, off on the CPU), off, or bf16 (on
   /// any device; on CPUs without bfloat16 instructions it is slower, not faster).
-  std::string mixed_precision = "auto";
+  MixedPrecision mixed_precision = MixedPrecision::automatic;
   data::AugmentOptions augment;  ///< on the training split only
   bool cache_features = true;    ///< frozen backbone + no augmentation: compute features once
   bool restore_best = true;      ///< end with the weights of the best validation AUC epoch

@@ -106,3 +106,43 @@ TEST_CASE("Rotation and zoom keep the tissue, reflecting at the border", "[data]
     CHECK(std::abs(cv::mean(x)[0] - cv::mean(patch)[0]) < 25);
   }
 }
+
+TEST_CASE("The study preset zooms out per axis with nearest fill, as Keras' zoom_range=[1.0, 1.2] does", "[data]") {
+  // A black patch with a white frame one pixel wide. Zooming out by z in [1, 1.2] moves the frame
+  // inwards by (1 - 1/z) / 2 of the size, and nearest fill paints everything outside it white;
+  // zooming in (study-zoom-in) crops the frame away, and the reflected border stays black.
+  const int n = 100;
+  cv::Mat framed(n, n, CV_8UC3, cv::Scalar(0, 0, 0));
+  cv::rectangle(framed, cv::Point(0, 0), cv::Point(n - 1, n - 1), cv::Scalar(255, 255, 255), 1);
+  auto without_rotation = [](const std::string& preset) {
+    auto o = data::AugmentOptions::preset(preset);
+    o.horizontal_flip = o.vertical_flip = false;
+    o.rotation_degrees = 0;
+    return o;
+  };
+  const auto out = without_rotation("study"), in = without_rotation("study-zoom-in");
+  CHECK(data::AugmentOptions::preset("study").preset_name() == "study");
+  CHECK(data::AugmentOptions::preset("study-zoom-in").preset_name() == "study-zoom-in");
+  std::mt19937_64 rng(3);
+  int anisotropic = 0, zoomed_in_white_corners = 0;
+  for (int i = 0; i < 20; ++i) {
+    cv::Mat zoomed_out = data::augment_patch(framed, out, rng), zoomed_in = data::augment_patch(framed, in, rng);
+    // Where the frame landed, along the middle row and the middle column.
+    auto first_white = [&](const cv::Mat& x, bool along_row) {
+      for (int k = 0; k < n / 2; ++k) {
+        const auto px = along_row ? x.at<cv::Vec3b>(n / 2, k) : x.at<cv::Vec3b>(k, n / 2);
+        if (px[0] < 128) return k;  // the first dark pixel inside the white margin
+      }
+      return n / 2;
+    };
+    const int margin_x = first_white(zoomed_out, true), margin_y = first_white(zoomed_out, false);
+    CHECK(zoomed_out.at<cv::Vec3b>(0, 0)[0] > 200);              // nearest fill: white corner
+    CHECK(zoomed_out.at<cv::Vec3b>(n / 2, n / 2)[0] < 50);       // the black inside, shrunk
+    CHECK(margin_x >= 1);
+    CHECK(margin_x <= 1 + static_cast<int>(std::ceil(n * (1 - 1 / 1.2) / 2)) + 1);
+    anisotropic += margin_x != margin_y;
+    zoomed_in_white_corners += zoomed_in.at<cv::Vec3b>(0, 0)[0] > 200;
+  }
+  CHECK(anisotropic > 5);  // one factor per axis
+  CHECK(zoomed_in_white_corners <= 2);  // zooming in crops the frame (kept only when z < 1.004)
+}

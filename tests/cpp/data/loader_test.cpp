@@ -128,7 +128,17 @@ TEST_CASE("The balanced sampler draws both classes equally often", "[data]") {
   const double share = static_cast<double>(positives) / total;
   CHECK(share > 0.45);
   CHECK(share < 0.55);
-  CHECK(loader.epoch_order(0) == loader.epoch_order(0));
+  // The draw is a function of (seed, epoch) only: an independent loader with the same options
+  // repeats an epoch exactly, another epoch or another seed draws differently.
+  const data::BatchLoader same(ds, o);
+  for (int epoch = 0; epoch < 3; ++epoch) CHECK(same.epoch_order(epoch) == loader.epoch_order(epoch));
+  CHECK(loader.epoch_order(0) != loader.epoch_order(1));
+  CHECK(loader.epoch_order(1) != loader.epoch_order(2));
+  auto other_seed = o;
+  other_seed.seed = o.seed + 1;
+  const data::BatchLoader reseeded(ds, other_seed);
+  CHECK(reseeded.epoch_order(0) != loader.epoch_order(0));
+  CHECK(reseeded.epoch_order(1) != loader.epoch_order(1));
 }
 
 TEST_CASE("A stain-shifted view restains each patient one way, deterministically, leaving the original", "[data]") {

@@ -6,7 +6,11 @@
 #include <thread>
 #include <vector>
 
+#include "histocnn/core/error.h"
 #include "histocnn/io/atomic_file.h"
+#include "histocnn/io/folder_lock.h"
+
+#include <unistd.h>
 #include "test_support.h"
 
 namespace fs = std::filesystem;
@@ -95,10 +99,26 @@ TEST_CASE("write_file_atomic failures throw runtime_error naming the path", "[io
 TEST_CASE("read_file errors name the file", "[io]") {
   TempDir dir;
   auto missing = dir / "nope.txt";
-  REQUIRE_THROWS_AS(read_file(missing), std::runtime_error);
+  REQUIRE_THROWS_AS(read_file(missing), histocnn::NotFoundError);  // the error rule: a missing file is not-found
   REQUIRE_THROWS_WITH(read_file(missing),
-                      Catch::Contains("nope.txt") && Catch::Contains("No such file"));
+                      Catch::Contains("nope.txt") && Catch::Contains("does not exist"));
   REQUIRE_THROWS_AS(read_file(dir.path()), std::runtime_error);
   REQUIRE_THROWS_WITH(read_file(dir.path()),
                       Catch::Contains(dir.path().string()) && Catch::Contains("is a directory"));
+}
+
+TEST_CASE("A folder lock admits one writer, names it to the next, and is released on destruction", "[io]") {
+  histocnn::test::TempDir dir;
+  const auto folder = dir / "run";
+  {
+    histocnn::io::FolderLock first(folder, "run folder", false);
+    CHECK(std::filesystem::is_directory(folder));
+    // A second lock (here in the same process: flock locks conflict between open files) is refused,
+    // with the holder's process id and what to do.
+    CHECK_THROWS_AS(histocnn::io::FolderLock(folder, "run folder", false), histocnn::io::FolderBusy);
+    CHECK_THROWS_WITH(histocnn::io::FolderLock(folder, "run folder", false),
+                      Catch::Contains("is being written by process " + std::to_string(::getpid())) &&
+                          Catch::Contains("--wait"));
+  }
+  histocnn::io::FolderLock again(folder, "run folder", false);  // released: taken at once
 }

@@ -72,10 +72,10 @@ TEST_CASE("Run options are checked before any data is read, and contradictions a
   o.image_size = 0;
   CHECK_THROWS_WITH(train::run_training(o), Catch::Contains("image_size"));
   o.image_size = 50;
-  o.trainer.schedule = "cosine";
+  o.trainer.schedule = train::Schedule::cosine;
   o.trainer.reduce_lr_patience = 2;
   CHECK_THROWS_WITH(train::run_training(o), Catch::Contains("choose one"));
-  o.trainer.schedule = "constant";
+  o.trainer.schedule = train::Schedule::constant;
   o.trainer.reduce_lr_patience = 0;
   o.trainer.warmup_epochs = 1;
   CHECK_THROWS_WITH(train::run_training(o), Catch::Contains("warmup_epochs"));
@@ -108,9 +108,9 @@ TEST_CASE("A compare config expands its grid and the study's ablation", "[train]
   CHECK(last.model.batch_norm());
   CHECK(last.trainer.augment.enabled);
   CHECK(last.model.dropout() == 0.5);
-  CHECK(last.trainer.optimizer == "adam");
+  CHECK(last.trainer.optimizer == train::OptimizerKind::adam);
   CHECK(last.model.unfreeze_last() == 4);
-  CHECK(ablation.steps[1].options.trainer.optimizer == "rmsprop");
+  CHECK(ablation.steps[1].options.trainer.optimizer == train::OptimizerKind::rmsprop);
 
   io::write_file_atomic(dir / "bad.json", R"({"data_dir": "d", "grid": {"dropouts": [0.1]}})");
   CHECK_THROWS_WITH(train::load_compare_config(dir / "bad.json"),
@@ -141,4 +141,34 @@ TEST_CASE("The comparison runs each grid point once and tabulates them", "[train
   auto again = train::run_compare(config);
   CHECK(again[0].reused);
   CHECK(again[1].auc == rows[1].auc);
+}
+
+TEST_CASE("The study preset is the recipe as written, and options given after it override it", "[train]") {
+  train::RunOptions o;
+  train::apply_run_preset(o, "study");
+  CHECK(o.model.backbone() == "vgg16");
+  CHECK(o.weights == "imagenet");
+  CHECK(o.model.freeze_backbone());
+  CHECK(o.image_size == 50);
+  CHECK(o.trainer.optimizer == train::OptimizerKind::rmsprop);
+  CHECK(o.trainer.learning_rate == Approx(1e-3));
+  CHECK(o.trainer.batch_size == 32);
+  CHECK(o.trainer.epochs == 10);
+  CHECK(o.trainer.reduce_lr_patience == 20);
+  CHECK(o.trainer.reduce_lr_factor == Approx(0.2));
+  CHECK(o.trainer.min_lr == Approx(1e-4));
+  CHECK(o.balance_per_class == 2500);
+  CHECK_FALSE(o.trainer.augment.enabled);
+  CHECK_FALSE(o.split.by_patch);  // the honest split stays
+  o.data_dir = "patches";
+  o.validate();
+  CHECK_THROWS_WITH(train::apply_run_preset(o, "keras"), Catch::Contains("unknown preset 'keras'") &&
+                                                             Catch::Contains("study"));
+
+  test::TempDir dir;
+  const auto config = dir / "c.json";
+  io::write_file_atomic(config, R"({"data_dir": "d", "base": {"epochs": 3, "preset": "study"}})");
+  const auto c = train::load_compare_config(config);
+  CHECK(c.steps.front().options.trainer.epochs == 3);  // the key overrides the preset wherever it stands
+  CHECK(c.steps.front().options.model.backbone() == "vgg16");
 }

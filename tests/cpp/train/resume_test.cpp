@@ -1,5 +1,7 @@
 #include "histocnn/data/split.h"
 #include "histocnn/data/synthetic.h"
+#include "histocnn/inference/predictor.h"
+#include "histocnn/inference/saved_model.h"
 #include "histocnn/train/callbacks.h"
 #include "histocnn/train/checkpoint.h"
 #include "histocnn/train/trainer.h"
@@ -17,6 +19,9 @@ struct Fixture {
   test::TempDir dir;
   data::Manifest manifest;
   data::Preprocessing pre;
+  /// Validation labels inverted: the better the model fits the training patches, the worse its
+  /// val_loss, so a run cannot keep improving it.
+  bool invert_val_labels = false;
   Fixture() {
     const auto synth = test::synthetic_options(4, 16);
     data::generate_synthetic(dir / "data", synth);
@@ -25,7 +30,13 @@ struct Fixture {
   }
   train::History fit(int epochs, const std::string& checkpoint, bool frozen, const std::string& augment = "none",
                      std::vector<double>* p_out = nullptr) {
-    data::PatchDataset train_ds(manifest.subset("train"), pre), val_ds(manifest.subset("val"), pre);
+    data::Manifest val = manifest.subset("val");
+    if (invert_val_labels) {
+      std::vector<data::PatchRecord> rows = val.rows();
+      for (auto& r : rows) r.label = 1 - r.label;
+      val = data::Manifest(val.root(), rows);
+    }
+    data::PatchDataset train_ds(manifest.subset("train"), pre), val_ds(val, pre);
     torch::manual_seed(1);
     models::Classifier model(models::ClassifierOptions().backbone("simple_cnn").freeze_backbone(frozen).hidden1(32)
                                  .hidden2(16));
@@ -35,7 +46,7 @@ struct Fixture {
     o.progress = false;
     o.device = "cpu";
     o.checkpoint_dir = checkpoint;
-    o.optimizer = "adam";
+    o.optimizer = train::OptimizerKind::adam;
     o.augment = data::AugmentOptions::preset(augment);
     o.reduce_lr_patience = 1;
     o.min_lr = 1e-5;
@@ -141,7 +152,11 @@ TEST_CASE("EarlyStopping and ReduceLROnPlateau follow Keras' rules, also when re
 
 TEST_CASE("ReduceLROnPlateau lowers the learning rate after epochs without a better val_loss", "[train]") {
   Fixture f;
+  f.invert_val_labels = true;
   auto h = f.fit(5, "", true);
+  REQUIRE(h.epochs.size() == 5);
+  CHECK(h.epochs[0].learning_rate == Approx(train::TrainerOptions{}.learning_rate));
+  int reductions = 0;
   double best = h.epochs[0].val_loss;
   for (size_t i = 1; i < h.epochs.size(); ++i) {
     const auto& e = h.epochs[i];
@@ -154,5 +169,51 @@ TEST_CASE("ReduceLROnPlateau lowers the learning rate after epochs without a bet
       CHECK(next_lr == Approx(improved ? e.learning_rate : std::max(e.learning_rate * 0.2, 1e-5)));
     }
     CHECK(e.learning_rate <= previous_lr);
+    if (e.learning_rate < previous_lr) ++reductions;
+  }
+  // The rule above holds trivially when val_loss improves every epoch; this run cannot, so the
+  // callback must have acted.
+  INFO(h.to_csv(false));
+  CHECK(reductions >= 1);
+}
+
+TEST_CASE("ModelCheckpoint writes a bundle that loads and gives the probabilities of the model it saved",
+          "[train]") {
+  Fixture f;
+  const data::PatchDataset train_ds(f.manifest.subset("train"), f.pre), val_ds(f.manifest.subset("val"), f.pre);
+  for (bool best_only : {false, true}) {
+    INFO("save_best_only: " << best_only);
+    const auto bundle = f.dir / (best_only ? "best" : "every-epoch");
+    torch::manual_seed(1);
+    models::Classifier model(models::ClassifierOptions().backbone("simple_cnn").freeze_backbone(false).hidden1(32)
+                                 .hidden2(16));
+    train::TrainerOptions o;
+    o.epochs = 3;
+    o.batch_size = 8;
+    o.progress = false;
+    o.device = "cpu";
+    o.optimizer = train::OptimizerKind::adam;
+    // Every epoch saved: the bundle holds the last epoch, which the run ends with when it does not
+    // restore. Best only: the bundle holds the best val_auc epoch, which restore_best ends with.
+    o.restore_best = best_only;
+    inference::ModelCard card;
+    card.preprocessing = f.pre;
+    train::Trainer trainer(model, o);
+    trainer.add_callback(std::make_shared<train::ModelCheckpoint>(bundle, card, "val_auc", best_only));
+    const auto history = trainer.fit(train_ds, &val_ds);
+    REQUIRE(history.epochs.size() == 3);
+    const auto expected = trainer.predict(val_ds).p_positive;
+
+    const auto saved = inference::load_model(bundle);
+    CHECK(saved.card.provenance.best_epoch == (best_only ? history.best_epoch : 3));
+    CHECK(saved.card.preprocessing.to_json() == f.pre.to_json());
+    const inference::Predictor predictor(bundle, "cpu");
+    const auto got = predictor.predict_dataset(val_ds).p_positive;
+    REQUIRE(got.size() == expected.size());
+    REQUIRE_FALSE(got.empty());
+    for (size_t i = 0; i < got.size(); ++i) {
+      INFO("patch " << i);
+      CHECK(got[i] == Approx(expected[i]).margin(1e-6));
+    }
   }
 }

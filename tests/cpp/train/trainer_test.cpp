@@ -1,6 +1,10 @@
 #include "histocnn/data/synthetic.h"
 #include "histocnn/metrics/binary.h"
 #include "histocnn/inference/evaluate.h"
+#include "histocnn/data/split.h"
+#include "histocnn/train/callbacks.h"
+#include "histocnn/train/checkpoint.h"
+#include "histocnn/train/options.h"
 #include "histocnn/train/run.h"
 #include "histocnn/train/trainer.h"
 
@@ -11,6 +15,7 @@
 #include <torch/torch.h>
 
 #include <fstream>
+#include <limits>
 #include <sstream>
 
 using namespace histocnn;
@@ -36,7 +41,7 @@ train::RunOptions small_run(const test::TempDir& dir, int epochs) {
   run.image_size = 50;
   run.model.backbone("simple_cnn").freeze_backbone(false).hidden1(64).hidden2(32);
   run.trainer.epochs = epochs;
-  run.trainer.optimizer = "adam";
+  run.trainer.optimizer = train::OptimizerKind::adam;
   run.trainer.progress = false;
   run.trainer.augment = data::AugmentOptions::preset("flips");
   run.threshold_method = "youden";
@@ -136,10 +141,10 @@ TEST_CASE("Unfrozen backbone layers train at the learning rate times backbone_lr
     o.epochs = 3;
     o.batch_size = 8;
     o.progress = false;
-    o.optimizer = "sgd";
+    o.optimizer = train::OptimizerKind::sgd;
     o.momentum = 0;
     o.learning_rate = 0.1;
-    o.schedule = "cosine";
+    o.schedule = train::Schedule::cosine;
     o.backbone_lr_multiplier = multiplier;
     train::Trainer trainer(model, o);
     auto rates = std::make_shared<Rates>();
@@ -179,7 +184,7 @@ TEST_CASE("bfloat16 mixed precision trains close to float32", "[train]") {
     o.batch_size = 8;
     o.progress = false;
     o.device = "cpu";
-    o.mixed_precision = precision;
+    o.mixed_precision = train::parse_choice<train::MixedPrecision>("mixed_precision", precision);
     train::Trainer trainer(model, o);
     return trainer.fit(train_ds, nullptr);
   };
@@ -191,9 +196,11 @@ TEST_CASE("bfloat16 mixed precision trains close to float32", "[train]") {
     CHECK(bf16.epochs.back().train_loss != fp32.epochs.back().train_loss);
     CHECK(bf16.epochs.back().train_loss == Approx(fp32.epochs.back().train_loss).margin(0.05));
   }
-  train::TrainerOptions bad;
-  bad.mixed_precision = "fp8";
-  CHECK_THROWS_WITH(bad.validate(), Catch::Contains("mixed_precision"));
+  // Text is parsed where it comes in (options, bindings), naming the option and the allowed values.
+  CHECK_THROWS_WITH(train::parse_choice<train::MixedPrecision>("mixed_precision", "fp8"),
+                    Catch::Contains("mixed_precision") && Catch::Contains("auto, off, bf16"));
+  train::RunOptions run_options;
+  CHECK_THROWS_WITH(train::set_run_option(run_options, "mixed_precision", "\"fp8\""), Catch::Contains("fp8"));
 }
 
 TEST_CASE("Training runs on a CUDA device, with bfloat16 autocast", "[train][.gpu]") {
@@ -214,13 +221,14 @@ TEST_CASE("Training runs on a CUDA device, with bfloat16 autocast", "[train][.gp
 
 TEST_CASE("Trainer options and data are checked before any work", "[train]") {
   train::TrainerOptions o;
-  o.optimizer = "adagrad";
-  CHECK_THROWS_WITH(o.validate(), Catch::Contains("adagrad"));
-  o = {};
+  train::RunOptions unknown;
+  CHECK_THROWS_WITH(train::set_run_option(unknown, "optimizer", "\"adagrad\""),
+                    Catch::Contains("adagrad") && Catch::Contains("rmsprop, adam, adamw, sgd"));
   o.epochs = 0;
   CHECK_THROWS_AS(o.validate(), std::invalid_argument);
   o = {};
   o.device = "tpu";
+  CHECK_THROWS_WITH(o.validate(), Catch::Contains("tpu"));
   models::Classifier model(models::ClassifierOptions().backbone("simple_cnn"));
   CHECK_THROWS_WITH(train::Trainer(model, o), Catch::Contains("tpu"));
 
@@ -233,4 +241,44 @@ TEST_CASE("Trainer options and data are checked before any work", "[train]") {
   CHECK_THROWS_WITH(train::run_training(run), Catch::Contains("empty"));
   run.data_dir.clear();
   CHECK_THROWS_WITH(train::run_training(run), Catch::Contains("no data given"));
+}
+
+TEST_CASE("A NaN loss stops training at its batch, names it, and keeps the last good checkpoint", "[train]") {
+  test::TempDir dir;
+  data::SyntheticOptions synth = test::synthetic_options(4, 16);
+  data::generate_synthetic(dir / "data", synth);
+  const auto manifest = data::split_manifest(data::scan_directory(dir / "data").manifest, data::SplitOptions{});
+  data::Preprocessing pre;
+  pre.image_size = 32;
+  data::PatchDataset train_ds(manifest.subset("train"), pre);
+  torch::manual_seed(1);
+  models::Classifier model(models::ClassifierOptions().backbone("simple_cnn").hidden1(16).hidden2(8));
+  train::TrainerOptions o;
+  o.epochs = 3;
+  o.batch_size = 8;
+  o.progress = false;
+  o.device = "cpu";
+  o.checkpoint_dir = (dir / "ck").string();
+  train::Trainer trainer(model, o);
+  // Poisons one weight after the first batch of epoch 2: the next batch's loss is NaN.
+  struct Poison : train::Callback {
+    models::Classifier model;
+    int epoch = 0;
+    explicit Poison(models::Classifier m) : model(std::move(m)) {}
+    void on_epoch_begin(train::TrainContext&, int e) override { epoch = e; }
+    void on_batch_end(train::TrainContext&, int64_t batch, double) override {
+      if (epoch == 2 && batch == 0) {
+        torch::NoGradGuard no_grad;
+        model->parameters().back().fill_(std::numeric_limits<float>::quiet_NaN());
+      }
+    }
+  };
+  trainer.add_callback(std::make_shared<Poison>(trainer.model()));
+  CHECK_THROWS_WITH(trainer.fit(train_ds, nullptr),
+                    Catch::Contains("loss is NaN at epoch 2, batch 2 of") && Catch::Contains("Lower the learning rate") &&
+                        Catch::Contains("checkpoint of epoch 1"));
+  const auto kept = train::load_checkpoint(dir / "ck");
+  REQUIRE(kept);
+  CHECK(kept->history.epochs.size() == 1);
+  for (const auto& [name, t] : kept->model) CHECK(torch::isfinite(t).all().item<bool>());
 }

@@ -1,0 +1,53 @@
+#include "histocnn/data/manifest.h"
+#include "histocnn/data/synthetic.h"
+
+#include "test_support.h"
+
+#include <catch2/catch.hpp>
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <filesystem>
+
+using namespace histocnn;
+namespace fs = std::filesystem;
+
+TEST_CASE("scan_directory drops files with the same bytes as another, as the merged Kaggle download holds",
+          "[data]") {
+  test::TempDir tmp;
+  const fs::path root = tmp / "tree";
+  data::generate_synthetic(root, test::synthetic_options(3, 10));
+  const auto original = data::scan_directory(root).manifest;
+  REQUIRE(original.size() > 0);
+  CHECK(data::scan_directory(root).duplicates.empty());  // distinct patches are all kept
+
+  // The "amalgamated" download: every patient folder a second time under IDC_regular_ps50_idx5/.
+  for (const auto& r : original.rows()) {
+    const fs::path copy = root / "IDC_regular_ps50_idx5" / r.path;
+    fs::create_directories(copy.parent_path());
+    fs::copy_file(root / r.path, copy);
+  }
+  const auto report = data::scan_directory(root);
+  CHECK(report.manifest.size() == original.size());
+  REQUIRE(report.duplicates.size() == original.size());
+  for (size_t i = 0; i < original.size(); ++i) {
+    CHECK(report.manifest.rows()[i].path == original.rows()[i].path);  // the first in sorted order is kept
+  }
+  CHECK(report.duplicates.front() == "IDC_regular_ps50_idx5/" + original.rows().front().path + ": same bytes as " +
+                                         original.rows().front().path);
+
+  // The same image under another patient's name: which is right is unknown, so neither is taken.
+  const auto& first = original.rows().front();
+  const auto other = std::find_if(original.rows().begin(), original.rows().end(),
+                                  [&](const data::PatchRecord& r) { return r.patient != first.patient; });
+  REQUIRE(other != original.rows().end());
+  const fs::path impostor = root / other->patient / std::to_string(first.label) /
+                            fmt::format("{}_idx5_x9999_y9999_class{}.png", other->patient, first.label);
+  fs::copy_file(root / first.path, impostor);
+  const auto conflicted = data::scan_directory(root);
+  CHECK(conflicted.manifest.size() == original.size() - 1);
+  for (const auto& r : conflicted.manifest.rows()) CHECK(r.path != first.path);
+  CHECK(std::any_of(conflicted.rejected.begin(), conflicted.rejected.end(), [&](const std::string& s) {
+    return s.find("under another patient or label") != std::string::npos;
+  }));
+}
