@@ -2,6 +2,7 @@
 
 #include "histocnn/core/error.h"
 #include "histocnn/inference/evaluate.h"
+#include "histocnn/inference/explain.h"
 #include "histocnn/inference/predictor.h"
 
 #include <pybind11/numpy.h>
@@ -74,6 +75,18 @@ void init_inference(py::module_& root) {
             return to_numpy(without_gil([&] { return p.features(mats, batch_size); }));
           },
           py::arg("images"), py::arg("batch_size") = 64)
+      .def(
+          "explain",
+          [](inference::Predictor& p, const std::vector<ImageArray>& images, const std::string& method,
+             int64_t target_class) {
+            auto mats = to_mats(images);
+            inference::ExplainOptions o;
+            o.method = inference::parse_cam_method(method);
+            o.target_class = target_class;
+            return to_numpy(without_gil([&] { return inference::explain(p, mats, o); }));
+          },
+          py::arg("images"), py::arg("method") = "gradcam", py::arg("target_class") = 1,
+          "Grad-CAM maps [N, S, S] in [0, 1] on the backbone's last feature map.")
       .def_property_readonly("class_names", &inference::Predictor::class_names)
       .def_property_readonly("threshold", &inference::Predictor::threshold)
       .def_property_readonly("model_json", &inference::Predictor::model_json)

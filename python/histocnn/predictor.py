@@ -67,6 +67,16 @@ class Predictor:
         """P(class 1) for each image."""
         return self.predict_proba(images, batch_size)[:, 1]
 
+    def explain(self, images, method: str = "gradcam", target_class: int = 1) -> np.ndarray:
+        """What the model looks at: Grad-CAM ("gradcam") or Grad-CAM++ ("gradcam++") maps of
+        ``target_class`` on the backbone's last feature map, [N, S, S] float32 in [0, 1] at the
+        model's input size S (each image prepared as predict_proba prepares it)."""
+        items = images if isinstance(images, (list, tuple)) else [images]
+        if items and all(isinstance(i, (str, os.PathLike)) for i in items):
+            from PIL import Image
+            items = [Image.open(os.fspath(i)) for i in items]
+        return self._cpp.explain([_as_rgb_array(i) for i in items], method, target_class)
+
     def features(self, images, batch_size: int = 64):
         """What the head reads (pooled backbone features), as a torch tensor."""
         import torch

@@ -5,11 +5,13 @@
 #include "histocnn/core/version.h"
 #include "histocnn/cli.h"
 #include "histocnn/core/log.h"
+#include "histocnn/core/progress.h"
 #include "histocnn/data/augment.h"
 #include "histocnn/data/balance.h"
 #include "histocnn/data/split.h"
 #include "histocnn/data/synthetic.h"
 #include "histocnn/inference/evaluate.h"
+#include "histocnn/inference/explain.h"
 #include "histocnn/inference/predictor.h"
 #include "histocnn/io/atomic_file.h"
 #include "histocnn/io/image.h"
@@ -202,6 +204,46 @@ void add_evaluate_command(CLI::App& app) {
     auto r = inference::evaluate_bundle(e->model_dir, m, e->options);
     std::cout << r.report;
     if (!e->output.empty()) io::write_file_atomic(e->output, inference::to_json(r) + "\n");
+  });
+}
+
+void add_explain_command(CLI::App& app) {
+  struct Explain {
+    fs::path model_dir, out = "explanations";
+    std::vector<std::string> inputs;
+    std::string method = "gradcam", device = "auto";
+    int64_t target_class = 1;
+  };
+  auto e = std::make_shared<Explain>();
+  auto* cmd = app.add_subcommand("explain", "Grad-CAM maps of what a saved model looks at: overlays and raw maps");
+  cmd->add_option("--model", e->model_dir, "Model folder (a run's model/, a serving base path, or a version folder)")
+      ->required();
+  cmd->add_option("images", e->inputs, "Image files, folders (searched recursively) or globs")->required();
+  cmd->add_option("--out", e->out, "Folder for <name>_cam.png (overlay with colour bar) and <name>_cam.npy (map)")
+      ->capture_default_str();
+  cmd->add_option("--method", e->method, "gradcam or gradcam++")->capture_default_str();
+  cmd->add_option("--class", e->target_class, "The class whose evidence is mapped (1: IDC-positive)")
+      ->capture_default_str();
+  cmd->add_option("--device", e->device, "auto, cpu, cuda or cuda:N")->capture_default_str();
+  cmd->callback([e] {
+    configure_threads();
+    inference::ExplainOptions options;
+    options.method = inference::parse_cam_method(e->method);
+    options.target_class = e->target_class;
+    inference::Predictor predictor(e->model_dir, e->device);
+    const auto files = io::expand_image_paths(e->inputs);
+    ProgressBar bar(static_cast<int64_t>(files.size()), "explain", progress_enabled_by_default(), "img");
+    for (const auto& file : files) {
+      const cv::Mat rgb = io::read_image_rgb(file);
+      const auto map = inference::explain(predictor, {rgb}, options)[0];
+      const auto p = predictor.predict({rgb})[0];
+      const auto stem = file.stem().string();
+      io::write_png(e->out / (stem + "_cam.png"), inference::cam_overlay(rgb, map));
+      inference::write_npy(e->out / (stem + "_cam.npy"), map);
+      std::printf("%s,%.6f,%s\n", file.string().c_str(), p, (e->out / (stem + "_cam.png")).string().c_str());
+      bar.update(1);
+    }
+    bar.finish();
   });
 }
 
@@ -556,6 +598,7 @@ int run(int argc, const char* const* argv) {
   add_train_command(app);
   add_evaluate_command(app);
   add_predict_command(app);
+  add_explain_command(app);
   add_serve_command(app);
   add_push_command(app);
   add_demo_command(app);
