@@ -4,6 +4,7 @@
 #include "histocnn/inference/evaluate.h"
 #include "histocnn/inference/explain.h"
 #include "histocnn/inference/predictor.h"
+#include "histocnn/inference/slide_maps.h"
 
 #include <pybind11/numpy.h>
 #include <pybind11/stl.h>
@@ -87,6 +88,8 @@ void init_inference(py::module_& root) {
           },
           py::arg("images"), py::arg("method") = "gradcam", py::arg("target_class") = 1,
           "Grad-CAM maps [N, S, S] in [0, 1] on the backbone's last feature map.")
+      .def_property("tta", &inference::Predictor::tta, &inference::Predictor::set_tta,
+                    "Test-time augmentation: the mean over the 8 flips and quarter turns of each patch.")
       .def_property_readonly("class_names", &inference::Predictor::class_names)
       .def_property_readonly("threshold", &inference::Predictor::threshold)
       .def_property_readonly("model_json", &inference::Predictor::model_json)
@@ -106,7 +109,7 @@ void init_inference(py::module_& root) {
   m.def(
       "evaluate_bundle",
       [](const std::filesystem::path& model_dir, const data::Manifest& manifest, std::optional<double> threshold,
-         const std::string& device, int workers, bool progress, double stain_shift, uint64_t seed) {
+         const std::string& device, int workers, bool progress, double stain_shift, uint64_t seed, bool tta) {
         inference::EvaluateOptions o;
         o.threshold = threshold;
         o.device = device;
@@ -114,11 +117,30 @@ void init_inference(py::module_& root) {
         o.progress = progress;
         o.stain_shift = stain_shift;
         o.seed = seed;
+        o.tta = tta;
         return inference::evaluate_bundle(model_dir, manifest, o);
       },
       py::arg("model_dir"), py::arg("manifest"), py::arg("threshold") = py::none(), py::arg("device") = "auto",
-      py::arg("workers") = 2, py::arg("progress") = true, py::arg("stain_shift") = 0.0, py::arg("seed") = 42,
+      py::arg("workers") = 2, py::arg("progress") = true, py::arg("stain_shift") = 0.0, py::arg("seed") = 42, py::arg("tta") = false,
       py::call_guard<py::gil_scoped_release>());
+
+  py::class_<inference::PatientBurden>(m, "PatientBurden")
+      .def_readonly("patient", &inference::PatientBurden::patient)
+      .def_readonly("patches", &inference::PatientBurden::patches)
+      .def_readonly("true_burden", &inference::PatientBurden::true_burden)
+      .def_readonly("predicted_burden", &inference::PatientBurden::predicted_burden);
+  py::class_<inference::SlideMapReport>(m, "SlideMapReport")
+      .def_readonly("burden", &inference::SlideMapReport::burden)
+      .def_readonly("images", &inference::SlideMapReport::images)
+      .def_readonly("text", &inference::SlideMapReport::text);
+  m.def("smooth_over_neighbours", &inference::smooth_over_neighbours, py::arg("manifest"), py::arg("p"),
+        py::arg("radius") = 1, "Each patch's probability averaged over its slide neighbourhood (spatial context).");
+  m.def("tumour_burden", &inference::tumour_burden, py::arg("manifest"), py::arg("p"), py::arg("threshold"),
+        "Per patient: patches, true and predicted fraction of IDC-positive patches.");
+  m.def("write_slide_maps", &inference::write_slide_maps, py::arg("manifest"), py::arg("p"), py::arg("threshold"),
+        py::arg("out_dir"), py::arg("smooth_radius") = 1, py::arg("max_patients") = 0, py::arg("tile") = 8,
+        py::call_guard<py::gil_scoped_release>(),
+        "What `histocnn maps` writes: <patient>.png (tissue, true IDC, P(IDC), errors), burden.csv and a report.");
 }
 
 }  // namespace histocnn::bindings

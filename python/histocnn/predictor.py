@@ -41,8 +41,11 @@ class Predictor:
     smaller, then resized (stretched, not cropped) to its input size, as in training.
     """
 
-    def __init__(self, model_dir: Union[str, os.PathLike], device: str = "auto"):
+    def __init__(self, model_dir: Union[str, os.PathLike], device: str = "auto", tta: bool = False):
+        """``tta``: test-time augmentation, each patch's probabilities averaged over its 8 flips
+        and quarter turns (8 times the compute)."""
         self._cpp = _histocnn.inference.Predictor(os.fspath(model_dir), device)
+        self._cpp.tta = tta
 
     @property
     def class_names(self) -> List[str]:

@@ -145,7 +145,8 @@ class Trainer:
 
 
 def evaluate(model_dir: str, data_dir: str = "", manifest: str = "", split: str = "test",
-             threshold: Optional[float] = None, device: str = "auto", stain_shift: float = 0.0, seed: int = 42):
+             threshold: Optional[float] = None, device: str = "auto", stain_shift: float = 0.0, seed: int = 42,
+             tta: bool = False):
     """Evaluates a saved model; returns an object with .metrics, .report, .predictions, .threshold
     and .to_json().
 
@@ -153,10 +154,11 @@ def evaluate(model_dir: str, data_dir: str = "", manifest: str = "", split: str 
     manifest.csv); "all" scores every patch. ``threshold`` defaults to the one saved with the
     model. ``stain_shift`` > 0 restains each patient one way first (H&E jitter of that sigma; 0.1
     is strong), as patients from another lab would look; ``seed`` picks the restaining (a run's own
-    robustness evaluation used its training seed)."""
+    robustness evaluation used its training seed). ``tta`` averages each patch over its 8 flips and
+    quarter turns."""
     m = _train.load_patch_manifest(os.fspath(data_dir), os.fspath(manifest)).select_split(split)
     return _histocnn.inference.evaluate_bundle(os.fspath(model_dir), m, threshold=threshold, device=device,
-                                               stain_shift=stain_shift, seed=seed)
+                                               stain_shift=stain_shift, seed=seed, tta=tta)
 
 
 def demo(output_dir: str = "histocnn-demo", **options: Any):

@@ -13,6 +13,7 @@
 #include "histocnn/inference/evaluate.h"
 #include "histocnn/inference/explain.h"
 #include "histocnn/inference/predictor.h"
+#include "histocnn/inference/slide_maps.h"
 #include "histocnn/io/atomic_file.h"
 #include "histocnn/io/image.h"
 #include "histocnn/io/safetensors.h"
@@ -177,7 +178,7 @@ void add_train_command(CLI::App& app) {
 
 void add_evaluate_command(CLI::App& app) {
   struct Evaluate {
-    fs::path model_dir, data_dir, manifest, output;
+    fs::path model_dir, data_dir, manifest, output, maps;
     std::string split = "test";
     std::optional<double> threshold;
     inference::EvaluateOptions options;
@@ -198,12 +199,17 @@ void add_evaluate_command(CLI::App& app) {
   cmd->add_option("--seed", e->options.seed, "Seed of the restaining (a run's report used its training seed)")
       ->capture_default_str();
   cmd->add_option("-o,--output", e->output, "Also write the metrics as JSON to this file");
+  cmd->add_flag("--tta", e->options.tta, "Test-time augmentation: the mean over the 8 flips and quarter turns");
+  cmd->add_option("--maps", e->maps, "Also draw the patients on their slides into this folder (as histocnn maps)");
   cmd->callback([e] {
     auto m = train::load_patch_manifest(e->data_dir, e->manifest).select_split(e->split);
     e->options.threshold = e->threshold;
     auto r = inference::evaluate_bundle(e->model_dir, m, e->options);
     std::cout << r.report;
     if (!e->output.empty()) io::write_file_atomic(e->output, inference::to_json(r) + "\n");
+    if (!e->maps.empty()) {
+      std::cout << inference::write_slide_maps(m, r.predictions.p_positive, r.threshold, e->maps).text;
+    }
   });
 }
 
@@ -247,12 +253,48 @@ void add_explain_command(CLI::App& app) {
   });
 }
 
+void add_maps_command(CLI::App& app) {
+  struct Maps {
+    fs::path model_dir, data_dir, manifest, out = "maps";
+    std::string split = "all", device = "auto";
+    int smooth = 1, patients = 0, tile = 8;
+  };
+  auto mp = std::make_shared<Maps>();
+  auto* cmd = app.add_subcommand("maps", "Slide maps from patch coordinates: tissue, true IDC, P(IDC) and errors per "
+                                         "patient, tumour burden, and metrics with spatial context");
+  cmd->add_option("--model", mp->model_dir, "Model folder (a run's model/, a serving base path, or a version folder)")
+      ->required();
+  cmd->add_option("--data", mp->data_dir, "Folder of patches in the Kaggle layout");
+  cmd->add_option("--manifest", mp->manifest, "Manifest CSV, e.g. a run's manifest.csv (it records the split)");
+  cmd->add_option("--split", mp->split, "train, val or test (needs a manifest with a split column), or all")
+      ->capture_default_str()->check(CLI::IsMember({"train", "val", "test", "all"}));
+  cmd->add_option("--out", mp->out, "Folder for <patient>.png and burden.csv")->capture_default_str();
+  cmd->add_option("--smooth", mp->smooth, "Context: average P over the (2r+1)^2 neighbourhood (0: off)")
+      ->capture_default_str();
+  cmd->add_option("--patients", mp->patients, "Draw at most this many patients (0: all)")->capture_default_str();
+  cmd->add_option("--tile", mp->tile, "Pixels per patch in the drawings")->capture_default_str();
+  cmd->add_option("--device", mp->device, "auto, cpu, cuda or cuda:N")->capture_default_str();
+  cmd->callback([mp] {
+    configure_threads();
+    const inference::Predictor predictor(mp->model_dir, mp->device);
+    const auto m = train::load_patch_manifest(mp->data_dir, mp->manifest).select_split(mp->split);
+    inference::PredictOptions po;
+    po.progress = progress_enabled_by_default();
+    const auto pred = predictor.predict_dataset(data::PatchDataset(m, predictor.preprocessing()), po);
+    const auto report = inference::write_slide_maps(m, pred.p_positive, predictor.threshold(), mp->out, mp->smooth,
+                                                    mp->patients, mp->tile);
+    std::cout << report.text;
+    std::printf("maps of %zu patients and burden.csv in %s (threshold %.3f)\n", report.images.size(),
+                mp->out.string().c_str(), predictor.threshold());
+  });
+}
+
 void add_predict_command(CLI::App& app) {
   struct Predict {
     fs::path model_dir, output;
     std::vector<std::string> inputs;
     std::string format = "csv", device = "auto";
-    bool skip_unreadable = false;
+    bool skip_unreadable = false, tta = false;
     int64_t batch_size = 64;
   };
   auto p = std::make_shared<Predict>();
@@ -267,9 +309,11 @@ void add_predict_command(CLI::App& app) {
   cmd->add_flag("--skip-unreadable", p->skip_unreadable, "List unreadable images at the end instead of stopping");
   cmd->add_option("--batch-size", p->batch_size, "Images per forward pass")->capture_default_str();
   cmd->add_option("--device", p->device, "auto, cpu, cuda or cuda:N")->capture_default_str();
+  cmd->add_flag("--tta", p->tta, "Test-time augmentation: the mean over the 8 flips and quarter turns");
   cmd->callback([p] {
     configure_threads();
-    const inference::Predictor predictor(p->model_dir, p->device);
+    inference::Predictor predictor(p->model_dir, p->device);
+    predictor.set_tta(p->tta);
     const auto version = predictor.directory().filename().string();
     const auto files = io::expand_image_paths(p->inputs);
     const auto results = inference::predict_image_files(predictor, files, p->skip_unreadable, p->batch_size,
@@ -599,6 +643,7 @@ int run(int argc, const char* const* argv) {
   add_evaluate_command(app);
   add_predict_command(app);
   add_explain_command(app);
+  add_maps_command(app);
   add_serve_command(app);
   add_push_command(app);
   add_demo_command(app);

@@ -42,6 +42,7 @@ EvaluationResult evaluate_bundle(const std::filesystem::path& model_dir, const d
   PredictOptions po;
   po.workers = options.workers;
   po.progress = options.progress;
+  po.tta = options.tta;
   out.predictions = predictor.predict_dataset(ds, po);
   out.metrics = metrics::evaluate_binary(out.predictions.labels, out.predictions.p_positive, out.threshold);
   out.report = format_evaluation(

@@ -41,11 +41,21 @@ std::vector<double> to_vector(const torch::Tensor& t) {
 
 }  // namespace
 
-torch::Tensor class_probabilities(models::Classifier model, const torch::Tensor& batch) {
+torch::Tensor class_probabilities(models::Classifier model, const torch::Tensor& batch, bool tta) {
   HISTOCNN_CHECK(batch.dim() == 4 && batch.size(1) == 3, "a batch must be [N, 3, H, W], got {}",
                  c10::str(batch.sizes()));
   InferenceScope scope(model);
-  return torch::softmax(model->forward(batch.to(device_of(model))), 1).to(torch::kCPU, torch::kFloat32);
+  auto x = batch.to(device_of(model));
+  if (!tta) return torch::softmax(model->forward(x), 1).to(torch::kCPU, torch::kFloat32);
+  std::vector<torch::Tensor> views;
+  for (int64_t k = 0; k < 4; ++k) {
+    const auto turned = torch::rot90(x, k, {2, 3});
+    views.push_back(turned);
+    views.push_back(torch::flip(turned, {3}));
+  }
+  const int64_t n = x.size(0);
+  const auto p = torch::softmax(model->forward(torch::cat(views)), 1);
+  return p.view({8, n, p.size(1)}).mean(0).to(torch::kCPU, torch::kFloat32);
 }
 
 std::vector<double> predict_from_features(models::Classifier& model, const torch::Tensor& features) {
@@ -65,7 +75,7 @@ Predictions predict_dataset(models::Classifier& model, const data::PatchDataset&
   out.p_positive.reserve(dataset.size());
   ProgressBar bar(loader.num_batches(), "predict", options.progress, "img");
   loader.run_epoch(0, [&](data::Batch& b) {
-    auto v = to_vector(class_probabilities(model, b.images).select(1, 1));
+    auto v = to_vector(class_probabilities(model, b.images, options.tta).select(1, 1));
     out.p_positive.insert(out.p_positive.end(), v.begin(), v.end());
     bar.add_items(b.images.size(0));
     bar.update(1);

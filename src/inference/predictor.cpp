@@ -41,7 +41,7 @@ torch::Tensor Predictor::prepare_range(const std::vector<cv::Mat>& rgb, size_t b
 torch::Tensor Predictor::prepare(const std::vector<cv::Mat>& rgb) const { return prepare_range(rgb, 0, rgb.size()); }
 
 torch::Tensor Predictor::predict_batch(const torch::Tensor& batch) const {
-  return class_probabilities(model_, batch);
+  return class_probabilities(model_, batch, tta_);
 }
 
 torch::Tensor Predictor::predict_proba(const std::vector<cv::Mat>& rgb, int64_t batch_size) const {
@@ -71,7 +71,9 @@ std::vector<double> Predictor::predict_files(const std::vector<std::filesystem::
 }
 
 Predictions Predictor::predict_dataset(const data::PatchDataset& dataset, const PredictOptions& options) const {
-  return inference::predict_dataset(model_, dataset, options);
+  PredictOptions o = options;
+  o.tta = o.tta || tta_;
+  return inference::predict_dataset(model_, dataset, o);
 }
 
 torch::Tensor Predictor::features(const std::vector<cv::Mat>& rgb, int64_t batch_size) const {

@@ -17,6 +17,7 @@
 #include "histocnn/train/figures.h"
 #include "histocnn/inference/evaluate.h"
 #include "histocnn/inference/saved_model.h"
+#include "histocnn/inference/slide_maps.h"
 
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
@@ -234,6 +235,12 @@ void evaluate_test(const RunOptions& options, Trainer& trainer, const data::Patc
   metrics::write_evaluation_plots(result.run_dir / "plots", full, "test_");
   // Error gallery: the most confident false positives and negatives, drawn and listed.
   e.report += write_error_gallery(result.run_dir / "plots" / "test_errors.png", test_ds.manifest(), pred, e.threshold);
+  // Slide maps of (up to four) test patients, and the metrics with spatial context beside the
+  // patch-alone ones.
+  const auto maps = inference::write_slide_maps(test_ds.manifest(), pred.p_positive, e.threshold,
+                                                result.run_dir / "maps", 1, 4);
+  e.report += "Test patients on their slides (maps/<patient>.png; tumour burden = fraction of patches positive):\n" +
+              maps.text + "\n";
   if (options.stain_shift <= 0) return;
   // The same patients restained as another lab would: same-source validation flatters, and how
   // far the test AUC falls here is the cheapest hint of how the model travels.

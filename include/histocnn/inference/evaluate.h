@@ -33,6 +33,7 @@ struct EvaluateOptions {
   /// a run's own robustness evaluation used its training seed).
   double stain_shift = 0;
   uint64_t seed = 42;
+  bool tta = false;  ///< test-time augmentation (class_probabilities)
 };
 
 /// Text block with the classification report (the study's layout), the confusion matrix and AUC.

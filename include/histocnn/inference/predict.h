@@ -23,12 +23,14 @@ struct PredictOptions {
   int64_t batch_size = 64;
   int workers = 2;        ///< threads decoding and preparing batches
   bool progress = false;  ///< a progress bar on stderr
+  bool tta = false;       ///< test-time augmentation: the mean over the 8 flips and quarter turns
 };
 
 /// Softmax of the model's logits for a normalised batch [N, 3, S, S] (moved to the model's
 /// device), in eval mode and without gradient; the model's training mode is restored afterwards.
-/// Returns [N, classes] on the CPU.
-torch::Tensor class_probabilities(models::Classifier model, const torch::Tensor& batch);
+/// Returns [N, classes] on the CPU. With `tta`, the mean of the probabilities of the batch's 8
+/// dihedral transforms (quarter turns, each also mirrored): a patch has no upright.
+torch::Tensor class_probabilities(models::Classifier model, const torch::Tensor& batch, bool tta = false);
 /// P(class 1) per row from what the head reads (ClassifierImpl::features, e.g. cached
 /// frozen-backbone features): only the head runs.
 std::vector<double> predict_from_features(models::Classifier& model, const torch::Tensor& features);

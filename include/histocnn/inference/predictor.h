@@ -56,6 +56,9 @@ class Predictor {
   const std::filesystem::path& directory() const { return directory_; }
   models::Classifier& model() { return model_; }
   torch::Device device() const { return device_; }
+  /// Test-time augmentation for every prediction of this Predictor (class_probabilities' tta).
+  void set_tta(bool on) { tta_ = on; }
+  bool tta() const { return tta_; }
 
  private:
   torch::Tensor prepare_range(const std::vector<cv::Mat>& rgb, size_t begin, size_t end) const;
@@ -64,6 +67,7 @@ class Predictor {
   ModelCard card_;
   std::filesystem::path directory_;
   torch::Device device_;
+  bool tta_ = false;
 };
 
 /// One image file's answer: P(class 1), or why it could not be read.

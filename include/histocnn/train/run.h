@@ -8,7 +8,7 @@
 //   opt.image_size = 96;
 //   auto result = histocnn::train::run_training(opt);
 //   // result.run_dir: options.json, manifest.csv (with splits), history.csv, metrics.json,
-//   //                 report.txt, predictions_{validation,test}.csv, plots/*.png, tensorboard/,
+//   //                 report.txt, predictions_{validation,test}.csv, plots/*.png, maps/*.png, tensorboard/,
 //   //                 checkpoint/ and model/1/{model.safetensors, model.json}
 //
 // The run folder's default name is derived from the options, so running the same command again

@@ -1,4 +1,5 @@
 #include "histocnn/inference/explain.h"
+#include "histocnn/inference/saved_model.h"
 #include "histocnn/io/atomic_file.h"
 #include "histocnn/models/classifier.h"
 
@@ -155,4 +156,42 @@ TEST_CASE("A map overlay is the patch under a heatmap with a colour bar; maps sa
   CHECK((10 + header) % 64 == 0);
   CHECK(bytes.find("'shape': (48,48)") != std::string::npos);
   CHECK(bytes.size() == 10 + header + 48 * 48 * 4);
+}
+
+TEST_CASE("Test-time augmentation is the mean over the 8 flips and quarter turns, in the one inference path",
+          "[inference][tta]") {
+  torch::manual_seed(3);
+  models::Classifier model(models::ClassifierOptions().backbone("simple_cnn").hidden1(16).hidden2(8));
+  inference::ModelCard card;
+  card.preprocessing.image_size = 32;
+  card.preprocessing.pad_to = 32;  // patches of the input size: preparing them commutes with the transforms
+  test::TempDir dir;
+  inference::save_model(model, card, dir / "m");
+  inference::Predictor predictor(dir / "m", "cpu");
+  std::vector<cv::Mat> patches;
+  for (int i = 0; i < 3; ++i) {
+    cv::Mat img(32, 32, CV_8UC3);
+    cv::randu(img, cv::Scalar::all(0), cv::Scalar::all(255));
+    patches.push_back(img);
+  }
+  const auto plain = predictor.predict_proba(patches);
+  predictor.set_tta(true);
+  const auto tta = predictor.predict_proba(patches);
+  // The oracle: each transform made with OpenCV on the image, predicted without TTA, averaged.
+  predictor.set_tta(false);
+  auto expected = torch::zeros_like(plain);
+  for (int k = 0; k < 4; ++k) {
+    for (bool mirror : {false, true}) {
+      std::vector<cv::Mat> views;
+      for (const auto& img : patches) {
+        cv::Mat v = img.clone();
+        for (int t = 0; t < k; ++t) cv::rotate(v, v, cv::ROTATE_90_COUNTERCLOCKWISE);
+        if (mirror) cv::flip(v, v, 1);
+        views.push_back(v);
+      }
+      expected += predictor.predict_proba(views) / 8;
+    }
+  }
+  CHECK(torch::allclose(tta, expected, 1e-5, 1e-6));
+  CHECK_FALSE(torch::allclose(tta, plain, 1e-4, 1e-5));  // a random model is not invariant
 }

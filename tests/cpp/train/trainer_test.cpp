@@ -62,9 +62,11 @@ TEST_CASE("Training on synthetic patches learns, writes a complete run folder, a
   for (const char* f : {"options.json", "manifest.csv", "history.csv", "metrics.json", "report.txt",
                         "predictions_test.csv", "plots/training.png", "plots/test_roc.png", "plots/test_pr.png",
                         "plots/test_confusion_matrix.png", "plots/test_reliability.png",
-                        "model/1/model.safetensors", "model/1/model.json"}) {
+                        "maps/burden.csv", "model/1/model.safetensors", "model/1/model.json"}) {
     CHECK(std::filesystem::exists(result.run_dir / f));
   }
+  // The test patients on their slides, and the metrics with spatial context beside the patch-alone ones.
+  CHECK(result.test_report.find("with context (radius 1)") != std::string::npos);
   auto history_csv = slurp(result.run_dir / "history.csv");
   CHECK(std::count(history_csv.begin(), history_csv.end(), '\n') == 5);
   auto metrics = nlohmann::json::parse(slurp(result.run_dir / "metrics.json"));

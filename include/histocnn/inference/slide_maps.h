@@ -1,0 +1,71 @@
+#pragma once
+// Slide maps from patch coordinates. A Kaggle file name carries its patch's (x, y) on the slide,
+// so each patient's patches rebuild a mosaic of the tissue: beside it the true IDC map, the
+// predicted probability map and the errors, and the tumour burden (fraction of tissue patches
+// positive) predicted against the truth. Spatial context: IDC regions are contiguous, so a
+// patch's probability can be averaged with its neighbours' on the slide.
+//
+//   auto grids = histocnn::inference::slide_grids(manifest);
+//   cv::Mat panel = histocnn::inference::draw_patient_map(grids[0], manifest, p, 0.5);
+//   auto smoothed = histocnn::inference::smooth_over_neighbours(manifest, p, 1);
+#include "histocnn/data/manifest.h"
+
+#include <opencv2/core.hpp>
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace histocnn::inference {
+
+/// One patient's patches on their slide grid.
+struct SlideGrid {
+  std::string patient;
+  int x0 = 0, y0 = 0;  ///< the top-left patch's coordinates
+  int step = 50;       ///< coordinate distance between neighbouring patches
+  int cols = 0, rows = 0;
+  std::vector<int64_t> cells;  ///< rows x cols, row-major: the manifest row at each place, or -1
+  int64_t at(int col, int row) const { return cells[static_cast<size_t>(row) * cols + col]; }
+};
+
+/// One grid per patient, patients in order of first appearance. The step is the patient's
+/// smallest positive coordinate difference (50 for the Kaggle patches). Throws
+/// std::invalid_argument when two patches of a patient share a place or the manifest is empty.
+std::vector<SlideGrid> slide_grids(const data::Manifest& manifest);
+
+/// Context by smoothing: each patch's probability replaced by the mean over the patches present
+/// in the (2 radius + 1)^2 window around it on its slide (itself included). radius 0 returns p.
+std::vector<double> smooth_over_neighbours(const data::Manifest& manifest, const std::vector<double>& p,
+                                           int radius = 1);
+
+struct PatientBurden {
+  std::string patient;
+  int64_t patches = 0;
+  double true_burden = 0;       ///< fraction of the patient's patches labelled IDC-positive
+  double predicted_burden = 0;  ///< fraction predicted positive (p >= threshold)
+};
+std::vector<PatientBurden> tumour_burden(const data::Manifest& manifest, const std::vector<double>& p,
+                                         double threshold);
+
+/// Four panels side by side, `tile` pixels per patch: the tissue (each patch image read from the
+/// manifest's root and shrunk), the true IDC map (red positive, grey negative), the predicted
+/// probability (jet, 0 blue to 1 red), the errors (orange false positive, blue false negative,
+/// grey correct); white where the slide has no patch. RGB uint8 with a title row.
+cv::Mat draw_patient_map(const SlideGrid& grid, const data::Manifest& manifest, const std::vector<double>& p,
+                         double threshold, int tile = 8);
+
+struct SlideMapReport {
+  std::vector<PatientBurden> burden;
+  std::vector<std::filesystem::path> images;  ///< one PNG per patient drawn
+  std::string text;  ///< burden per patient, then patch-alone and with-context metrics side by side
+};
+
+/// What `histocnn maps` writes into `out_dir`: <patient>.png for up to `max_patients` patients
+/// (0: all), burden.csv (patient, patches, true and predicted burden, predicted with context), and
+/// the report, which gives patch-alone metrics and metrics with context (smoothing of radius
+/// `smooth_radius`; 0 leaves it out) on the same patches, never mixed.
+SlideMapReport write_slide_maps(const data::Manifest& manifest, const std::vector<double>& p, double threshold,
+                                const std::filesystem::path& out_dir, int smooth_radius = 1, int max_patients = 0,
+                                int tile = 8);
+
+}  // namespace histocnn::inference

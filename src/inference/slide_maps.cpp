@@ -1,0 +1,200 @@
+#include "histocnn/inference/slide_maps.h"
+
+#include "histocnn/core/error.h"
+#include "histocnn/io/atomic_file.h"
+#include "histocnn/io/image.h"
+#include "histocnn/metrics/binary.h"
+
+#include <opencv2/imgproc.hpp>
+
+#include <algorithm>
+#include <climits>
+#include <map>
+#include <numeric>
+
+namespace histocnn::inference {
+
+namespace {
+
+void check_lengths(const data::Manifest& m, const std::vector<double>& p) {
+  HISTOCNN_CHECK(p.size() == m.size(), "{} probabilities for a manifest of {} patches; give one per patch", p.size(),
+                 m.size());
+}
+
+cv::Vec3b jet(double value) {
+  cv::Mat one(1, 1, CV_8U, cv::Scalar(static_cast<int>(std::clamp(value, 0.0, 1.0) * 255 + 0.5)));
+  cv::Mat colour;
+  cv::applyColorMap(one, colour, cv::COLORMAP_JET);
+  const auto bgr = colour.at<cv::Vec3b>(0, 0);
+  return {bgr[2], bgr[1], bgr[0]};
+}
+
+}  // namespace
+
+std::vector<SlideGrid> slide_grids(const data::Manifest& manifest) {
+  HISTOCNN_CHECK(manifest.size() > 0, "slide maps need at least one patch");
+  const auto& rows = manifest.rows();
+  std::vector<std::string> order;
+  std::map<std::string, std::vector<int64_t>> by_patient;
+  for (size_t i = 0; i < rows.size(); ++i) {
+    auto& list = by_patient[rows[i].patient];
+    if (list.empty()) order.push_back(rows[i].patient);
+    list.push_back(static_cast<int64_t>(i));
+  }
+  std::vector<SlideGrid> grids;
+  for (const auto& patient : order) {
+    const auto& idx = by_patient[patient];
+    SlideGrid g;
+    g.patient = patient;
+    int x0 = INT_MAX, y0 = INT_MAX, x1 = INT_MIN, y1 = INT_MIN, step = INT_MAX;
+    std::vector<int> xs, ys;
+    for (int64_t i : idx) {
+      x0 = std::min(x0, rows[i].x), y0 = std::min(y0, rows[i].y);
+      x1 = std::max(x1, rows[i].x), y1 = std::max(y1, rows[i].y);
+      xs.push_back(rows[i].x), ys.push_back(rows[i].y);
+    }
+    for (auto* v : {&xs, &ys}) {
+      std::sort(v->begin(), v->end());
+      for (size_t k = 1; k < v->size(); ++k) {
+        if ((*v)[k] > (*v)[k - 1]) step = std::min(step, (*v)[k] - (*v)[k - 1]);
+      }
+    }
+    g.step = step == INT_MAX ? 50 : step;
+    g.x0 = x0, g.y0 = y0;
+    g.cols = (x1 - x0) / g.step + 1, g.rows = (y1 - y0) / g.step + 1;
+    g.cells.assign(static_cast<size_t>(g.cols) * g.rows, -1);
+    for (int64_t i : idx) {
+      const int c = (rows[i].x - x0) / g.step, r = (rows[i].y - y0) / g.step;
+      auto& cell = g.cells[static_cast<size_t>(r) * g.cols + c];
+      HISTOCNN_CHECK(cell < 0, "patient {}: '{}' and '{}' are at the same place on the slide (x {}, y {}); remove "
+                     "the duplicate", patient, rows[cell].path, rows[i].path, rows[i].x, rows[i].y);
+      cell = i;
+    }
+    grids.push_back(std::move(g));
+  }
+  return grids;
+}
+
+std::vector<double> smooth_over_neighbours(const data::Manifest& manifest, const std::vector<double>& p, int radius) {
+  check_lengths(manifest, p);
+  HISTOCNN_CHECK(radius >= 0, "the smoothing radius must be >= 0, got {}", radius);
+  if (radius == 0) return p;
+  std::vector<double> out(p.size());
+  for (const auto& g : slide_grids(manifest)) {
+    for (int r = 0; r < g.rows; ++r) {
+      for (int c = 0; c < g.cols; ++c) {
+        const int64_t i = g.at(c, r);
+        if (i < 0) continue;
+        double sum = 0;
+        int n = 0;
+        for (int dr = -radius; dr <= radius; ++dr) {
+          for (int dc = -radius; dc <= radius; ++dc) {
+            const int rr = r + dr, cc = c + dc;
+            if (rr < 0 || cc < 0 || rr >= g.rows || cc >= g.cols) continue;
+            const int64_t j = g.at(cc, rr);
+            if (j < 0) continue;
+            sum += p[j];
+            ++n;
+          }
+        }
+        out[i] = sum / n;
+      }
+    }
+  }
+  return out;
+}
+
+std::vector<PatientBurden> tumour_burden(const data::Manifest& manifest, const std::vector<double>& p,
+                                         double threshold) {
+  check_lengths(manifest, p);
+  std::vector<PatientBurden> out;
+  for (const auto& g : slide_grids(manifest)) {
+    PatientBurden b;
+    b.patient = g.patient;
+    for (int64_t i : g.cells) {
+      if (i < 0) continue;
+      ++b.patches;
+      b.true_burden += manifest.rows()[i].label == 1;
+      b.predicted_burden += p[i] >= threshold;
+    }
+    b.true_burden /= b.patches;
+    b.predicted_burden /= b.patches;
+    out.push_back(b);
+  }
+  return out;
+}
+
+cv::Mat draw_patient_map(const SlideGrid& g, const data::Manifest& manifest, const std::vector<double>& p,
+                         double threshold, int tile) {
+  check_lengths(manifest, p);
+  HISTOCNN_CHECK(tile >= 2 && tile <= 64, "tile must be in [2, 64] pixels per patch, got {}", tile);
+  const int w = g.cols * tile, h = g.rows * tile, gap = 12, title = 22;
+  cv::Mat out(h + title, 4 * w + 3 * gap, CV_8UC3, cv::Scalar(255, 255, 255));
+  const char* titles[] = {"tissue", "true IDC", "P(IDC)", "errors"};
+  for (int k = 0; k < 4; ++k) {
+    cv::putText(out, titles[k], cv::Point(k * (w + gap), 16), cv::FONT_HERSHEY_SIMPLEX, 0.5, cv::Scalar(0, 0, 0), 1,
+                cv::LINE_AA);
+  }
+  const cv::Vec3b red(200, 30, 40), grey(200, 200, 200), orange(245, 150, 20), blue(40, 90, 220);
+  for (int r = 0; r < g.rows; ++r) {
+    for (int c = 0; c < g.cols; ++c) {
+      const int64_t i = g.at(c, r);
+      if (i < 0) continue;
+      const auto& row = manifest.rows()[i];
+      const bool predicted = p[i] >= threshold, truth = row.label == 1;
+      cv::Mat patch;
+      cv::resize(io::read_image_rgb(manifest.root() / row.path), patch, cv::Size(tile, tile), 0, 0, cv::INTER_AREA);
+      patch.copyTo(out(cv::Rect(c * tile, title + r * tile, tile, tile)));
+      const cv::Vec3b colours[] = {truth ? red : grey, jet(p[i]),
+                                   predicted == truth ? grey : (predicted ? orange : blue)};
+      for (int k = 0; k < 3; ++k) {
+        out(cv::Rect((k + 1) * (w + gap) + c * tile, title + r * tile, tile, tile)).setTo(colours[k]);
+      }
+    }
+  }
+  return out;
+}
+
+SlideMapReport write_slide_maps(const data::Manifest& manifest, const std::vector<double>& p, double threshold,
+                                const std::filesystem::path& out_dir, int smooth_radius, int max_patients, int tile) {
+  check_lengths(manifest, p);
+  HISTOCNN_CHECK(max_patients >= 0, "max_patients must be >= 0 (0: all), got {}", max_patients);
+  SlideMapReport report;
+  const auto smoothed = smooth_over_neighbours(manifest, p, smooth_radius);
+  report.burden = tumour_burden(manifest, p, threshold);
+  const auto burden_smoothed = tumour_burden(manifest, smoothed, threshold);
+  const auto grids = slide_grids(manifest);
+  std::string csv = "patient,patches,true_burden,predicted_burden,predicted_burden_with_context\n";
+  report.text = fmt::format("{:<10} {:>8} {:>8} {:>10} {:>14}\n", "patient", "patches", "true", "predicted",
+                            smooth_radius > 0 ? "with context" : "");
+  for (size_t k = 0; k < grids.size(); ++k) {
+    const auto& b = report.burden[k];
+    csv += fmt::format("{},{},{:.4f},{:.4f},{:.4f}\n", b.patient, b.patches, b.true_burden, b.predicted_burden,
+                       burden_smoothed[k].predicted_burden);
+    report.text += fmt::format("{:<10} {:>8} {:>8.3f} {:>10.3f} {:>14}\n", b.patient, b.patches, b.true_burden,
+                               b.predicted_burden,
+                               smooth_radius > 0 ? fmt::format("{:.3f}", burden_smoothed[k].predicted_burden) : "");
+    if (max_patients == 0 || static_cast<int>(k) < max_patients) {
+      const auto png = out_dir / (grids[k].patient + ".png");
+      io::write_png(png, draw_patient_map(grids[k], manifest, p, threshold, tile));
+      report.images.push_back(png);
+    }
+  }
+  io::write_file_atomic(out_dir / "burden.csv", csv);
+  std::vector<int> labels;
+  for (const auto& r : manifest.rows()) labels.push_back(r.label);
+  const auto alone = metrics::evaluate_binary(labels, p, threshold);
+  report.text += fmt::format("\n{:<28} {:>8} {:>9} {:>12} {:>12}\n", "", "ROC-AUC", "accuracy", "sensitivity",
+                             "specificity");
+  report.text += fmt::format("{:<28} {:>8.4f} {:>9.4f} {:>12.4f} {:>12.4f}\n", "patch alone", alone.roc_auc,
+                             alone.accuracy, alone.recall, alone.specificity);
+  if (smooth_radius > 0) {
+    const auto context = metrics::evaluate_binary(labels, smoothed, threshold);
+    report.text += fmt::format("{:<28} {:>8.4f} {:>9.4f} {:>12.4f} {:>12.4f}\n",
+                               fmt::format("with context (radius {})", smooth_radius), context.roc_auc,
+                               context.accuracy, context.recall, context.specificity);
+  }
+  return report;
+}
+
+}  // namespace histocnn::inference
