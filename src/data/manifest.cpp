@@ -391,7 +391,10 @@ ScanReport scan_directory(const fs::path& root) {
 
   std::vector<std::string> files;  // relative, '/' separated
   std::vector<std::string> unreadable;
-  fs::recursive_directory_iterator it(root, fs::directory_options::skip_permission_denied, ec);
+  // Symlinked folders are followed (data is often linked in). A link loop ends where the system
+  // stops resolving links; what it reached twice is dropped below as a duplicate.
+  fs::recursive_directory_iterator it(
+      root, fs::directory_options::skip_permission_denied | fs::directory_options::follow_directory_symlink, ec);
   HISTOCNN_CHECK_IO(!ec, "cannot list patch folder '{}': {}", root.string(), ec.message());
   for (; it != fs::recursive_directory_iterator(); it.increment(ec)) {
     HISTOCNN_CHECK_IO(!ec, "cannot list patch folder '{}': {}", root.string(), ec.message());

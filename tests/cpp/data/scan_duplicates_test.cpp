@@ -51,3 +51,21 @@ TEST_CASE("scan_directory drops files with the same bytes as another, as the mer
     return s.find("under another patient or label") != std::string::npos;
   }));
 }
+
+TEST_CASE("scan_directory follows symlinked folders, and a link loop ends instead of hanging", "[data]") {
+  test::TempDir tmp;
+  data::generate_synthetic(tmp / "store", test::synthetic_options(2, 6));
+  const auto stored = data::scan_directory(tmp / "store").manifest;
+  fs::create_directories(tmp / "linked");
+  for (const auto& patient : stored.patients()) fs::create_directory_symlink(tmp / "store" / patient, tmp / "linked" / patient);
+  const auto linked = data::scan_directory(tmp / "linked").manifest;
+  CHECK(linked.size() == stored.size());
+  CHECK(linked.patients() == stored.patients());
+
+  // A loop ends where the system stops resolving links (ELOOP); what it found twice has the same
+  // bytes, so it is dropped as a duplicate and the patients stay as they are.
+  fs::create_directory_symlink(tmp / "linked", tmp / "linked" / "loop");
+  const auto looped = data::scan_directory(tmp / "linked");
+  CHECK(looped.manifest.size() == stored.size());
+  CHECK_FALSE(looped.duplicates.empty());
+}
