@@ -37,9 +37,8 @@ torch::Tensor class_activation_maps(models::Classifier& model, const torch::Tens
     }
     maps = maps.detach().to(torch::kFloat32).contiguous().requires_grad_(true);
     // The head reads the map as training did: pooled, or as a sequence of positions.
-    const bool sequence = model->options().head() == "lstm";
-    const auto head_input = sequence ? maps.flatten(2).transpose(1, 2) : maps.mean({2, 3});
-    const auto scores = model->head_forward(head_input).select(1, options.target_class);
+    const auto scores =
+        model->head_forward(model->feature_map_to_head_input(maps)).select(1, options.target_class);
     const auto grads = torch::autograd::grad({scores.sum()}, {maps})[0];  // [n, C, h, w]
     torch::Tensor weights;
     if (options.method == CamMethod::gradcam) {

@@ -107,19 +107,21 @@ std::vector<double> smooth_over_neighbours(const data::Manifest& manifest, const
 std::vector<PatientBurden> tumour_burden(const data::Manifest& manifest, const std::vector<double>& p,
                                          double threshold) {
   check_lengths(manifest, p);
+  // Patients in order of first appearance, as slide_grids lists them.
   std::vector<PatientBurden> out;
-  for (const auto& g : slide_grids(manifest)) {
-    PatientBurden b;
-    b.patient = g.patient;
-    for (int64_t i : g.cells) {
-      if (i < 0) continue;
-      ++b.patches;
-      b.true_burden += manifest.rows()[i].label == 1;
-      b.predicted_burden += p[i] >= threshold;
-    }
+  std::map<std::string, size_t> index;
+  for (size_t i = 0; i < p.size(); ++i) {
+    const auto& row = manifest.rows()[i];
+    const auto [it, added] = index.emplace(row.patient, out.size());
+    if (added) out.push_back({row.patient});
+    auto& b = out[it->second];
+    ++b.patches;
+    b.true_burden += row.label == 1;
+    b.predicted_burden += p[i] >= threshold;
+  }
+  for (auto& b : out) {
     b.true_burden /= b.patches;
     b.predicted_burden /= b.patches;
-    out.push_back(b);
   }
   return out;
 }

@@ -102,11 +102,15 @@ void ClassifierImpl::train(bool on) {
   }
 }
 
+torch::Tensor ClassifierImpl::feature_map_to_head_input(const torch::Tensor& maps) const {
+  if (dense_head_ || lstm_head_->options.pooled()) return maps.mean({2, 3});  // as Backbone::forward pools
+  // [N, C, h, w] -> [N, h*w, C]: positions in row-major order, as Keras' Reshape reads them.
+  return maps.flatten(2).transpose(1, 2).contiguous();
+}
+
 torch::Tensor ClassifierImpl::backbone_features(torch::Tensor x) {
   if (dense_head_ || lstm_head_->options.pooled()) return backbone_->forward(x);
-  // [N, C, h, w] -> [N, h*w, C]: positions in row-major order, as Keras' Reshape reads them.
-  auto maps = backbone_->forward_features(x);
-  return maps.flatten(2).transpose(1, 2).contiguous();
+  return feature_map_to_head_input(backbone_->forward_features(x));
 }
 
 torch::Tensor ClassifierImpl::features(torch::Tensor x) {

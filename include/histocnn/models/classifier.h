@@ -59,6 +59,9 @@ class ClassifierImpl : public torch::nn::Module {
   torch::Tensor features(torch::Tensor x);
   /// The head applied to features().
   torch::Tensor head_forward(torch::Tensor features);
+  /// What the head reads, from the backbone's feature map [N, C, h, w] (forward_features): pooled,
+  /// or the positions as a sequence. features(x) is feature_map_to_head_input(forward_features(x)).
+  torch::Tensor feature_map_to_head_input(const torch::Tensor& maps) const;
 
   void train(bool on = true) override;
   /// Freezes (or unfreezes) the backbone; with `frozen`, the last unfreeze_last layers stay trainable.
