@@ -6,7 +6,9 @@
 # The volume holds /models/idc/<version>/{model.safetensors,model.json}: numeric version folders in
 # the layout of a run's model/ folder (`histocnn push runs/<run> models/idc` adds the next one). The
 # newest version is served; a folder added later is picked up without a restart. The image also
-# carries the rest of the command-line tool (`histocnn push`, `histocnn models rollback`, ...).
+# carries the rest of the command-line tool (`histocnn push`, `histocnn models rollback`, ...), and it
+# is the image every step of a compiled Kubeflow pipeline runs (`histocnn pipeline component NAME
+# ...`, docs/pipeline.md): the steps override the entrypoint's arguments.
 #
 # Two stages: the build stage installs the repository's own build dependencies
 # (scripts/install-deps.sh) and compiles the library and the command-line tool; the runtime stage
@@ -43,6 +45,8 @@ SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 #   libopencv-{core,imgproc,imgcodecs}-dev -> libopencv-{core,imgproc,imgcodecs}406
 #   libfmt-dev -> libfmt9; libhdf5-dev -> libhdf5-103-1
 #   libcpp-httplib-dev -> libcpp-httplib0.11
+#   libyaml-cpp-dev -> libyaml-cpp0.7; libsqlite3-dev -> libsqlite3-0 (libsqlitecpp-dev is a static library)
+#   libopenslide-dev -> libopenslide0; libtiff-dev -> libtiff6
 #   prometheus-cpp-dev -> libprometheus-cpp-core1.0 (the server links prometheus-cpp::core only)
 #   libjs-bootstrap5: the page's CSS and JS, served from /usr/share/javascript/bootstrap5/
 # nlohmann-json3-dev, libcli11-dev and libeigen3-dev are header-only. curl is for HEALTHCHECK.
@@ -52,6 +56,7 @@ RUN apt-get update \
         libopencv-core406 libopencv-imgproc406 libopencv-imgcodecs406 \
         libfmt9 libhdf5-103-1 \
         libcpp-httplib0.11 libprometheus-cpp-core1.0 \
+        libyaml-cpp0.7 libsqlite3-0 libopenslide0 libtiff6 \
         libjs-bootstrap5 \
         curl \
  && rm -rf /var/lib/apt/lists/*

@@ -44,9 +44,27 @@ def describe(options):
             aug.append(f"H&E jitter {a['stain_jitter']:g}")
         if a.get("brightness"):
             aug.append(f"brightness {a['brightness']:g}")
+        if a.get("hue"):
+            aug.append(f"HSV jitter (hue {a['hue']:g}, saturation {a.get('saturation', 0):g}, value "
+                       f"{a.get('value', 0):g}, contrast {a.get('contrast', 0):g})")
     head = f"{trainer['optimizer']}, dropout {m['dropout']:g}" + (", head BN" if m["batch_norm"] else "")
+    stain = options.get("stain_normalise", "none")
+    stain = "" if stain == "none" else f", {stain} normalisation per {options.get('stain_fit', 'patch')}"
     return (f"{m['backbone']}, {weights}, {mode}, {options['image_size']} px, {trainer['epochs']} epochs, {head}, " +
-            (" + ".join(aug) or "no augmentation"))
+            (" + ".join(aug) or "no augmentation") + stain)
+
+
+def median_patient_auc(run, result):
+    """The median of the test patients' own ROC-AUCs (patients with both classes)."""
+    import statistics
+    manifest = histocnn.train.load_patch_manifest("", os.fspath(run / "manifest.csv")).select_split("test")
+    by_patient = {}
+    for row, label, p in zip(manifest.rows, result.predictions.labels, result.predictions.p_positive):
+        by_patient.setdefault(row.patient, ([], []))
+        by_patient[row.patient][0].append(label)
+        by_patient[row.patient][1].append(p)
+    aucs = [histocnn.metrics.roc_auc(y, p) for y, p in by_patient.values() if 0 < sum(y) < len(y)]
+    return statistics.median(aucs)
 
 
 def main():
@@ -55,10 +73,15 @@ def main():
     parser.add_argument("--sigmas", type=lambda t: [float(v) for v in t.split(",")], default=[0.0, 0.05, 0.1, 0.2],
                         help="comma-separated stain shift sigmas (default 0,0.05,0.1,0.2)")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--per-patient", action="store_true",
+                        help="also the median over test patients of each patient's own AUC, as stained (patients "
+                             "with both classes): ranking within a patient, free of shifts between patients")
     args = parser.parse_args()
     print(f"# {sys.executable}, histocnn {histocnn.__version__}", file=sys.stderr)
     header = "| run | " + " | ".join(f"AUC, sigma {s:g}" for s in args.sigmas) + " | drop at the largest |"
-    lines = [header, "|---|" + "---:|" * (len(args.sigmas) + 1)]
+    if args.per_patient:
+        header += " median per-patient AUC |"
+    lines = [header, "|---|" + "---:|" * (len(args.sigmas) + 1 + args.per_patient)]
     for run in map(pathlib.Path, args.runs):
         options = json.loads((run / "options.json").read_text())
         seed = options["trainer"]["seed"]
@@ -68,8 +91,12 @@ def main():
                                        split="test", device=args.device, stain_shift=sigma, seed=seed)
             aucs.append(result.metrics.roc_auc)
             print(f"{run.name} sigma {sigma:g}: AUC {aucs[-1]:.4f}", file=sys.stderr)
-        lines.append(f"| {describe(options)} | " + " | ".join(f"{a:.3f}" for a in aucs) +
-                     f" | {aucs[-1] - aucs[0]:+.3f} |")
+            if sigma == 0:
+                as_stained = result
+        line = f"| {describe(options)} | " + " | ".join(f"{a:.3f}" for a in aucs) + f" | {aucs[-1] - aucs[0]:+.3f} |"
+        if args.per_patient:
+            line += f" {median_patient_auc(run, as_stained):.3f} |"
+        lines.append(line)
     print("\n".join(lines))
 
 

@@ -6,12 +6,144 @@
 #include "histocnn/data/split.h"
 #include "histocnn/data/synthetic.h"
 
+#include "histocnn/core/error.h"
+#include "histocnn/data/augment.h"
+#include "histocnn/data/stain.h"
+
+#include <pybind11/numpy.h>
 #include <pybind11/stl.h>
 #include <pybind11/stl/filesystem.h>
+
+#include <cstring>
 
 namespace py = pybind11;
 
 namespace histocnn::bindings {
+
+namespace {
+
+using RgbArray = py::array_t<uint8_t, py::array::c_style | py::array::forcecast>;
+
+// An HxWx3 uint8 array as an RGB cv::Mat (copied, so the GIL can be released afterwards).
+cv::Mat rgb_mat(const RgbArray& a, size_t index = 0) {
+  HISTOCNN_CHECK(a.ndim() == 3 && a.shape(2) == 3 && a.shape(0) > 0 && a.shape(1) > 0,
+                 "image {} must be an HxWx3 uint8 array (RGB); got {} dimensions", index, a.ndim());
+  return cv::Mat(static_cast<int>(a.shape(0)), static_cast<int>(a.shape(1)), CV_8UC3,
+                 const_cast<uint8_t*>(a.data()))
+      .clone();
+}
+
+std::vector<cv::Mat> rgb_mats(const std::vector<RgbArray>& arrays) {
+  std::vector<cv::Mat> out;
+  out.reserve(arrays.size());
+  for (size_t i = 0; i < arrays.size(); ++i) out.push_back(rgb_mat(arrays[i], i));
+  return out;
+}
+
+py::array_t<uint8_t> rgb_array(const cv::Mat& rgb) {
+  py::array_t<uint8_t> out({rgb.rows, rgb.cols, 3});
+  for (int y = 0; y < rgb.rows; ++y) std::memcpy(out.mutable_data(y), rgb.ptr(y), static_cast<size_t>(rgb.cols) * 3);
+  return out;
+}
+
+void init_stain(py::module_& m) {
+  py::class_<data::StainStats>(m, "StainStats", "Colour statistics of a group of pixels (data/stain.h)")
+      .def_property_readonly("method", [](const data::StainStats& s) { return data::stain_method_name(s.method); })
+      .def_readonly("lab_mean", &data::StainStats::lab_mean)
+      .def_readonly("lab_std", &data::StainStats::lab_std)
+      .def_readonly("haematoxylin", &data::StainStats::haematoxylin)
+      .def_readonly("eosin", &data::StainStats::eosin)
+      .def_readonly("max_concentration", &data::StainStats::max_concentration)
+      .def_readonly("borrowed_vectors", &data::StainStats::borrowed_vectors)
+      .def_readonly("pixels", &data::StainStats::pixels)
+      .def_property_readonly("fitted", &data::StainStats::fitted)
+      .def("to_json", &data::StainStats::to_json)
+      .def_static("from_json", &data::StainStats::from_json, py::arg("json"));
+  m.def(
+      "fit_stain_stats",
+      [](const std::string& method, const std::vector<RgbArray>& images) {
+        const auto mats = rgb_mats(images);
+        py::gil_scoped_release release;
+        return data::fit_stain_stats(data::parse_stain_method(method), mats);
+      },
+      py::arg("method"), py::arg("images"),
+      "Reinhard (L*a*b* mean/std) or Macenko (stain vectors, 99th-percentile concentrations) statistics over "
+      "the non-white pixels of HxWx3 uint8 images taken together; .fitted is False when there is too little "
+      "tissue.");
+  py::class_<data::StainNormaliser>(m, "StainNormaliser",
+                                    "Stain normalisation to a reference: Reinhard or Macenko, per patch or per slide")
+      .def_static(
+          "fit",
+          [](const std::string& method, const std::vector<RgbArray>& reference, const std::string& fit) {
+            const auto mats = rgb_mats(reference);
+            py::gil_scoped_release release;
+            return data::StainNormaliser::fit(data::parse_stain_method(method), mats, data::parse_stain_fit(fit));
+          },
+          py::arg("method"), py::arg("reference"), py::arg("fit") = "patch",
+          "The normaliser whose target is the pooled statistics of the reference images.")
+      .def(py::init([](const data::StainStats& target, const std::string& fit) {
+             return data::StainNormaliser(target, data::parse_stain_fit(fit));
+           }),
+           py::arg("target"), py::arg("fit") = "patch")
+      .def_property_readonly("method", [](const data::StainNormaliser& n) { return data::stain_method_name(n.method()); })
+      .def_property_readonly("fit_mode", [](const data::StainNormaliser& n) { return data::stain_fit_name(n.fit_mode()); })
+      .def_property_readonly("target", &data::StainNormaliser::target)
+      .def(
+          "source_stats",
+          [](const data::StainNormaliser& n, const std::vector<RgbArray>& images) {
+            const auto mats = rgb_mats(images);
+            py::gil_scoped_release release;
+            return n.source_stats(mats);
+          },
+          py::arg("images"), "Source statistics over a group of patches (a slide, a patient, a request).")
+      .def(
+          "normalise",
+          [](const data::StainNormaliser& n, const RgbArray& image, std::optional<data::StainStats> source) {
+            const cv::Mat rgb = rgb_mat(image);
+            cv::Mat out;
+            {
+              py::gil_scoped_release release;
+              out = source ? n.normalise(rgb, *source) : n.normalise(rgb);
+            }
+            return rgb_array(out);
+          },
+          py::arg("image"), py::arg("source") = py::none(),
+          "The image mapped onto the reference, with its own statistics or with `source` (its group's).")
+      .def(
+          "normalise_group",
+          [](const data::StainNormaliser& n, const std::vector<RgbArray>& images) {
+            const auto mats = rgb_mats(images);
+            std::vector<cv::Mat> out;
+            {
+              py::gil_scoped_release release;
+              out = n.normalise_group(mats);
+            }
+            std::vector<py::array_t<uint8_t>> arrays;
+            for (const auto& o : out) arrays.push_back(rgb_array(o));
+            return arrays;
+          },
+          py::arg("images"), "Fits the source statistics over all images, then normalises each.")
+      .def("to_json", &data::StainNormaliser::to_json)
+      .def_static("from_json", &data::StainNormaliser::from_json, py::arg("json"));
+  m.def(
+      "augment_image",
+      [](const RgbArray& image, const std::string& preset, uint64_t seed) {
+        const cv::Mat rgb = rgb_mat(image);
+        const auto options = data::AugmentOptions::preset(preset);
+        std::mt19937_64 rng(seed);
+        cv::Mat out;
+        {
+          py::gil_scoped_release release;
+          out = data::augment_patch(rgb, options, rng);
+        }
+        return rgb_array(out);
+      },
+      py::arg("image"), py::arg("preset"), py::arg("seed") = 0,
+      "One augmented copy of an HxWx3 uint8 image with a named preset (none, flips, study, histology[:sigma], "
+      "hsv-light, hsv-strong, hsv:<r>), drawn from `seed`.");
+}
+
+}  // namespace
 
 void init_data(py::module_& root) {
   auto m = root.def_submodule("data", "Scanning, manifests, patient-level splits, synthetic patches");
@@ -51,6 +183,8 @@ void init_data(py::module_& root) {
       .def_readonly("duplicates", &data::ScanReport::duplicates);
   m.def("scan_directory", &data::scan_directory, py::arg("root"), py::call_guard<py::gil_scoped_release>(),
         "Scans a folder in the Kaggle layout; non-matching files are listed in .rejected.");
+  m.def("join_manifests", &data::join_manifests, py::arg("parts"),
+        "Joins manifests of several folders (rooted at their common folder); a patient in two is an error.");
 
   py::class_<data::SplitOptions>(m, "SplitOptions")
       .def(py::init<>())
@@ -97,6 +231,7 @@ void init_data(py::module_& root) {
       py::arg("positive_fraction") = d.positive_fraction, py::arg("seed") = d.seed,
       py::arg("difficulty") = d.difficulty,
       "Writes synthetic H&E-like patches in the Kaggle layout into an empty or new folder.");
+  init_stain(m);
 }
 
 }  // namespace histocnn::bindings

@@ -5,6 +5,7 @@
 #include "histocnn/inference/explain.h"
 #include "histocnn/inference/predictor.h"
 #include "histocnn/inference/slide_maps.h"
+#include "histocnn/inference/slide.h"
 
 #include <pybind11/numpy.h>
 #include <pybind11/stl.h>
@@ -79,15 +80,32 @@ void init_inference(py::module_& root) {
       .def(
           "explain",
           [](inference::Predictor& p, const std::vector<ImageArray>& images, const std::string& method,
-             int64_t target_class) {
+             int64_t target_class, const std::string& layer, bool upsample, int64_t batch_size) {
             auto mats = to_mats(images);
             inference::ExplainOptions o;
             o.method = inference::parse_cam_method(method);
             o.target_class = target_class;
+            o.layer = layer;
+            o.upsample = upsample;
+            o.batch_size = batch_size;
             return to_numpy(without_gil([&] { return inference::explain(p, mats, o); }));
           },
-          py::arg("images"), py::arg("method") = "gradcam", py::arg("target_class") = 1,
-          "Grad-CAM maps [N, S, S] in [0, 1] on the backbone's last feature map.")
+          py::arg("images"), py::arg("method") = "gradcam", py::arg("target_class") = 1, py::arg("layer") = "",
+          py::arg("upsample") = true, py::arg("batch_size") = 32,
+          "Grad-CAM maps [N, S, S] in [0, 1] on a backbone layer (\"\": its last feature map).")
+      .def(
+          "explain_layers",
+          [](inference::Predictor& p) {
+            std::vector<std::pair<std::string, std::tuple<int64_t, int64_t, int64_t>>> out;
+            for (const auto& l : without_gil([&] { return inference::explain_layers(p); })) {
+              out.push_back({l.name, {l.channels, l.height, l.width}});
+            }
+            return out;
+          },
+          "The layers explain() can map, in forward order, with their output shapes (C, h, w); the last is the "
+          "default.")
+      .def_property_readonly("default_layer",
+                             [](inference::Predictor& p) { return p.model()->backbone()->feature_layer(); })
       .def_property("tta", &inference::Predictor::tta, &inference::Predictor::set_tta,
                     "Test-time augmentation: the mean over the 8 flips and quarter turns of each patch.")
       .def_property_readonly("class_names", &inference::Predictor::class_names)
@@ -109,8 +127,10 @@ void init_inference(py::module_& root) {
   m.def(
       "evaluate_bundle",
       [](const std::filesystem::path& model_dir, const data::Manifest& manifest, std::optional<double> threshold,
-         const std::string& device, int workers, bool progress, double stain_shift, uint64_t seed, bool tta) {
+         const std::string& device, int workers, bool progress, double stain_shift, uint64_t seed, bool tta,
+         const std::string& stain_fit) {
         inference::EvaluateOptions o;
+        if (!stain_fit.empty()) o.stain_fit = data::parse_stain_fit(stain_fit);
         o.threshold = threshold;
         o.device = device;
         o.workers = workers;
@@ -122,7 +142,7 @@ void init_inference(py::module_& root) {
       },
       py::arg("model_dir"), py::arg("manifest"), py::arg("threshold") = py::none(), py::arg("device") = "auto",
       py::arg("workers") = 2, py::arg("progress") = true, py::arg("stain_shift") = 0.0, py::arg("seed") = 42, py::arg("tta") = false,
-      py::call_guard<py::gil_scoped_release>());
+      py::arg("stain_fit") = "", py::call_guard<py::gil_scoped_release>());
 
   py::class_<inference::PatientBurden>(m, "PatientBurden")
       .def_readonly("patient", &inference::PatientBurden::patient)
@@ -141,6 +161,179 @@ void init_inference(py::module_& root) {
         py::arg("out_dir"), py::arg("smooth_radius") = 1, py::arg("max_patients") = 0, py::arg("tile") = 8,
         py::call_guard<py::gil_scoped_release>(),
         "What `histocnn maps` writes: <patient>.png (tissue, true IDC, P(IDC), errors), burden.csv and a report.");
+
+  // Whole slides and large images (inference/slide.h).
+  const auto mat_to_numpy = [](const cv::Mat& mat) -> py::array {
+    if (mat.empty()) return py::array_t<uint8_t>(std::vector<py::ssize_t>{0, 0});
+    const cv::Mat c = mat.isContinuous() ? mat : mat.clone();
+    std::vector<py::ssize_t> shape{c.rows, c.cols};
+    if (c.channels() > 1) shape.push_back(c.channels());
+    if (c.depth() == CV_32F) return py::array_t<float>(shape, c.ptr<float>());
+    return py::array_t<uint8_t>(shape, c.ptr<uint8_t>());
+  };
+  py::class_<inference::SlideLevel>(m, "SlideLevel")
+      .def_readonly("width", &inference::SlideLevel::width)
+      .def_readonly("height", &inference::SlideLevel::height)
+      .def_readonly("downsample", &inference::SlideLevel::downsample)
+      .def("__repr__", [](const inference::SlideLevel& l) {
+        return "SlideLevel(" + std::to_string(l.width) + "x" + std::to_string(l.height) + ", downsample " +
+               std::to_string(l.downsample) + ")";
+      });
+  py::class_<inference::SlideReader>(m, "SlideReader",
+                                     "A slide (OpenSlide formats) or a large PNG/JPEG/TIFF, read region by region.")
+      .def(py::init([](const std::filesystem::path& file, int64_t max_image_pixels) {
+             inference::SlideReaderOptions o;
+             o.max_image_pixels = max_image_pixels;
+             return inference::SlideReader::open(file, o);
+           }),
+           py::arg("file"), py::arg("max_image_pixels") = inference::SlideReaderOptions{}.max_image_pixels)
+      .def_property_readonly("format", &inference::SlideReader::format)
+      .def_property_readonly("path", &inference::SlideReader::path)
+      .def_property_readonly("levels", &inference::SlideReader::levels)
+      .def_property_readonly("width", &inference::SlideReader::width)
+      .def_property_readonly("height", &inference::SlideReader::height)
+      .def_property_readonly("mpp", &inference::SlideReader::mpp, "Microns per level-0 pixel from the file, or None")
+      .def_property_readonly("mpp_source", &inference::SlideReader::mpp_source)
+      .def_property_readonly("properties", &inference::SlideReader::properties)
+      .def("best_level_for_downsample", &inference::SlideReader::best_level_for_downsample, py::arg("downsample"))
+      .def(
+          "read_region",
+          [mat_to_numpy](inference::SlideReader& reader, int level, int64_t x, int64_t y, int width, int height) {
+            cv::Mat region;
+            {
+              py::gil_scoped_release release;
+              region = reader.read_region(level, x, y, width, height);
+            }
+            return mat_to_numpy(region);
+          },
+          py::arg("level"), py::arg("x"), py::arg("y"), py::arg("width"), py::arg("height"),
+          "HxWx3 uint8 RGB: top-left (x, y) in level-0 pixels, width x height pixels of `level`; white outside.")
+      .def(
+          "read_downsampled",
+          [mat_to_numpy](inference::SlideReader& reader, double downsample, int region_size) {
+            cv::Mat image;
+            {
+              py::gil_scoped_release release;
+              image = inference::read_downsampled(reader, downsample, region_size);
+            }
+            return mat_to_numpy(image);
+          },
+          py::arg("downsample"), py::arg("region_size") = 2048,
+          "The whole image at `downsample` level-0 pixels per pixel, read region by region.");
+  py::class_<inference::TissueMask>(m, "TissueMask")
+      .def_property_readonly("mask", [mat_to_numpy](const inference::TissueMask& t) { return mat_to_numpy(t.mask); })
+      .def_readonly("threshold", &inference::TissueMask::threshold)
+      .def_readonly("tissue_fraction", &inference::TissueMask::tissue_fraction);
+  m.def(
+      "tissue_mask",
+      [](const ImageArray& rgb, std::optional<double> threshold, double min_saturation, double max_saturation) {
+        const auto mats = to_mats({rgb});
+        return inference::tissue_mask(mats[0], threshold, min_saturation, max_saturation);
+      },
+      py::arg("rgb"), py::arg("threshold") = py::none(), py::arg("min_saturation") = 0.05,
+      py::arg("max_saturation") = 0.15,
+      "Tissue by Otsu's threshold on HSV saturation (clamped to [min_saturation, max_saturation]), or `threshold`.");
+  py::class_<inference::SlideTile>(m, "SlideTile")
+      .def_readonly("col", &inference::SlideTile::col)
+      .def_readonly("row", &inference::SlideTile::row)
+      .def_readonly("x", &inference::SlideTile::x)
+      .def_readonly("y", &inference::SlideTile::y)
+      .def_readonly("w", &inference::SlideTile::w)
+      .def_readonly("h", &inference::SlideTile::h)
+      .def_readonly("level", &inference::SlideTile::level)
+      .def_readonly("level_x", &inference::SlideTile::level_x)
+      .def_readonly("level_y", &inference::SlideTile::level_y)
+      .def_readonly("tissue", &inference::SlideTile::tissue)
+      .def_readonly("p", &inference::SlideTile::p);
+  py::class_<inference::SlideScore>(m, "SlideScore")
+      .def_readonly("tiles", &inference::SlideScore::tiles)
+      .def_readonly("tissue_tiles", &inference::SlideScore::tissue_tiles)
+      .def_readonly("positive_tiles", &inference::SlideScore::positive_tiles)
+      .def_readonly("positive_fraction", &inference::SlideScore::positive_fraction)
+      .def_readonly("max_p", &inference::SlideScore::max_p)
+      .def_readonly("mean_p", &inference::SlideScore::mean_p)
+      .def_readonly("tissue_mm2", &inference::SlideScore::tissue_mm2)
+      .def_readonly("positive_mm2", &inference::SlideScore::positive_mm2);
+  py::class_<inference::SlideResult>(m, "SlideResult")
+      .def_readonly("file", &inference::SlideResult::file)
+      .def_readonly("format", &inference::SlideResult::format)
+      .def_readonly("width", &inference::SlideResult::width)
+      .def_readonly("height", &inference::SlideResult::height)
+      .def_readonly("levels", &inference::SlideResult::levels)
+      .def_readonly("mpp", &inference::SlideResult::mpp)
+      .def_readonly("mpp_source", &inference::SlideResult::mpp_source)
+      .def_readonly("target_mpp", &inference::SlideResult::target_mpp)
+      .def_readonly("downsample", &inference::SlideResult::downsample)
+      .def_readonly("level", &inference::SlideResult::level)
+      .def_readonly("tile_size", &inference::SlideResult::tile_size)
+      .def_readonly("tile_size_level0", &inference::SlideResult::tile_size_level0)
+      .def_readonly("cols", &inference::SlideResult::cols)
+      .def_readonly("rows", &inference::SlideResult::rows)
+      .def_readonly("tissue_threshold", &inference::SlideResult::tissue_threshold)
+      .def_readonly("threshold", &inference::SlideResult::threshold)
+      .def_readonly("stain", &inference::SlideResult::stain)
+      .def_readonly("tiles", &inference::SlideResult::tiles)
+      .def_readonly("score", &inference::SlideResult::score)
+      .def_readonly("thumbnail_downsample", &inference::SlideResult::thumbnail_downsample)
+      .def_readonly("seconds", &inference::SlideResult::seconds)
+      .def_readonly("peak_rss_mb", &inference::SlideResult::peak_rss_mb)
+      .def_property_readonly("thumbnail", [mat_to_numpy](const inference::SlideResult& r) { return mat_to_numpy(r.thumbnail); })
+      .def_property_readonly("mask", [mat_to_numpy](const inference::SlideResult& r) { return mat_to_numpy(r.mask); })
+      .def("probability_grid", [mat_to_numpy](const inference::SlideResult& r) { return mat_to_numpy(r.probability_grid()); },
+           "P(IDC) on the tile grid, rows x cols float32, NaN where no tile was predicted.")
+      .def("summary_json", &inference::SlideResult::summary_json)
+      .def("heatmap", [mat_to_numpy](const inference::SlideResult& r) { return mat_to_numpy(inference::draw_slide_heatmap(r)); })
+      .def("overlay", [mat_to_numpy](const inference::SlideResult& r, double alpha) {
+             return mat_to_numpy(inference::draw_slide_overlay(r, alpha));
+           }, py::arg("alpha") = 0.45);
+  m.def(
+      "predict_slide",
+      [](const py::object& model, const std::filesystem::path& file, std::optional<double> mpp,
+         std::optional<double> target_mpp, int tile_size, double min_tissue, std::optional<double> tissue_threshold,
+         std::optional<double> threshold, int64_t batch_size, int region_size, int64_t max_image_pixels,
+         bool progress, const std::string& device) {
+        inference::SlideOptions o;
+        o.mpp = mpp;
+        o.target_mpp = target_mpp;
+        o.tile_size = tile_size;
+        o.min_tissue = min_tissue;
+        o.tissue_threshold = tissue_threshold;
+        o.threshold = threshold;
+        o.batch_size = batch_size;
+        o.region_size = region_size;
+        o.reader.max_image_pixels = max_image_pixels;
+        o.progress = progress;
+        // A model folder, the C++ Predictor, or histocnn.Predictor (which holds one).
+        py::object cpp = py::hasattr(model, "_cpp") ? model.attr("_cpp") : model;
+        if (py::isinstance<inference::Predictor>(cpp)) {
+          const auto& predictor = cpp.cast<const inference::Predictor&>();
+          py::gil_scoped_release release;
+          return inference::predict_slide(predictor, file, o);
+        }
+        const auto dir = py::cast<std::filesystem::path>(cpp);
+        py::gil_scoped_release release;
+        const inference::Predictor predictor(dir, device);
+        return inference::predict_slide(predictor, file, o);
+      },
+      py::arg("model"), py::arg("file"), py::arg("mpp") = py::none(), py::arg("target_mpp") = py::none(),
+      py::arg("tile_size") = 0, py::arg("min_tissue") = 0.5, py::arg("tissue_threshold") = py::none(),
+      py::arg("threshold") = py::none(), py::arg("batch_size") = 64, py::arg("region_size") = 2048,
+      py::arg("max_image_pixels") = inference::SlideReaderOptions{}.max_image_pixels, py::arg("progress") = false,
+      py::arg("device") = "auto",
+      "What `histocnn slide predict` computes: the tissue of a slide or large image tiled at the model's scale "
+      "and each tissue tile's P(IDC). `model` is a model folder or a Predictor; `mpp` overrides the file's scale.");
+  m.def(
+      "write_slide_outputs",
+      [](const inference::SlideResult& r, const std::filesystem::path& out_dir) {
+        const auto o = inference::write_slide_outputs(r, out_dir);
+        std::map<std::string, std::filesystem::path> files{
+            {"heatmap", o.heatmap}, {"overlay", o.overlay},   {"thumbnail", o.thumbnail},
+            {"mask", o.mask},       {"tiles_csv", o.tiles_csv}, {"grid_npy", o.grid_npy},
+            {"summary_json", o.summary_json}};
+        return files;
+      },
+      py::arg("result"), py::arg("out_dir"), py::call_guard<py::gil_scoped_release>(),
+      "heatmap.png, overlay.png, thumbnail.png, mask.png, tiles.csv, heatmap.npy and summary.json: their paths.");
 }
 
 }  // namespace histocnn::bindings

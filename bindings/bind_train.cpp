@@ -4,6 +4,7 @@
 #include "histocnn/inference/evaluate.h"
 #include "histocnn/train/options.h"
 #include "histocnn/train/run.h"
+#include "histocnn/train/cv.h"
 
 #include <pybind11/stl.h>
 #include <pybind11/stl/filesystem.h>
@@ -113,7 +114,7 @@ void init_train(py::module_& root) {
 
   py::class_<train::RunOptions>(m, "RunOptions")
       .def(py::init<>())
-      .def_readwrite("data_dir", &train::RunOptions::data_dir)
+      .def_readwrite("data_dirs", &train::RunOptions::data_dirs)
       .def_readwrite("manifest", &train::RunOptions::manifest)
       .def_readwrite("output_dir", &train::RunOptions::output_dir)
       .def_readwrite("name", &train::RunOptions::name)
@@ -171,10 +172,46 @@ void init_train(py::module_& root) {
   m.def("run_preset_names", &train::run_preset_names, "Named recipes for Trainer(preset=...) and --preset.");
   m.def("apply_run_preset", &train::apply_run_preset, py::arg("options"), py::arg("name"),
         "Sets every option of a named recipe (e.g. 'study'); options set afterwards override it.");
+  py::class_<train::CrossValidationOptions>(m, "CrossValidationOptions")
+      .def(py::init<>())
+      .def_readwrite("run", &train::CrossValidationOptions::run)
+      .def_readwrite("folds", &train::CrossValidationOptions::folds)
+      .def_readwrite("fold_seed", &train::CrossValidationOptions::fold_seed)
+      .def_readwrite("only_folds", &train::CrossValidationOptions::only_folds)
+      .def_readwrite("stain_shifts", &train::CrossValidationOptions::stain_shifts)
+      .def_readwrite("tta", &train::CrossValidationOptions::tta)
+      .def_readwrite("name", &train::CrossValidationOptions::name);
+  py::class_<train::FoldScore>(m, "FoldScore")
+      .def_readonly("stain_shift", &train::FoldScore::stain_shift)
+      .def_readonly("group", &train::FoldScore::group)
+      .def_readonly("patches", &train::FoldScore::patches)
+      .def_readonly("patients", &train::FoldScore::patients)
+      .def_readonly("roc_auc", &train::FoldScore::roc_auc)
+      .def_readonly("balanced_accuracy", &train::FoldScore::balanced_accuracy)
+      .def_readonly("sensitivity", &train::FoldScore::sensitivity)
+      .def_readonly("specificity", &train::FoldScore::specificity)
+      .def_readonly("median_patient_auc", &train::FoldScore::median_patient_auc);
+  py::class_<train::FoldResult>(m, "FoldResult")
+      .def_readonly("fold", &train::FoldResult::fold)
+      .def_readonly("run_dir", &train::FoldResult::run_dir)
+      .def_readonly("threshold", &train::FoldResult::threshold)
+      .def_readonly("seconds", &train::FoldResult::seconds)
+      .def_readonly("scores", &train::FoldResult::scores);
+  py::class_<train::CrossValidationResult>(m, "CrossValidationResult")
+      .def_readonly("output_dir", &train::CrossValidationResult::output_dir)
+      .def_readonly("folds", &train::CrossValidationResult::folds)
+      .def_readonly("summary", &train::CrossValidationResult::summary);
+  m.def("assign_patient_folds", &train::assign_patient_folds, py::arg("manifest"), py::arg("folds"), py::arg("seed"));
+  m.def("cross_validate", &train::cross_validate, py::arg("options"), py::call_guard<py::gil_scoped_release>());
   m.def("run_training", &train::run_training, py::arg("options"), py::call_guard<py::gil_scoped_release>(),
         "Splits, trains, evaluates and writes a run folder (the job behind `histocnn train`).");
 
-  m.def("load_patch_manifest", &train::load_patch_manifest, py::arg("data_dir"), py::arg("manifest"));
+  m.def("load_patch_manifest",
+        py::overload_cast<const std::vector<std::filesystem::path>&, const std::filesystem::path&>(&train::load_patch_manifest),
+        py::arg("data_dirs"), py::arg("manifest"));
+  m.def("load_patch_manifest",
+        py::overload_cast<const std::filesystem::path&, const std::filesystem::path&>(&train::load_patch_manifest),
+        py::arg("data_dir"), py::arg("manifest"));
 
   py::class_<train::DemoOptions>(m, "DemoOptions")
       .def(py::init<>())

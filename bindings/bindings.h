@@ -11,5 +11,6 @@ void init_train(pybind11::module_& m);
 void init_inference(pybind11::module_& m);
 void init_io(pybind11::module_& m);
 void init_serve(pybind11::module_& m);
+void init_pipeline(pybind11::module_& m);
 
 }  // namespace histocnn::bindings

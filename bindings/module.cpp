@@ -15,4 +15,5 @@ PYBIND11_MODULE(_histocnn, m) {
   histocnn::bindings::init_train(m);
   histocnn::bindings::init_inference(m);
   histocnn::bindings::init_serve(m);
+  histocnn::bindings::init_pipeline(m);
 }

@@ -14,9 +14,12 @@ PACKAGES=(
   python3-nbclient python3-nbformat python3-ipykernel
   python3-pip python3-venv python3-setuptools python3-wheel
   libcpp-httplib-dev prometheus-cpp-dev libjs-bootstrap5 python3-requests
+  libyaml-cpp-dev libsqlitecpp-dev libsqlite3-dev libopenslide-dev libtiff-dev
+  libgloo-dev
 )
 if [ "${1:-}" = "--test" ]; then
-  PACKAGES+=(chromium chromium-driver python3-selenium python3-flask clang-14 libfuzzer-14-dev wrk)
+  PACKAGES+=(chromium chromium-driver python3-selenium python3-flask clang-14 libfuzzer-14-dev wrk
+             python3-jsonschema python3-yaml)
 fi
 
 missing=()

@@ -23,7 +23,7 @@ int main(int argc, char** argv) {
     histocnn::data::generate_synthetic(work / "data", synth);
 
     histocnn::train::RunOptions run;
-    run.data_dir = work / "data";
+    run.data_dirs = {work / "data"};
     run.output_dir = work / "runs";
     run.name = "example";
     run.image_size = 50;

@@ -26,9 +26,10 @@ train = _histocnn.train
 
 from . import plots  # noqa: E402
 from .callbacks import Callback, TqdmProgress  # noqa: E402
+from .pipeline import Pipeline  # noqa: E402
 from .predictor import Predictor  # noqa: E402
 from .serving import Client, Server, ServingError, serve  # noqa: E402
-from .trainer import History, Trainer, demo, evaluate, option_defaults  # noqa: E402
+from .trainer import History, Trainer, cross_validate, demo, evaluate, option_defaults  # noqa: E402
 
-__all__ = ["Trainer", "History", "option_defaults", "Callback", "TqdmProgress", "Predictor", "plots", "demo",
+__all__ = ["Pipeline", "Trainer", "History", "cross_validate", "option_defaults", "Callback", "TqdmProgress", "Predictor", "plots", "demo",
            "evaluate", "serve", "Server", "Client", "ServingError", "data", "models", "metrics", "inference", "io", "train", "__version__"]

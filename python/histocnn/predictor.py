@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import os
-from typing import Iterable, List, Sequence, Union
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -70,15 +70,31 @@ class Predictor:
         """P(class 1) for each image."""
         return self.predict_proba(images, batch_size)[:, 1]
 
-    def explain(self, images, method: str = "gradcam", target_class: int = 1) -> np.ndarray:
+    def explain(self, images, method: str = "gradcam", target_class: int = 1, layer: Optional[str] = None,
+                upsample: bool = True, batch_size: int = 32) -> np.ndarray:
         """What the model looks at: Grad-CAM ("gradcam") or Grad-CAM++ ("gradcam++") maps of
-        ``target_class`` on the backbone's last feature map, [N, S, S] float32 in [0, 1] at the
-        model's input size S (each image prepared as predict_proba prepares it)."""
+        ``target_class``, [N, S, S] float32 in [0, 1] at the model's input size S (each image
+        prepared as predict_proba prepares it).
+
+        ``layer``: the backbone layer mapped, by module path (``explain_layers()`` lists them);
+        None maps its last feature map (``default_layer``). ``upsample=False`` returns the maps at
+        the layer's own resolution, [N, h, w]."""
         items = images if isinstance(images, (list, tuple)) else [images]
         if items and all(isinstance(i, (str, os.PathLike)) for i in items):
             from PIL import Image
             items = [Image.open(os.fspath(i)) for i in items]
-        return self._cpp.explain([_as_rgb_array(i) for i in items], method, target_class)
+        return self._cpp.explain([_as_rgb_array(i) for i in items], method, target_class, layer or "", upsample,
+                                 batch_size)
+
+    def explain_layers(self) -> Dict[str, Tuple[int, int, int]]:
+        """The layers ``explain(layer=...)`` can map, in forward order: module path -> output shape
+        (channels, height, width) at the model's input size. The last is ``default_layer``."""
+        return {name: tuple(shape) for name, shape in self._cpp.explain_layers()}
+
+    @property
+    def default_layer(self) -> str:
+        """The layer ``explain`` maps when none is named: the backbone's last feature map."""
+        return self._cpp.default_layer
 
     def features(self, images, batch_size: int = 64):
         """What the head reads (pooled backbone features), as a torch tensor."""

@@ -146,6 +146,31 @@ class Client:
         items = images if isinstance(images, (list, tuple)) else [images]
         return self._call(self._model_url() + ":classify", {"instances": [_encode(i) for i in items]})["results"]
 
+    def explain(self, images, method: str = "gradcam", target_class: int = 1, layer: Optional[str] = None,
+                outputs=("overlay",)) -> list:
+        """Grad-CAM from the server's ``:explain``: one dict per image with what ``outputs`` names,
+        ``"overlay"`` (the patch under the heatmap with a colour bar, HxWx3 uint8), ``"map"`` (at the
+        model's input size) and ``"layer_map"`` (at the layer's resolution), float32 in [0, 1].
+        ``layer`` is a backbone layer by module path (None: its last feature map)."""
+        items = images if isinstance(images, (list, tuple)) else [images]
+        parameters = {"method": method, "target_class": target_class, "outputs": list(outputs)}
+        if layer:
+            parameters["layer"] = layer
+        answer = self._call(self._model_url() + ":explain",
+                            {"instances": [_encode(i) for i in items], "parameters": parameters})
+        decoded = []
+        for e in answer["explanations"]:
+            out = {}
+            if "overlay" in e:
+                from PIL import Image
+                png = base64.b64decode(e["overlay"]["b64"])
+                out["overlay"] = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+            for key in ("map", "layer_map"):
+                if key in e:
+                    out[key] = np.asarray(e[key], dtype=np.float32)
+            decoded.append(out)
+        return decoded
+
     def status(self) -> dict:
         return self._call(self._model_url())
 

@@ -61,20 +61,7 @@ class Trainer:
         is installed, else the C++ bar), "tqdm", True (the C++ bar on stderr) or False.
         ``preset``: a named recipe applied first (``histocnn.train.run_preset_names()``; "study" is
         the published recipe), which the other keywords override."""
-        self.options = _train.RunOptions()
-        if preset is not None:
-            _train.apply_run_preset(self.options, preset)
-        known = set(_train.run_option_names())
-        if data_dir is not None:
-            options["data_dir"] = os.fspath(data_dir)
-        if manifest is not None:
-            options["manifest"] = os.fspath(manifest)
-        for key, value in options.items():
-            if key not in known or key == "progress":
-                raise TypeError(f"Trainer got an unknown option {key!r}; known options: {', '.join(sorted(known))}")
-            if isinstance(value, os.PathLike):
-                value = os.fspath(value)
-            _train.set_run_option(self.options, key, json.dumps(value))
+        self.options = _run_options("Trainer", data_dir, manifest, preset, options)
         self.callbacks = list(callbacks)
         use_tqdm = progress == "tqdm"
         if progress == "auto":
@@ -144,9 +131,53 @@ class Trainer:
         return None if self.result is None else str(self.result.run_dir)
 
 
+def _run_options(caller: str, data_dir, manifest, preset, options: Dict[str, Any]):
+    """RunOptions from keywords, through the one options table (names, types, allowed values)."""
+    run = _train.RunOptions()
+    if preset is not None:
+        _train.apply_run_preset(run, preset)
+    known = set(_train.run_option_names())
+    if data_dir is not None:  # a folder, or a list of folders to join
+        options["data_dir"] = ([os.fspath(d) for d in data_dir] if isinstance(data_dir, (list, tuple))
+                               else os.fspath(data_dir))
+    if manifest is not None:
+        options["manifest"] = os.fspath(manifest)
+    for key, value in options.items():
+        if key not in known or key == "progress":
+            raise TypeError(f"{caller} got an unknown option {key!r}; known options: {', '.join(sorted(known))}")
+        if isinstance(value, os.PathLike):
+            value = os.fspath(value)
+        _train.set_run_option(run, key, json.dumps(value))
+    return run
+
+
+def cross_validate(data_dir=None, manifest: Optional[str] = None, folds: int = 5, fold_seed: int = 42,
+                   only_folds: Sequence[int] = (), restain: Sequence[float] = (0.1, 0.2), tta: bool = False,
+                   name: str = "cv", preset: Optional[str] = None, progress: bool = False, **options: Any):
+    """Leave-patients-out cross-validation, as ``histocnn cv``: each fold trains on the other
+    patients (any Trainer keyword sets the recipe) and scores its own patients as stained and
+    restained at each sigma of ``restain``. ``data_dir`` may be a list of folders; each folder's
+    patients are then also scored on their own. Returns ``(result, table)``: the C++ result
+    (``.summary`` is the text table, ``.folds`` the per-fold scores) and a pandas DataFrame with
+    one row per fold, sigma and group."""
+    cv = _train.CrossValidationOptions()
+    cv.run = _run_options("cross_validate", data_dir, manifest, preset, dict(options))
+    cv.run.trainer.progress = bool(progress)
+    cv.folds, cv.fold_seed, cv.only_folds = folds, fold_seed, list(only_folds)
+    cv.stain_shifts, cv.tta, cv.name = list(restain), tta, name
+    result = _train.cross_validate(cv)
+    import pandas as pd
+    rows = [{"fold": f.fold, "stain_shift": s.stain_shift, "group": s.group, "patients": s.patients,
+             "patches": s.patches, "roc_auc": s.roc_auc, "balanced_accuracy": s.balanced_accuracy,
+             "sensitivity": s.sensitivity, "specificity": s.specificity,
+             "median_patient_auc": s.median_patient_auc, "threshold": f.threshold, "seconds": f.seconds}
+            for f in result.folds for s in f.scores]
+    return result, pd.DataFrame(rows)
+
+
 def evaluate(model_dir: str, data_dir: str = "", manifest: str = "", split: str = "test",
              threshold: Optional[float] = None, device: str = "auto", stain_shift: float = 0.0, seed: int = 42,
-             tta: bool = False):
+             tta: bool = False, stain_fit: str = ""):
     """Evaluates a saved model; returns an object with .metrics, .report, .predictions, .threshold
     and .to_json().
 
@@ -155,10 +186,12 @@ def evaluate(model_dir: str, data_dir: str = "", manifest: str = "", split: str 
     model. ``stain_shift`` > 0 restains each patient one way first (H&E jitter of that sigma; 0.1
     is strong), as patients from another lab would look; ``seed`` picks the restaining (a run's own
     robustness evaluation used its training seed). ``tta`` averages each patch over its 8 flips and
-    quarter turns."""
-    m = _train.load_patch_manifest(os.fspath(data_dir), os.fspath(manifest)).select_split(split)
+    quarter turns. ``stain_fit`` ("patch" or "slide") overrides how a model that normalises stains
+    fits the source statistics: per patch, or over each patient's patches."""
+    dirs = [os.fspath(d) for d in data_dir] if isinstance(data_dir, (list, tuple)) else [os.fspath(data_dir)]
+    m = _train.load_patch_manifest([d for d in dirs if d], os.fspath(manifest)).select_split(split)
     return _histocnn.inference.evaluate_bundle(os.fspath(model_dir), m, threshold=threshold, device=device,
-                                               stain_shift=stain_shift, seed=seed, tta=tta)
+                                               stain_shift=stain_shift, seed=seed, tta=tta, stain_fit=stain_fit)
 
 
 def demo(output_dir: str = "histocnn-demo", **options: Any):

@@ -4,6 +4,7 @@
 #include "histocnn/core/error.h"
 #include "histocnn/core/version.h"
 #include "histocnn/cli.h"
+#include "commands.h"
 #include "histocnn/core/log.h"
 #include "histocnn/core/progress.h"
 #include "histocnn/data/augment.h"
@@ -16,6 +17,7 @@
 #include "histocnn/inference/slide_maps.h"
 #include "histocnn/io/atomic_file.h"
 #include "histocnn/io/image.h"
+#include "histocnn/io/npy.h"
 #include "histocnn/io/safetensors.h"
 #include "histocnn/models/backbone.h"
 #include "histocnn/models/classifier.h"
@@ -23,11 +25,13 @@
 #include "histocnn/models/summary.h"
 #include "histocnn/models/weights.h"
 #include "histocnn/train/compare.h"
+#include "histocnn/train/cv.h"
 #include "histocnn/train/demo.h"
 #include "histocnn/train/figures.h"
 #include "histocnn/serve/server.h"
 #include "histocnn/serve/versions.h"
 #include "histocnn/train/options.h"
+#include "histocnn/train/distributed.h"
 #include "histocnn/train/run.h"
 
 #include <CLI/CLI.hpp>
@@ -149,10 +153,17 @@ void add_run_options(CLI::App* cmd, const std::shared_ptr<train::RunOptions>& o)
       cmd->add_flag_callback(spec.flag, [o, spec, flipped] { train::set_run_option(*o, spec.name, flipped); }, help);
       continue;
     }
+    if (spec.type == train::RunOptionType::paths) {
+      auto* opt = cmd->add_option_function<std::vector<std::string>>(
+          spec.flag, [o, spec](const std::vector<std::string>& v) { train::set_run_option(*o, spec.name, nlohmann::json(v).dump()); },
+          help);
+      opt->type_name("PATH")->expected(1, -1);
+      continue;
+    }
     auto* opt = cmd->add_option_function<std::string>(
         spec.flag, [o, spec](const std::string& v) { train::set_run_option(*o, spec.name, train::run_option_json_value(spec, v)); },
         help);
-    static const char* const type_names[] = {"BOOLEAN", "INT", "FLOAT", "TEXT", "PATH"};
+    static const char* const type_names[] = {"BOOLEAN", "INT", "FLOAT", "TEXT", "PATH", "PATH"};
     opt->type_name(type_names[static_cast<int>(spec.type)]);
     const std::string shown = nlohmann::json::parse(value).is_string() ? nlohmann::json::parse(value).get<std::string>() : value;
     if (!shown.empty()) opt->default_str(shown);
@@ -167,6 +178,7 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--push", *push, "Then copy the model into the next version folder of this serving base path");
   cmd->callback([o, push] {
     auto r = train::run_training(*o);
+    if (!train::prints_run_report()) return;  // one process of a data-parallel job reports
     std::cout << r.test_report;
     std::printf("run folder: %s\nmodel: %s\n", r.run_dir.string().c_str(), r.model_dir.string().c_str());
     if (!push->empty() && !r.history.interrupted) {
@@ -176,17 +188,38 @@ void add_train_command(CLI::App& app) {
   });
 }
 
+void add_cv_command(CLI::App& app) {
+  auto cv = std::make_shared<train::CrossValidationOptions>();
+  auto* cmd = app.add_subcommand(
+      "cv", "Leave-patients-out cross-validation: each fold trains on the other patients and tests on its own, as "
+            "stained and restained; prints mean and spread (rerun to resume)");
+  add_run_options(cmd, std::shared_ptr<train::RunOptions>(cv, &cv->run));
+  cmd->add_option("--folds", cv->folds, "Number of folds (patients dealt to folds of about equal size)")
+      ->capture_default_str();
+  cmd->add_option("--fold-seed", cv->fold_seed, "Seed of the patient-to-fold assignment")->capture_default_str();
+  cmd->add_option("--fold", cv->only_folds, "Run only these folds (1-based; repeat or list)");
+  cmd->add_option("--restain", cv->stain_shifts, "Restaining sigmas the test patients are also scored at")
+      ->capture_default_str();
+  cmd->add_flag("--tta", cv->tta, "Test-time augmentation in the test evaluations");
+  cmd->add_option("--cv-name", cv->name, "Folder under --output-dir for the folds and the summary")->capture_default_str();
+  cmd->callback([cv] {
+    const auto r = train::cross_validate(*cv);
+    std::cout << r.summary << "-> " << (r.output_dir / "cv.md").string() << "\n";
+  });
+}
+
 void add_evaluate_command(CLI::App& app) {
   struct Evaluate {
-    fs::path model_dir, data_dir, manifest, output, maps;
-    std::string split = "test";
+    fs::path model_dir, manifest, output, maps;
+    std::vector<fs::path> data_dirs;
+    std::string split = "test", stain_fit;
     std::optional<double> threshold;
     inference::EvaluateOptions options;
   };
   auto e = std::make_shared<Evaluate>();
   auto* cmd = app.add_subcommand("evaluate", "Evaluate a saved model on labelled patches and print the report");
   cmd->add_option("--model", e->model_dir, "Model folder (a run's model/ or model/<version>/)")->required();
-  cmd->add_option("--data", e->data_dir, "Folder of patches in the Kaggle layout");
+  cmd->add_option("--data", e->data_dirs, "Folders of patches in the Kaggle layout (several are joined)");
   cmd->add_option("--manifest", e->manifest, "Manifest CSV, e.g. a run's manifest.csv (it records the split)");
   cmd->add_option("--split", e->split, "train, val or test (needs a manifest with a split column), or all")
       ->capture_default_str()->check(CLI::IsMember({"train", "val", "test", "all"}));
@@ -201,9 +234,14 @@ void add_evaluate_command(CLI::App& app) {
   cmd->add_option("-o,--output", e->output, "Also write the metrics as JSON to this file");
   cmd->add_flag("--tta", e->options.tta, "Test-time augmentation: the mean over the 8 flips and quarter turns");
   cmd->add_option("--maps", e->maps, "Also draw the patients on their slides into this folder (as histocnn maps)");
+  cmd->add_option("--stain-fit", e->stain_fit,
+                  "For a model that normalises stains: fit the source statistics per patch or per slide (patient) "
+                  "instead of as the model records")
+      ->check(CLI::IsMember({"patch", "slide"}));
   cmd->callback([e] {
-    auto m = train::load_patch_manifest(e->data_dir, e->manifest).select_split(e->split);
+    auto m = train::load_patch_manifest(e->data_dirs, e->manifest).select_split(e->split);
     e->options.threshold = e->threshold;
+    if (!e->stain_fit.empty()) e->options.stain_fit = data::parse_stain_fit(e->stain_fit);
     auto r = inference::evaluate_bundle(e->model_dir, m, e->options);
     std::cout << r.report;
     if (!e->output.empty()) io::write_file_atomic(e->output, inference::to_json(r) + "\n");
@@ -217,26 +255,50 @@ void add_explain_command(CLI::App& app) {
   struct Explain {
     fs::path model_dir, out = "explanations";
     std::vector<std::string> inputs;
-    std::string method = "gradcam", device = "auto";
+    std::string method = "gradcam", device = "auto", layer;
     int64_t target_class = 1;
+    bool list_layers = false;
   };
   auto e = std::make_shared<Explain>();
   auto* cmd = app.add_subcommand("explain", "Grad-CAM maps of what a saved model looks at: overlays and raw maps");
   cmd->add_option("--model", e->model_dir, "Model folder (a run's model/, a serving base path, or a version folder)")
       ->required();
-  cmd->add_option("images", e->inputs, "Image files, folders (searched recursively) or globs")->required();
+  cmd->add_option("images", e->inputs, "Image files, folders (searched recursively) or globs");
   cmd->add_option("--out", e->out, "Folder for <name>_cam.png (overlay with colour bar) and <name>_cam.npy (map)")
       ->capture_default_str();
   cmd->add_option("--method", e->method, "gradcam or gradcam++")->capture_default_str();
   cmd->add_option("--class", e->target_class, "The class whose evidence is mapped (1: IDC-positive)")
       ->capture_default_str();
+  cmd->add_option("--layer", e->layer, "The backbone layer mapped, by module path (see --list-layers); default: "
+                                       "its last feature map");
+  cmd->add_flag("--list-layers", e->list_layers, "List the layers that can be mapped, with their output sizes, and exit");
   cmd->add_option("--device", e->device, "auto, cpu, cuda or cuda:N")->capture_default_str();
   cmd->callback([e] {
     configure_threads();
     inference::ExplainOptions options;
     options.method = inference::parse_cam_method(e->method);
     options.target_class = e->target_class;
+    options.layer = e->layer;
     inference::Predictor predictor(e->model_dir, e->device);
+    if (e->list_layers) {
+      const auto layers = inference::explain_layers(predictor);
+      const auto fallback = predictor.model()->backbone()->feature_layer();
+      size_t width = 5;
+      for (const auto& l : layers) width = std::max(width, l.name.size());
+      std::printf("%-*s  output at %d px (channels x height x width)\n", static_cast<int>(width), "layer",
+                  predictor.preprocessing().image_size);
+      for (const auto& l : layers) {
+        std::printf("%-*s  %lld x %lld x %lld%s\n", static_cast<int>(width), l.name.c_str(),
+                    static_cast<long long>(l.channels), static_cast<long long>(l.height),
+                    static_cast<long long>(l.width), l.name == fallback ? "  (default)" : "");
+      }
+      return;
+    }
+    HISTOCNN_CHECK(!e->inputs.empty(), "explain needs image files, folders or globs (or --list-layers)");
+    if (!options.layer.empty()) {  // a bad layer name is refused before any file is read
+      const int64_t size = predictor.preprocessing().image_size;
+      inference::class_activation_maps(predictor.model(), torch::zeros({1, 3, size, size}), options);
+    }
     const auto files = io::expand_image_paths(e->inputs);
     ProgressBar bar(static_cast<int64_t>(files.size()), "explain", progress_enabled_by_default(), "img");
     for (const auto& file : files) {
@@ -244,8 +306,9 @@ void add_explain_command(CLI::App& app) {
       const auto map = inference::explain(predictor, {rgb}, options)[0];
       const auto p = predictor.predict({rgb})[0];
       const auto stem = file.stem().string();
-      io::write_png(e->out / (stem + "_cam.png"), inference::cam_overlay(rgb, map));
-      inference::write_npy(e->out / (stem + "_cam.npy"), map);
+      // Under the map, the patch as the model saw it: padded with white when small.
+      io::write_png(e->out / (stem + "_cam.png"), inference::cam_overlay(predictor.preprocessing().pad(rgb), map));
+      io::write_npy(e->out / (stem + "_cam.npy"), map);
       std::printf("%s,%.6f,%s\n", file.string().c_str(), p, (e->out / (stem + "_cam.png")).string().c_str());
       bar.update(1);
     }
@@ -255,7 +318,8 @@ void add_explain_command(CLI::App& app) {
 
 void add_maps_command(CLI::App& app) {
   struct Maps {
-    fs::path model_dir, data_dir, manifest, out = "maps";
+    fs::path model_dir, manifest, out = "maps";
+    std::vector<fs::path> data_dirs;
     std::string split = "all", device = "auto";
     int smooth = 1, patients = 0, tile = 8;
   };
@@ -264,7 +328,7 @@ void add_maps_command(CLI::App& app) {
                                          "patient, tumour burden, and metrics with spatial context");
   cmd->add_option("--model", mp->model_dir, "Model folder (a run's model/, a serving base path, or a version folder)")
       ->required();
-  cmd->add_option("--data", mp->data_dir, "Folder of patches in the Kaggle layout");
+  cmd->add_option("--data", mp->data_dirs, "Folders of patches in the Kaggle layout (several are joined)");
   cmd->add_option("--manifest", mp->manifest, "Manifest CSV, e.g. a run's manifest.csv (it records the split)");
   cmd->add_option("--split", mp->split, "train, val or test (needs a manifest with a split column), or all")
       ->capture_default_str()->check(CLI::IsMember({"train", "val", "test", "all"}));
@@ -277,7 +341,7 @@ void add_maps_command(CLI::App& app) {
   cmd->callback([mp] {
     configure_threads();
     const inference::Predictor predictor(mp->model_dir, mp->device);
-    const auto m = train::load_patch_manifest(mp->data_dir, mp->manifest).select_split(mp->split);
+    const auto m = train::load_patch_manifest(mp->data_dirs, mp->manifest).select_split(mp->split);
     inference::PredictOptions po;
     po.progress = progress_enabled_by_default();
     const auto pred = predictor.predict_dataset(data::PatchDataset(m, predictor.preprocessing()), po);
@@ -640,6 +704,7 @@ int run(int argc, const char* const* argv) {
   app.set_version_flag("--version", std::string("histocnn ") + histocnn::version());
   add_data_commands(app);
   add_train_command(app);
+  add_cv_command(app);
   add_evaluate_command(app);
   add_predict_command(app);
   add_explain_command(app);
@@ -649,6 +714,8 @@ int run(int argc, const char* const* argv) {
   add_demo_command(app);
   add_compare_command(app);
   add_models_command(app);
+  cli::add_pipeline_commands(app);
+  cli::add_slide_commands(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 #include <opencv2/imgproc.hpp>
 
+#include <algorithm>
 #include <cmath>
 
 namespace histocnn::data {
@@ -57,23 +58,39 @@ uint64_t sample_seed(uint64_t seed, int64_t epoch, int64_t index) {
   return splitmix64(splitmix64(splitmix64(seed) ^ static_cast<uint64_t>(epoch)) ^ static_cast<uint64_t>(index));
 }
 
+namespace {
+// HSV jitter of range r: hue and saturation r, value and contrast at most 0.25.
+AugmentOptions hsv_preset(double r) {
+  AugmentOptions o;
+  o.enabled = true;
+  o.hue = o.saturation = r;
+  o.value = o.contrast = std::min(r, 0.25);
+  return o;
+}
+}  // namespace
+
 AugmentOptions AugmentOptions::preset(const std::string& spec) {
-  // "histology:<sigma>": the histology preset with another H&E jitter strength.
+  // "histology:<sigma>": the histology preset with another H&E jitter strength; "hsv:<r>": HSV
+  // jitter of range r.
   const auto colon = spec.find(':');
   const std::string name = spec.substr(0, colon);
   if (colon != std::string::npos) {
-    HISTOCNN_CHECK(name == "histology", "augmentation preset '{}': only histology takes a value (histology:<H&E "
-                   "jitter sigma>, e.g. histology:0.1)", spec);
-    AugmentOptions o = preset(name);
+    HISTOCNN_CHECK(name == "histology" || name == "hsv", "augmentation preset '{}': only histology and hsv take a "
+                   "value (histology:<H&E jitter sigma>, e.g. histology:0.1; hsv:<hue and saturation range>, e.g. "
+                   "hsv:0.5)", spec);
+    double v = 0;
     try {
       size_t used = 0;
-      o.stain_jitter = std::stod(spec.substr(colon + 1), &used);
+      v = std::stod(spec.substr(colon + 1), &used);
       HISTOCNN_CHECK(used == spec.size() - colon - 1, "trailing characters");
     } catch (const std::exception&) {
-      HISTOCNN_FAIL("augmentation preset '{}': the H&E jitter sigma after 'histology:' is not a number", spec);
+      HISTOCNN_FAIL("augmentation preset '{}': the value after '{}:' is not a number", spec, name);
     }
-    HISTOCNN_CHECK(o.stain_jitter > 0 && o.stain_jitter <= 1, "augmentation preset '{}': the H&E jitter sigma must "
-                   "be in (0, 1]", spec);
+    HISTOCNN_CHECK(v > 0 && v <= 1, "augmentation preset '{}': the {} must be in (0, 1]", spec,
+                   name == "hsv" ? "hue and saturation range" : "H&E jitter sigma");
+    if (name == "hsv") return hsv_preset(v);
+    AugmentOptions o = preset(name);
+    o.stain_jitter = v;
     return o;
   }
   AugmentOptions o;
@@ -95,15 +112,22 @@ AugmentOptions AugmentOptions::preset(const std::string& spec) {
     o.brightness = 0.05;
     return o;
   }
-  HISTOCNN_FAIL("unknown augmentation preset '{}'; use none, flips, study, study-zoom-in or histology", name);
+  if (name == "hsv-light") return hsv_preset(0.1);
+  if (name == "hsv-strong") return hsv_preset(1.0);
+  HISTOCNN_FAIL("unknown augmentation preset '{}'; use none, flips, study, study-zoom-in, histology, hsv-light or "
+                "hsv-strong", name);
 }
 
 std::string AugmentOptions::preset_name() const {
-  for (const char* name : {"none", "flips", "study", "study-zoom-in", "histology"}) {
+  for (const char* name : {"none", "flips", "study", "study-zoom-in", "histology", "hsv-light", "hsv-strong"}) {
     if (preset(name).to_json() == to_json()) return name;
   }
-  if (stain_jitter > 0) {
+  if (stain_jitter > 0 && stain_jitter <= 1) {
     const std::string name = fmt::format("histology:{}", stain_jitter);
+    if (preset(name).to_json() == to_json()) return name;
+  }
+  if (hue > 0 && hue <= 1) {
+    const std::string name = fmt::format("hsv:{}", hue);
     if (preset(name).to_json() == to_json()) return name;
   }
   return "custom";
@@ -115,6 +139,10 @@ void AugmentOptions::validate() const {
   HISTOCNN_CHECK(zoom_max >= 1 && zoom_max <= 4, "zoom_max must be in [1, 4], got {}", zoom_max);
   HISTOCNN_CHECK(stain_jitter >= 0 && stain_jitter <= 1, "stain_jitter must be in [0, 1], got {}", stain_jitter);
   HISTOCNN_CHECK(brightness >= 0 && brightness <= 1, "brightness must be in [0, 1], got {}", brightness);
+  HISTOCNN_CHECK(hue >= 0 && hue <= 1, "hue must be in [0, 1] (a fraction of the colour circle), got {}", hue);
+  HISTOCNN_CHECK(saturation >= 0 && saturation <= 1, "saturation must be in [0, 1], got {}", saturation);
+  HISTOCNN_CHECK(value >= 0 && value <= 1, "value must be in [0, 1], got {}", value);
+  HISTOCNN_CHECK(contrast >= 0 && contrast <= 1, "contrast must be in [0, 1], got {}", contrast);
 }
 
 std::string AugmentOptions::to_json() const {
@@ -125,7 +153,47 @@ std::string AugmentOptions::to_json() const {
   // Written only when set, so the options (and run names) of other presets stay what they were.
   if (zoom_out) j["zoom_out"] = true;
   if (fill_nearest) j["fill_nearest"] = true;
+  if (hue > 0) j["hue"] = hue;
+  if (saturation > 0) j["saturation"] = saturation;
+  if (value > 0) j["value"] = value;
+  if (contrast > 0) j["contrast"] = contrast;
   return j.dump();
+}
+
+cv::Mat jitter_hsv(const cv::Mat& rgb, const AugmentOptions& options, std::mt19937_64& rng) {
+  HISTOCNN_CHECK(!rgb.empty() && rgb.type() == CV_8UC3, "HSV jitter expects an RGB uint8 image");
+  auto draw = [&](double r) { return r > 0 ? (2 * uniform01(rng) - 1) * r : 0.0; };
+  const double h = draw(options.hue), sat = draw(options.saturation), val = draw(options.value),
+               con = draw(options.contrast);
+  cv::Mat f;
+  rgb.convertTo(f, CV_32FC3, 1.0 / 255.0);
+  if (h != 0 || sat != 0 || val != 0) {
+    cv::Mat hsv;
+    cv::cvtColor(f, hsv, cv::COLOR_RGB2HSV);  // H in [0, 360), S and V in [0, 1]
+    const double turn = 360.0 * (h - std::floor(h));
+    for (int y = 0; y < hsv.rows; ++y) {
+      auto* p = hsv.ptr<cv::Vec3f>(y);
+      for (int x = 0; x < hsv.cols; ++x) {
+        double hh = p[x][0] + turn, ss = p[x][1], vv = p[x][2];
+        if (hh >= 360.0) hh -= 360.0;
+        ss = sat < 0 ? ss * (1 + sat) : ss * (1 + (1 - ss) * sat);
+        vv = val < 0 ? vv * (1 + val) : vv + (1 - vv) * val;
+        p[x] = cv::Vec3f(static_cast<float>(hh), static_cast<float>(std::clamp(ss, 0.0, 1.0)),
+                         static_cast<float>(std::clamp(vv, 0.0, 1.0)));
+      }
+    }
+    cv::cvtColor(hsv, f, cv::COLOR_HSV2RGB);
+  }
+  if (con != 0) {
+    // Stretch [con m, 1 - con (1 - m)] to [0, 1] about the mean grey m (skimage's rgb2gray weights).
+    const cv::Scalar mean = cv::mean(f);
+    const double m = 0.2125 * mean[0] + 0.7154 * mean[1] + 0.0721 * mean[2];
+    const double lo = con * m, hi = 1.0 - con * (1.0 - m);
+    f.convertTo(f, CV_32FC3, 1.0 / (hi - lo), -lo / (hi - lo));
+  }
+  cv::Mat out;
+  f.convertTo(out, CV_8UC3, 255.0);
+  return out;
 }
 
 cv::Mat jitter_stains(const cv::Mat& rgb, double sigma, std::mt19937_64& rng) {
@@ -208,6 +276,9 @@ cv::Mat augment_patch(const cv::Mat& rgb, const AugmentOptions& options, std::mt
     cv::Mat scaled;
     out.convertTo(scaled, CV_8UC3, b);
     out = scaled;
+  }
+  if (options.hue > 0 || options.saturation > 0 || options.value > 0 || options.contrast > 0) {
+    out = jitter_hsv(out, options, rng);
   }
   return out;
 }

@@ -10,6 +10,7 @@
 #include <torch/torch.h>
 
 #include <atomic>
+#include <map>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -25,8 +26,14 @@ struct PatchDataset::State {
   std::mutex mu;
 };
 
+// Per-patient stain statistics of one view of the patches (a restained view has its own).
+struct PatchDataset::StainGroups {
+  std::mutex mu;
+  std::map<std::string, StainStats> by_patient;
+};
+
 PatchDataset::PatchDataset(Manifest manifest, Preprocessing preprocessing, bool cache)
-    : state_(std::make_shared<State>()) {
+    : state_(std::make_shared<State>()), stain_groups_(std::make_shared<StainGroups>()) {
   preprocessing.validate();
   state_->manifest = std::move(manifest);
   state_->preprocessing = preprocessing;
@@ -77,10 +84,37 @@ PatchDataset PatchDataset::with_stain_shift(double sigma, uint64_t seed) const {
   PatchDataset out = *this;
   out.stain_shift_ = sigma;
   out.stain_shift_seed_ = seed;
+  out.stain_groups_ = std::make_shared<StainGroups>();
   return out;
 }
 
-torch::Tensor PatchDataset::tensor(size_t i) const { return state_->preprocessing.to_tensor(image(i)); }
+const StainStats* PatchDataset::stain_source(size_t i) const {
+  const auto& pre = state_->preprocessing;
+  if (!pre.stain || pre.stain->fit_mode() != StainFit::slide) return nullptr;
+  const auto& rows = state_->manifest.rows();
+  HISTOCNN_CHECK(i < rows.size(), "patch index {} is out of range for a dataset of {} patches", i, rows.size());
+  const std::string& patient = rows[i].patient;
+  std::lock_guard<std::mutex> lock(stain_groups_->mu);
+  auto found = stain_groups_->by_patient.find(patient);
+  if (found != stain_groups_->by_patient.end()) return &found->second;
+  std::vector<size_t> members;
+  for (size_t j = 0; j < rows.size(); ++j) {
+    if (rows[j].patient == patient) members.push_back(j);
+  }
+  constexpr size_t kMaxGroupPatches = 256;
+  const size_t take = std::min(members.size(), kMaxGroupPatches);
+  std::vector<cv::Mat> group;
+  group.reserve(take);
+  for (size_t k = 0; k < take; ++k) group.push_back(image(members[k * members.size() / take]));
+  return &stain_groups_->by_patient.emplace(patient, pre.stain->source_stats(group)).first->second;
+}
+
+torch::Tensor PatchDataset::tensor(size_t i) const {
+  const auto& pre = state_->preprocessing;
+  auto out = torch::empty({3, pre.image_size, pre.image_size}, torch::kFloat32);
+  pre.normalise_into(pre.prepare(image(i), stain_source(i)), out);
+  return out;
+}
 
 void PatchDataset::preload(int workers, bool progress) const {
   if (workers <= 0) workers = std::max(1u, std::thread::hardware_concurrency());

@@ -19,6 +19,12 @@ BatchLoader::BatchLoader(PatchDataset dataset, LoaderOptions options)
   HISTOCNN_CHECK(options_.workers >= 0, "workers must be >= 0, got {}", options_.workers);
   HISTOCNN_CHECK(options_.prefetch >= 1, "prefetch must be >= 1, got {}", options_.prefetch);
   HISTOCNN_CHECK(dataset_.size() > 0, "cannot make batches from an empty dataset");
+  HISTOCNN_CHECK(options_.shard_count >= 1 && options_.shard_index >= 0 && options_.shard_index < options_.shard_count,
+                 "shard_index must be in [0, shard_count), got {} of {}", options_.shard_index, options_.shard_count);
+}
+
+std::pair<int64_t, int64_t> shard_range(int64_t n, int index, int count) {
+  return {n * index / count, n * (index + 1) / count};
 }
 
 int64_t BatchLoader::num_batches() const {
@@ -53,8 +59,13 @@ std::vector<int64_t> BatchLoader::epoch_order(int64_t epoch) const {
 }
 
 Batch BatchLoader::make_batch(const std::vector<int64_t>& order, int64_t b, int64_t epoch) const {
-  const int64_t begin = b * options_.batch_size;
-  const int64_t end = std::min<int64_t>(begin + options_.batch_size, static_cast<int64_t>(order.size()));
+  int64_t begin = b * options_.batch_size;
+  int64_t end = std::min<int64_t>(begin + options_.batch_size, static_cast<int64_t>(order.size()));
+  if (options_.shard_count > 1) {
+    const auto part = shard_range(end - begin, options_.shard_index, options_.shard_count);
+    end = begin + part.second;
+    begin += part.first;
+  }
   const auto& pre = dataset_.preprocessing();
   const int s = pre.image_size;
   Batch batch;
@@ -68,7 +79,7 @@ Batch BatchLoader::make_batch(const std::vector<int64_t>& order, int64_t b, int6
       std::mt19937_64 rng(sample_seed(options_.seed, epoch, idx));
       img = augment_patch(img, options_.augment, rng);
     }
-    pre.normalise_into(pre.prepare(img), batch.images[k - begin]);
+    pre.normalise_into(pre.prepare(img, dataset_.stain_source(static_cast<size_t>(idx))), batch.images[k - begin]);
     labels[k - begin] = dataset_.label(static_cast<size_t>(idx));
     batch.indices.push_back(idx);
   }

@@ -378,6 +378,38 @@ std::vector<PatchRecord> drop_duplicate_files(const fs::path& root, std::vector<
 
 }  // namespace
 
+Manifest join_manifests(const std::vector<Manifest>& parts) {
+  HISTOCNN_CHECK(!parts.empty(), "join_manifests: no manifests given");
+  if (parts.size() == 1) return parts.front();
+  // The deepest folder holding every root.
+  fs::path common = fs::absolute(parts.front().root()).lexically_normal();
+  for (const auto& part : parts) {
+    const fs::path root = fs::absolute(part.root()).lexically_normal();
+    fs::path shared;
+    auto a = common.begin(), b = root.begin();
+    for (; a != common.end() && b != root.end() && *a == *b; ++a, ++b) shared /= *a;
+    common = shared;
+  }
+  std::map<std::string, fs::path> owner;  // patient -> the folder it came from
+  std::vector<PatchRecord> rows;
+  for (const auto& part : parts) {
+    const fs::path root = fs::absolute(part.root()).lexically_normal();
+    for (const auto& patient : part.patients()) {
+      auto [it, inserted] = owner.emplace(patient, part.root());
+      HISTOCNN_CHECK(inserted,
+                         "patient '{}' is in both '{}' and '{}': a patient may be in only one data folder "
+                         "(the split is by patient); remove it from one of them",
+                         patient, it->second.string(), part.root().string());
+    }
+    const fs::path prefix = root.lexically_relative(common);
+    for (auto r : part.rows()) {
+      r.path = (prefix / r.path).lexically_normal().generic_string();
+      rows.push_back(std::move(r));
+    }
+  }
+  return Manifest(common, std::move(rows));
+}
+
 ScanReport scan_directory(const fs::path& root) {
   std::error_code ec;
   const bool exists = fs::exists(root, ec);

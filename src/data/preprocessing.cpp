@@ -12,6 +12,7 @@ void Preprocessing::validate() const {
   HISTOCNN_CHECK(image_size >= 8 && image_size <= 4096, "preprocessing.image_size must be in [8, 4096], got {}",
                  image_size);
   HISTOCNN_CHECK(pad_to >= 0 && pad_to <= 4096, "preprocessing.pad_to must be in [0, 4096], got {}", pad_to);
+  HISTOCNN_CHECK(mpp > 0 && mpp <= 1000, "preprocessing.mpp (microns per pixel) must be in (0, 1000], got {}", mpp);
   for (int c = 0; c < 3; ++c) {
     HISTOCNN_CHECK(std[c] > 0, "preprocessing.std[{}] must be positive, got {}", c, std[c]);
   }
@@ -25,9 +26,18 @@ cv::Mat Preprocessing::pad(const cv::Mat& rgb) const {
   return out;
 }
 
-cv::Mat Preprocessing::prepare(const cv::Mat& rgb) const {
+cv::Mat Preprocessing::prepare(const cv::Mat& rgb) const { return prepare(rgb, nullptr); }
+
+std::optional<StainStats> Preprocessing::stain_source(const std::vector<cv::Mat>& group) const {
+  if (!stain || stain->fit_mode() != StainFit::slide || group.empty()) return std::nullopt;
+  return stain->source_stats(group);
+}
+
+cv::Mat Preprocessing::prepare(const cv::Mat& rgb, const StainStats* stain_source) const {
   HISTOCNN_CHECK(rgb.type() == CV_8UC3 && !rgb.empty(), "preprocessing expects a non-empty RGB uint8 image");
   cv::Mat padded = pad(rgb);
+  // White padding counts in no stain statistic and stays white, so padding before or after is the same.
+  if (stain) padded = stain_source ? stain->normalise(padded, *stain_source) : stain->normalise(padded);
   if (padded.rows == image_size && padded.cols == image_size) return padded;
   cv::Mat resized;
   cv::resize(padded, resized, cv::Size(image_size, image_size), 0, 0, cv::INTER_LINEAR);
@@ -63,7 +73,8 @@ torch::Tensor Preprocessing::to_tensor(const cv::Mat& rgb) const {
 }
 
 std::string Preprocessing::to_json() const {
-  nlohmann::json j = {{"image_size", image_size}, {"pad_to", pad_to}, {"mean", mean}, {"std", std}};
+  nlohmann::json j = {{"image_size", image_size}, {"pad_to", pad_to}, {"mpp", mpp}, {"mean", mean}, {"std", std}};
+  if (stain) j["stain"] = nlohmann::json::parse(stain->to_json());
   return j.dump();
 }
 
@@ -78,8 +89,10 @@ Preprocessing Preprocessing::from_json(const std::string& text) {
   try {
     p.image_size = j.at("image_size").get<int>();
     p.pad_to = j.value("pad_to", p.pad_to);
+    p.mpp = j.value("mpp", p.mpp);  // bundles written before the field: the Kaggle scale
     p.mean = j.at("mean").get<std::array<double, 3>>();
     p.std = j.at("std").get<std::array<double, 3>>();
+    if (j.contains("stain") && !j["stain"].is_null()) p.stain = StainNormaliser::from_json(j["stain"].dump());
   } catch (const nlohmann::json::exception& e) {
     HISTOCNN_FAIL("preprocessing JSON lacks a field or has a wrong type ({}); expected image_size, mean[3], std[3]",
                   e.what());

@@ -36,7 +36,10 @@ EvaluationResult evaluate_bundle(const std::filesystem::path& model_dir, const d
   out.threshold = options.threshold.value_or(predictor.threshold());
   HISTOCNN_CHECK(out.threshold > 0 && out.threshold < 1, "threshold must be in (0, 1), got {}", out.threshold);
   out.model_directory = predictor.directory().string();
-  data::PatchDataset decoded(manifest, predictor.preprocessing());
+  data::Preprocessing preprocessing = predictor.preprocessing();
+  if (preprocessing.stain && options.stain_fit) preprocessing.stain->set_fit_mode(*options.stain_fit);
+  // Per-slide stain fits group the patches by patient (PatchDataset::stain_source).
+  data::PatchDataset decoded(manifest, preprocessing);
   decoded.preload(options.workers, options.progress);
   const auto ds = decoded.with_stain_shift(options.stain_shift, options.seed);
   PredictOptions po;
@@ -47,10 +50,15 @@ EvaluationResult evaluate_bundle(const std::filesystem::path& model_dir, const d
   out.metrics = metrics::evaluate_binary(out.predictions.labels, out.predictions.p_positive, out.threshold);
   out.report = format_evaluation(
       out.predictions.labels, out.predictions.p_positive, out.threshold, predictor.class_names(),
-      fmt::format("{} on {} patches{}", predictor.directory().string(), manifest.size(),
+      fmt::format("{} on {} patches{}{}", predictor.directory().string(), manifest.size(),
                   options.stain_shift > 0 ? fmt::format(", restained per patient (stain shift sigma {}, seed {})",
                                                         options.stain_shift, options.seed)
-                                          : ""));
+                                          : "",
+                  preprocessing.stain ? fmt::format(", {} stain normalisation fitted per {}",
+                                                    data::stain_method_name(preprocessing.stain->method()),
+                                                    preprocessing.stain->fit_mode() == data::StainFit::slide
+                                                        ? "patient" : "patch")
+                                      : ""));
   return out;
 }
 

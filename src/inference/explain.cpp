@@ -1,20 +1,60 @@
 #include "histocnn/inference/explain.h"
 
 #include "histocnn/core/error.h"
-#include "histocnn/io/atomic_file.h"
 
 #include <opencv2/imgproc.hpp>
 #include <torch/torch.h>
 
 #include <algorithm>
 
+namespace histocnn::core {
+template <>
+const std::vector<std::string>& choice_names<inference::CamMethod>() {
+  static const std::vector<std::string> names = {"gradcam", "gradcam++"};
+  return names;
+}
+}  // namespace histocnn::core
+
 namespace histocnn::inference {
 
-CamMethod parse_cam_method(const std::string& name) {
-  if (name == "gradcam") return CamMethod::gradcam;
-  if (name == "gradcam++") return CamMethod::gradcam_plus_plus;
-  HISTOCNN_FAIL("explanation method '{}' is not known; choose one of: gradcam, gradcam++", name);
+namespace {
+
+// [n, 1, h, w] -> [n, 1, height, width], bilinear.
+torch::Tensor resize_maps(const torch::Tensor& maps, int64_t height, int64_t width) {
+  return torch::nn::functional::interpolate(maps, torch::nn::functional::InterpolateFuncOptions()
+                                                      .size(std::vector<int64_t>{height, width})
+                                                      .mode(torch::kBilinear)
+                                                      .align_corners(false));
 }
+
+// Each map [h, w] of [n, h, w] divided by its peak, however small; all-zero maps stay zero.
+torch::Tensor scale_to_peak(const torch::Tensor& maps) {
+  const auto peak = maps.flatten(1).amax(1).view({-1, 1, 1});
+  const auto positive = peak > 0;
+  return torch::where(positive, maps / torch::where(positive, peak, torch::ones_like(peak)), torch::zeros_like(maps));
+}
+
+// Puts a model in inference mode for a scope, and back in training mode after, only when it was
+// training: a model that already is in inference mode (a served one) is not written to.
+class InferenceModeScope {
+ public:
+  explicit InferenceModeScope(models::Classifier& model) : model_(model), was_training_(model->is_training()) {
+    if (was_training_) model_->eval();
+  }
+  ~InferenceModeScope() {
+    if (was_training_) model_->train();
+  }
+  InferenceModeScope(const InferenceModeScope&) = delete;
+  InferenceModeScope& operator=(const InferenceModeScope&) = delete;
+
+ private:
+  models::Classifier& model_;
+  bool was_training_;
+};
+
+}  // namespace
+
+CamMethod parse_cam_method(const std::string& name) { return core::parse_choice<CamMethod>("method", name); }
 
 torch::Tensor class_activation_maps(models::Classifier& model, const torch::Tensor& batch,
                                     const ExplainOptions& options) {
@@ -23,23 +63,30 @@ torch::Tensor class_activation_maps(models::Classifier& model, const torch::Tens
   HISTOCNN_CHECK(options.target_class >= 0 && options.target_class < model->options().num_classes(),
                  "target_class must be in [0, {}), got {}", model->options().num_classes(), options.target_class);
   HISTOCNN_CHECK(options.batch_size >= 1, "batch_size must be >= 1, got {}", options.batch_size);
-  const bool was_training = model->is_training();
-  model->eval();
+  InferenceModeScope inference_mode(model);
   const auto device = model->parameters().front().device();
   std::vector<torch::Tensor> out;
   for (int64_t begin = 0; begin < batch.size(0); begin += options.batch_size) {
     const int64_t n = std::min(options.batch_size, batch.size(0) - begin);
     const auto x = batch.narrow(0, begin, n).to(device);
-    torch::Tensor maps;
-    {
-      torch::NoGradGuard no_grad;
-      maps = model->backbone()->forward_features(x);  // [n, C, h, w]: the last convolutional block
+    torch::Tensor maps, features;  // the mapped layer's output [n, C, h, w]; the last feature map
+    if (options.layer.empty()) {
+      {
+        torch::NoGradGuard no_grad;
+        maps = model->backbone()->forward_features(x);  // the last convolutional block
+      }
+      maps = maps.detach().to(torch::kFloat32).contiguous().requires_grad_(true);
+      features = maps;
+    } else {
+      auto cut = models::forward_from_layer(*model->backbone(), x, options.layer);
+      maps = cut.layer_output;
+      features = cut.features;
     }
-    maps = maps.detach().to(torch::kFloat32).contiguous().requires_grad_(true);
-    // The head reads the map as training did: pooled, or as a sequence of positions.
+    // The head reads the last map as training did: pooled, or as a sequence of positions.
     const auto scores =
-        model->head_forward(model->feature_map_to_head_input(maps)).select(1, options.target_class);
-    const auto grads = torch::autograd::grad({scores.sum()}, {maps})[0];  // [n, C, h, w]
+        model->head_forward(model->feature_map_to_head_input(features)).select(1, options.target_class);
+    const auto grads = torch::autograd::grad({scores.sum()}, {maps})[0].to(torch::kFloat32);  // [n, C, h, w]
+    const auto activations = maps.detach().to(torch::kFloat32);
     torch::Tensor weights;
     if (options.method == CamMethod::gradcam) {
       weights = grads.mean({2, 3}, /*keepdim=*/true);
@@ -47,29 +94,32 @@ torch::Tensor class_activation_maps(models::Classifier& model, const torch::Tens
       // Grad-CAM++ with the exponential of the score, whose higher derivatives are powers of the
       // first (Chattopadhay et al., eq. 19).
       const auto g2 = grads.pow(2), g3 = grads.pow(3);
-      const auto sum_a = maps.detach().sum({2, 3}, /*keepdim=*/true);
+      const auto sum_a = activations.sum({2, 3}, /*keepdim=*/true);
       auto denom = 2 * g2 + sum_a * g3;
       denom = torch::where(denom != 0, denom, torch::ones_like(denom));
       const auto alpha = torch::where(grads != 0, g2 / denom, torch::zeros_like(g2));
       weights = (alpha * torch::relu(grads)).sum({2, 3}, /*keepdim=*/true);
     }
-    auto cam = torch::relu((weights * maps.detach()).sum(1, /*keepdim=*/true));  // [n, 1, h, w]
-    cam = torch::nn::functional::interpolate(
-        cam, torch::nn::functional::InterpolateFuncOptions()
-                 .size(std::vector<int64_t>{x.size(2), x.size(3)})
-                 .mode(torch::kBilinear)
-                 .align_corners(false));
-    cam = cam.squeeze(1);
-    const auto peak = cam.flatten(1).amax(1).view({-1, 1, 1});
-    out.push_back(torch::where(peak > 0, cam / peak.clamp_min(1e-12), torch::zeros_like(cam)).cpu());
+    auto cam = torch::relu((weights * activations).sum(1, /*keepdim=*/true));  // [n, 1, h, w]
+    if (options.upsample) cam = resize_maps(cam, x.size(2), x.size(3));
+    out.push_back(scale_to_peak(cam.squeeze(1)).cpu());
   }
-  model->train(was_training);
   return torch::cat(out);
 }
 
-torch::Tensor explain(Predictor& predictor, const std::vector<cv::Mat>& rgb, const ExplainOptions& options) {
+torch::Tensor upsample_maps(const torch::Tensor& maps, int64_t height, int64_t width) {
+  HISTOCNN_CHECK(maps.dim() == 3, "maps are [N, h, w], got {} dimensions", maps.dim());
+  HISTOCNN_CHECK(height >= 1 && width >= 1, "the size to upsample to must be positive, got {}x{}", height, width);
+  return scale_to_peak(resize_maps(maps.to(torch::kFloat32).unsqueeze(1), height, width).squeeze(1));
+}
+
+torch::Tensor explain(const Predictor& predictor, const std::vector<cv::Mat>& rgb, const ExplainOptions& options) {
   HISTOCNN_CHECK(!rgb.empty(), "explain needs at least one patch");
   return class_activation_maps(predictor.model(), predictor.prepare(rgb), options);
+}
+
+std::vector<models::FeatureLayer> explain_layers(const Predictor& predictor) {
+  return models::feature_layers(*predictor.model()->backbone(), predictor.preprocessing().image_size);
 }
 
 cv::Mat cam_overlay(const cv::Mat& rgb, const torch::Tensor& map, double alpha) {
@@ -97,25 +147,6 @@ cv::Mat cam_overlay(const cv::Mat& rgb, const torch::Tensor& map, double alpha) 
   cv::cvtColor(ramp_colour, ramp_colour, cv::COLOR_BGR2RGB);
   cv::resize(ramp_colour, out(cv::Rect(w + gap, 0, bar_w, h)), cv::Size(bar_w, h), 0, 0, cv::INTER_NEAREST);
   return out;
-}
-
-void write_npy(const std::filesystem::path& path, const torch::Tensor& tensor) {
-  const auto t = tensor.to(torch::kCPU, torch::kFloat32).contiguous();
-  std::string shape;
-  for (int64_t i = 0; i < t.dim(); ++i) shape += std::to_string(t.size(i)) + (t.dim() == 1 || i + 1 < t.dim() ? "," : "");
-  std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': (" + shape + "), }";
-  // Magic, version 1.0, header length; the header is padded with spaces to a multiple of 64 bytes.
-  const size_t preamble = 10;
-  header.append(64 - (preamble + header.size() + 1) % 64, ' ');
-  header += '\n';
-  std::string bytes = "\x93NUMPY";
-  bytes += '\x01';
-  bytes += '\x00';
-  bytes += static_cast<char>(header.size() & 0xff);
-  bytes += static_cast<char>((header.size() >> 8) & 0xff);
-  bytes += header;
-  bytes.append(static_cast<const char*>(t.data_ptr()), static_cast<size_t>(t.numel()) * sizeof(float));
-  io::write_file_atomic(path, bytes);
 }
 
 }  // namespace histocnn::inference

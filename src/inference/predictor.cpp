@@ -25,7 +25,8 @@ Predictor::Predictor(SavedModel saved, const std::string& device)
   model_->eval();
 }
 
-torch::Tensor Predictor::prepare_range(const std::vector<cv::Mat>& rgb, size_t begin, size_t end) const {
+torch::Tensor Predictor::prepare_range(const std::vector<cv::Mat>& rgb, size_t begin, size_t end,
+                                       const data::StainStats* stain_source) const {
   const auto& pre = card_.preprocessing;
   auto batch = torch::empty({static_cast<int64_t>(end - begin), 3, pre.image_size, pre.image_size}, torch::kFloat32);
   for (size_t i = begin; i < end; ++i) {
@@ -33,23 +34,37 @@ torch::Tensor Predictor::prepare_range(const std::vector<cv::Mat>& rgb, size_t b
     HISTOCNN_CHECK(!img.empty() && img.type() == CV_8UC3,
                    "patch {} must be an RGB uint8 image (HxWx3); got {} channels of depth {}", i, img.channels(),
                    img.depth());
-    pre.normalise_into(pre.prepare(img), batch[static_cast<int64_t>(i - begin)]);
+    pre.normalise_into(pre.prepare(img, stain_source), batch[static_cast<int64_t>(i - begin)]);
   }
   return batch;
 }
 
-torch::Tensor Predictor::prepare(const std::vector<cv::Mat>& rgb) const { return prepare_range(rgb, 0, rgb.size()); }
+torch::Tensor Predictor::prepare(const std::vector<cv::Mat>& rgb) const {
+  const auto source = card_.preprocessing.stain_source(rgb);
+  return prepare_range(rgb, 0, rgb.size(), source ? &*source : nullptr);
+}
 
 torch::Tensor Predictor::predict_batch(const torch::Tensor& batch) const {
   return class_probabilities(model_, batch, tta_);
 }
 
 torch::Tensor Predictor::predict_proba(const std::vector<cv::Mat>& rgb, int64_t batch_size) const {
+  const auto source = card_.preprocessing.stain_source(rgb);
+  return predict_proba_with(rgb, batch_size, source ? &*source : nullptr);
+}
+
+torch::Tensor Predictor::predict_proba(const std::vector<cv::Mat>& rgb, const data::StainStats& stain_source,
+                                       int64_t batch_size) const {
+  return predict_proba_with(rgb, batch_size, &stain_source);
+}
+
+torch::Tensor Predictor::predict_proba_with(const std::vector<cv::Mat>& rgb, int64_t batch_size,
+                                            const data::StainStats* stain_source) const {
   HISTOCNN_CHECK(batch_size > 0, "batch_size must be positive, got {}", batch_size);
   std::vector<torch::Tensor> parts;
   for (size_t begin = 0; begin < rgb.size(); begin += static_cast<size_t>(batch_size)) {
     const size_t end = std::min(rgb.size(), begin + static_cast<size_t>(batch_size));
-    parts.push_back(predict_batch(prepare_range(rgb, begin, end)));
+    parts.push_back(predict_batch(prepare_range(rgb, begin, end, stain_source)));
   }
   if (parts.empty()) return torch::empty({0, static_cast<int64_t>(card_.class_names.size())});
   return torch::cat(parts);
@@ -80,10 +95,12 @@ torch::Tensor Predictor::features(const std::vector<cv::Mat>& rgb, int64_t batch
   HISTOCNN_CHECK(batch_size > 0, "batch_size must be positive, got {}", batch_size);
   HISTOCNN_CHECK(!rgb.empty(), "features() needs at least one patch");
   torch::NoGradGuard no_grad;
+  const auto source = card_.preprocessing.stain_source(rgb);
   std::vector<torch::Tensor> parts;
   for (size_t begin = 0; begin < rgb.size(); begin += static_cast<size_t>(batch_size)) {
     const size_t end = std::min(rgb.size(), begin + static_cast<size_t>(batch_size));
-    parts.push_back(model_->features(prepare_range(rgb, begin, end).to(device_)).to(torch::kCPU));
+    parts.push_back(model_->features(prepare_range(rgb, begin, end, source ? &*source : nullptr).to(device_))
+                        .to(torch::kCPU));
   }
   return torch::cat(parts);
 }

@@ -25,6 +25,7 @@ torch::Tensor BackboneImpl::forward_features(torch::Tensor x) {
   if (x.dim() == 4 && x.device().is_cpu() && prefers_channels_last(x.size(2), x.size(3))) {
     x = x.contiguous(torch::MemoryFormat::ChannelsLast);
   }
+  if (tapping()) return tap(feature_layer(), compute_features(x));
   return compute_features(x);
 }
 

@@ -98,6 +98,9 @@ DenseNetImpl::DenseNetImpl(int64_t depth) : depth_(depth) {
   }
 }
 
-torch::Tensor DenseNetImpl::compute_features(torch::Tensor x) { return features->forward(x).relu_(); }
+torch::Tensor DenseNetImpl::compute_features(torch::Tensor x) {
+  // torchvision's forward applies the final ReLU without a module: "features" includes it.
+  return tap("features", forward_tapped(*features, "features", x, /*tap_whole=*/false).relu_());
+}
 
 }  // namespace histocnn::models

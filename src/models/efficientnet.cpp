@@ -72,6 +72,6 @@ EfficientNetImpl::EfficientNetImpl(int variant, bool tf_padding) : variant_(vari
   detail::init_torchvision(*this);
 }
 
-torch::Tensor EfficientNetImpl::compute_features(torch::Tensor x) { return features->forward(x); }
+torch::Tensor EfficientNetImpl::compute_features(torch::Tensor x) { return forward_tapped(*features, "features", x); }
 
 }  // namespace histocnn::models

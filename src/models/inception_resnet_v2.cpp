@@ -214,7 +214,18 @@ torch::Tensor InceptionResNetV2Impl::compute_features(torch::Tensor x) {
     x = torch::upsample_bilinear2d(x, {std::max(x.size(2), kMinInputSize), std::max(x.size(3), kMinInputSize)},
                                    /*align_corners=*/false);
   }
-  for (auto& m : order_) x = m.forward(x);
+  if (!tapping()) {
+    for (auto& m : order_) x = m.forward(x);
+    return x;
+  }
+  const auto names = named_children().keys();  // registered in the order of order_
+  for (size_t i = 0; i < order_.size(); ++i) {
+    if (auto* seq = order_[i].ptr()->as<torch::nn::SequentialImpl>()) {
+      x = forward_tapped(*seq, names.at(i), x);
+    } else {
+      x = tap(names.at(i), order_[i].forward(x));
+    }
+  }
   return x;
 }
 

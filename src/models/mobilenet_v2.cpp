@@ -77,7 +77,7 @@ MobileNetV2Impl::MobileNetV2Impl(MobileNetV2Options options) : options_(options)
   detail::init_torchvision(*this);
 }
 
-torch::Tensor MobileNetV2Impl::compute_features(torch::Tensor x) { return features->forward(x); }
+torch::Tensor MobileNetV2Impl::compute_features(torch::Tensor x) { return forward_tapped(*features, "features", x); }
 
 torch::Tensor MobileNetV2Impl::logits(torch::Tensor x) {
   HISTOCNN_CHECK(classifier, "this mobilenet_v2 was built without a top (num_classes = 0)");

@@ -78,6 +78,6 @@ MobileNetV3Impl::MobileNetV3Impl(bool large, bool tf_padding) : large_(large) {
   detail::init_torchvision(*this);
 }
 
-torch::Tensor MobileNetV3Impl::compute_features(torch::Tensor x) { return features->forward(x); }
+torch::Tensor MobileNetV3Impl::compute_features(torch::Tensor x) { return forward_tapped(*features, "features", x); }
 
 }  // namespace histocnn::models

@@ -212,14 +212,18 @@ NASNetMobileImpl::NASNetMobileImpl() {
 
 torch::Tensor NASNetMobileImpl::compute_features(torch::Tensor x) {
   auto children = named_children();
-  x = children["stem_bn1"]->as<torch::nn::BatchNorm2d>()->forward(children["stem_conv1"]->as<Conv2d>()->forward(x));
+  x = tap("stem_conv1", children["stem_conv1"]->as<Conv2d>()->forward(x));
+  x = tap("stem_bn1", children["stem_bn1"]->as<torch::nn::BatchNorm2d>()->forward(x));
+  const auto cell_names = tapping() ? children["cells"]->named_children().keys() : std::vector<std::string>{};
   torch::Tensor p;
-  for (auto& cell : cells_) {
-    auto out = std::static_pointer_cast<CellBase>(cell)->forward(x, p);
+  for (size_t i = 0; i < cells_.size(); ++i) {
+    auto out = std::static_pointer_cast<CellBase>(cells_[i])->forward(x, p);
+    if (tapping()) out = tap("cells." + cell_names.at(i), out);
     p = x;
     x = out;
   }
-  return torch::relu(x);
+  // Keras' final Activation has no module here: the feature layer "cells" includes it.
+  return tap("cells", torch::relu(x));
 }
 
 }  // namespace histocnn::models

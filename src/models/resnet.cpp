@@ -143,9 +143,12 @@ ResNetImpl::ResNetImpl(ResNetOptions options) : options_(options) {
 }
 
 torch::Tensor ResNetImpl::compute_features(torch::Tensor x) {
-  x = bn1->forward(conv1->forward(x)).relu_();
+  x = tap("bn1", bn1->forward(tap("conv1", conv1->forward(x)))).relu_();
   x = torch::max_pool2d(x, {3, 3}, {2, 2}, {1, 1});
-  return layer4->forward(layer3->forward(layer2->forward(layer1->forward(x))));
+  x = forward_tapped(*layer1, "layer1", x);
+  x = forward_tapped(*layer2, "layer2", x);
+  x = forward_tapped(*layer3, "layer3", x);
+  return forward_tapped(*layer4, "layer4", x);
 }
 
 torch::Tensor ResNetImpl::logits(torch::Tensor x) {
@@ -176,11 +179,15 @@ ResNetV2Impl::ResNetV2Impl(ResNetV2Options options) : options_(options) {
 }
 
 torch::Tensor ResNetV2Impl::compute_features(torch::Tensor x) {
-  x = conv1->forward(x);
+  x = tap("conv1", conv1->forward(x));
   // Keras pads with zeros before this pool, and the stem has no activation, so zeros can win.
   x = torch::max_pool2d(torch::constant_pad_nd(x, {1, 1, 1, 1}, 0.0), {3, 3}, {2, 2});
-  x = layer4->forward(layer3->forward(layer2->forward(layer1->forward(x))));
-  return post_bn->forward(x).relu_();
+  x = forward_tapped(*layer1, "layer1", x);
+  x = forward_tapped(*layer2, "layer2", x);
+  x = forward_tapped(*layer3, "layer3", x);
+  x = forward_tapped(*layer4, "layer4", x);
+  // Keras' post_relu has no module here: the feature layer "post_bn" includes it.
+  return tap("post_bn", post_bn->forward(x).relu_());
 }
 
 }  // namespace histocnn::models

@@ -21,6 +21,6 @@ SimpleCNNImpl::SimpleCNNImpl() {
   }
 }
 
-torch::Tensor SimpleCNNImpl::compute_features(torch::Tensor x) { return features->forward(x); }
+torch::Tensor SimpleCNNImpl::compute_features(torch::Tensor x) { return forward_tapped(*features, "features", x); }
 
 }  // namespace histocnn::models

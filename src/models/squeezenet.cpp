@@ -45,6 +45,6 @@ SqueezeNetImpl::SqueezeNetImpl() {
   }
 }
 
-torch::Tensor SqueezeNetImpl::compute_features(torch::Tensor x) { return features->forward(x); }
+torch::Tensor SqueezeNetImpl::compute_features(torch::Tensor x) { return forward_tapped(*features, "features", x); }
 
 }  // namespace histocnn::models

@@ -30,6 +30,6 @@ VGGImpl::VGGImpl(int64_t depth) : depth_(depth) {
   }
 }
 
-torch::Tensor VGGImpl::compute_features(torch::Tensor x) { return features->forward(x); }
+torch::Tensor VGGImpl::compute_features(torch::Tensor x) { return forward_tapped(*features, "features", x); }
 
 }  // namespace histocnn::models

@@ -89,7 +89,12 @@ XceptionImpl::XceptionImpl() {
 }
 
 torch::Tensor XceptionImpl::compute_features(torch::Tensor x) {
-  for (auto& m : order_) x = m.forward(x);
+  if (!tapping()) {
+    for (auto& m : order_) x = m.forward(x);
+    return x;
+  }
+  const auto names = named_children().keys();  // registered in the order of order_
+  for (size_t i = 0; i < order_.size(); ++i) x = tap(names.at(i), order_[i].forward(x));
   return x;
 }
 

@@ -29,10 +29,15 @@ Batcher::~Batcher() {
   for (auto& t : threads_) t.join();
 }
 
-std::future<torch::Tensor> Batcher::submit(torch::Tensor rows) {
+std::future<torch::Tensor> Batcher::submit(torch::Tensor rows) { return submit(std::move(rows), "", {}); }
+
+std::future<torch::Tensor> Batcher::submit(torch::Tensor rows, std::string kind, RunBatch run) {
   HISTOCNN_CHECK(rows.dim() >= 1 && rows.size(0) > 0, "an empty batch cannot be queued");
+  HISTOCNN_CHECK(kind.empty() == !run, "a batch of another kind needs both a kind and a function to run it");
   Task task;
   task.rows = std::move(rows);
+  task.kind = std::move(kind);
+  task.run = std::move(run);
   task.enqueued = std::chrono::steady_clock::now();
   auto future = task.result.get_future();
   const int64_t n = task.rows.size(0);
@@ -75,7 +80,9 @@ void Batcher::loop() {
       wake_.wait_until(lock, deadline, [&] { return stopping_ || queued_rows_ >= options_.max_batch_size; });
       if (queue_.empty()) continue;  // another thread took them
       int64_t rows = 0;
-      while (!queue_.empty() && (batch.empty() || rows + queue_.front().rows.size(0) <= options_.max_batch_size)) {
+      // The first task's kind, and the tasks of that kind right behind it, as rows allow.
+      while (!queue_.empty() && (batch.empty() || (queue_.front().kind == batch.front().kind &&
+                                                   rows + queue_.front().rows.size(0) <= options_.max_batch_size))) {
         rows += queue_.front().rows.size(0);
         batch.push_back(std::move(queue_.front()));
         queue_.pop_front();
@@ -88,7 +95,8 @@ void Batcher::loop() {
     parts.reserve(batch.size());
     for (const auto& t : batch) parts.push_back(t.rows);
     try {
-      auto out = run_(parts.size() == 1 ? parts.front() : torch::cat(parts));
+      const RunBatch& run = batch.front().run ? batch.front().run : run_;
+      auto out = run(parts.size() == 1 ? parts.front() : torch::cat(parts));
       int64_t offset = 0;
       for (auto& t : batch) {
         const int64_t n = t.rows.size(0);

@@ -42,6 +42,17 @@ torch::Tensor LoadedVersion::predict(const torch::Tensor& prepared) const {
   return predictor->predict_batch(prepared);
 }
 
+torch::Tensor LoadedVersion::explain(const torch::Tensor& prepared, inference::ExplainOptions options) const {
+  options.upsample = false;
+  auto run = [predictor = predictor, options](const torch::Tensor& x) {
+    return inference::class_activation_maps(predictor->model(), x, options);
+  };
+  if (!batcher) return run(prepared);
+  const auto kind = fmt::format("explain/{}/{}/{}", core::choice_name(options.method), options.target_class,
+                                options.layer);
+  return batcher->submit(prepared, kind, run).get();
+}
+
 ModelManager::ModelManager(ServingConfig config, ModelManagerOptions options) : options_(std::move(options)) {
   if (options_.batching) options_.batching->validate();
   set_config(std::move(config));

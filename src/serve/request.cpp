@@ -48,6 +48,26 @@ std::string base64_decode(const std::string& text) {
   return out;
 }
 
+std::string base64_encode(const std::string& bytes) {
+  static const char* alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  out.reserve((bytes.size() + 2) / 3 * 4);
+  size_t i = 0;
+  const auto byte = [&](size_t k) { return static_cast<uint32_t>(static_cast<unsigned char>(bytes[k])); };
+  for (; i + 2 < bytes.size(); i += 3) {
+    const uint32_t n = (byte(i) << 16) | (byte(i + 1) << 8) | byte(i + 2);
+    for (int shift : {18, 12, 6, 0}) out.push_back(alphabet[(n >> shift) & 63]);
+  }
+  if (i + 1 == bytes.size()) {
+    const uint32_t n = byte(i) << 16;
+    out += {alphabet[n >> 18], alphabet[(n >> 12) & 63], '=', '='};
+  } else if (i + 2 == bytes.size()) {
+    const uint32_t n = (byte(i) << 16) | (byte(i + 1) << 8);
+    out += {alphabet[n >> 18], alphabet[(n >> 12) & 63], alphabet[(n >> 6) & 63], '='};
+  }
+  return out;
+}
+
 namespace {
 
 cv::Mat image_from_array(const json& rows, size_t index, const RequestLimits& limits) {
@@ -108,9 +128,7 @@ cv::Mat decode_instance(const json& instance, size_t index, const RequestLimits&
   return image_from_array(instance, index, limits);
 }
 
-}  // namespace
-
-ParsedInstances parse_instances(const std::string& body, const RequestLimits& limits, bool classify) {
+json parse_body(const std::string& body) {
   json j;
   try {
     j = json::parse(body);
@@ -118,6 +136,10 @@ ParsedInstances parse_instances(const std::string& body, const RequestLimits& li
     HISTOCNN_FAIL("JSON Parse error: {}", e.what());
   }
   HISTOCNN_CHECK(j.is_object(), "the request body must be a JSON object with \"instances\" or \"inputs\"");
+  return j;
+}
+
+ParsedInstances instances_of(const json& j, const RequestLimits& limits, bool classify) {
   if (j.contains("signature_name")) {
     HISTOCNN_CHECK(j["signature_name"].is_string(), "signature_name must be a string");
     const auto sig = j["signature_name"].get<std::string>();
@@ -153,6 +175,73 @@ ParsedInstances parse_instances(const std::string& body, const RequestLimits& li
                  limits.max_instances);
   out.images.reserve(items->size());
   for (size_t i = 0; i < items->size(); ++i) out.images.push_back(decode_instance((*items)[i], i, limits));
+  return out;
+}
+
+// A name from the request, cut to 64 bytes for a message without splitting a UTF-8 character
+// (the message goes back as JSON, which must stay valid UTF-8).
+std::string shown(const std::string& name) {
+  if (name.size() <= 64) return name;
+  size_t end = 64;
+  while (end > 0 && (static_cast<unsigned char>(name[end]) & 0xC0) == 0x80) --end;
+  return name.substr(0, end) + "...";
+}
+
+ExplainParameters explain_parameters_of(const json& j) {
+  ExplainParameters p;
+  if (!j.contains("parameters")) return p;
+  const json& params = j["parameters"];
+  HISTOCNN_CHECK(params.is_object(), "\"parameters\" must be an object: {{\"method\": \"gradcam\", \"target_class\": 1, "
+                 "\"layer\": \"...\", \"outputs\": [\"overlay\", \"map\", \"layer_map\"]}}, every field optional");
+  for (const auto& [key, value] : params.items()) {
+    if (key == "method") {
+      HISTOCNN_CHECK(value.is_string(), "parameters.method must be a string: \"gradcam\" or \"gradcam++\"");
+      p.method = value.get<std::string>();
+    } else if (key == "target_class") {
+      HISTOCNN_CHECK(value.is_number_integer() && value.get<int64_t>() >= 0 && value.get<int64_t>() < 1000000,
+                     "parameters.target_class must be a class index (0 or 1), got {}", value.dump());
+      p.target_class = value.get<int64_t>();
+    } else if (key == "layer") {
+      HISTOCNN_CHECK(value.is_string() && value.get<std::string>().size() <= 256,
+                     "parameters.layer must be a layer name (a module path such as \"features.14\"), got {}",
+                     value.is_string() ? "a name longer than 256 characters" : value.type_name());
+      p.layer = value.get<std::string>();
+    } else if (key == "outputs") {
+      HISTOCNN_CHECK(value.is_array() && !value.empty(),
+                     "parameters.outputs must be a non-empty list of \"overlay\", \"map\" and \"layer_map\"");
+      p.overlay = false;
+      for (const auto& output : value) {
+        const std::string name = output.is_string() ? output.get<std::string>() : output.dump();
+        if (name == "overlay") {
+          p.overlay = true;
+        } else if (name == "map") {
+          p.map = true;
+        } else if (name == "layer_map") {
+          p.layer_map = true;
+        } else {
+          HISTOCNN_FAIL("parameters.outputs names '{}'; choose among \"overlay\", \"map\" and \"layer_map\"",
+                        shown(name));
+        }
+      }
+    } else {
+      HISTOCNN_FAIL("unknown parameter '{}'; an explanation takes method, target_class, layer and outputs",
+                    shown(key));
+    }
+  }
+  return p;
+}
+
+}  // namespace
+
+ParsedInstances parse_instances(const std::string& body, const RequestLimits& limits, bool classify) {
+  return instances_of(parse_body(body), limits, classify);
+}
+
+ParsedExplainRequest parse_explain_request(const std::string& body, const RequestLimits& limits) {
+  const json j = parse_body(body);
+  ParsedExplainRequest out;
+  out.parameters = explain_parameters_of(j);  // first: a bad parameter is refused before decoding images
+  out.instances = instances_of(j, limits, /*classify=*/false);
   return out;
 }
 

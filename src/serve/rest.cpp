@@ -1,6 +1,7 @@
 #include "histocnn/serve/rest.h"
 
 #include "histocnn/core/error.h"
+#include "histocnn/inference/explain.h"
 #include "histocnn/io/atomic_file.h"
 #include "histocnn/io/image.h"
 #include "histocnn/serve/errors.h"
@@ -174,7 +175,7 @@ HttpResponse RestApi::model_request(const HttpRequest& request, const std::strin
 
   if (verb.empty()) {
     if (request.method != "GET") {
-      throw NotFound(fmt::format("{} /v1/models/{} is not an endpoint; POST to :predict or :classify",
+      throw NotFound(fmt::format("{} /v1/models/{} is not an endpoint; POST to :predict, :classify or :explain",
                                  request.method, rest));
     }
     if (metadata) {
@@ -217,11 +218,12 @@ HttpResponse RestApi::model_request(const HttpRequest& request, const std::strin
     throw NotFound(fmt::format("{} is not an endpoint for :{}; use POST", request.method, verb));
   }
   HISTOCNN_CHECK(!metadata, "metadata takes GET, not :{}", verb);
-  HISTOCNN_CHECK(verb == "predict" || verb == "classify",
-                 "':{}' is not supported; use :predict or :classify", verb);
+  HISTOCNN_CHECK(verb == "predict" || verb == "classify" || verb == "explain",
+                 "':{}' is not supported; use :predict, :classify or :explain", verb);
   const bool classify = verb == "classify";
   // The model first, so an unknown model is a 404 whatever the body holds.
   const auto loaded = models_.resolve(name, version, label);
+  if (verb == "explain") return explain(request, *loaded);
   auto parsed = parse_instances(request.body, options_.limits, classify);
   const auto& predictor = *loaded->predictor;
   const auto probs = loaded->predict(predictor.prepare(parsed.images)).to(torch::kFloat64).contiguous();
@@ -248,6 +250,55 @@ HttpResponse RestApi::model_request(const HttpRequest& request, const std::strin
   auto r = json_response(200, body);
   r.model = name;
   r.version = std::to_string(loaded->version);
+  r.headers["X-Model-Version"] = r.version;
+  return r;
+}
+
+HttpResponse RestApi::explain(const HttpRequest& request, const LoadedVersion& loaded) const {
+  const auto parsed = parse_explain_request(request.body, options_.limits);
+  const auto& wanted = parsed.parameters;
+  inference::ExplainOptions options;
+  options.method = inference::parse_cam_method(wanted.method);
+  options.target_class = wanted.target_class;
+  options.layer = wanted.layer;
+  const auto& predictor = *loaded.predictor;
+  const auto& images = parsed.instances.images;
+  const auto maps = loaded.explain(predictor.prepare(images), options);  // [n, h, w]: the layer's resolution
+  const int64_t size = predictor.preprocessing().image_size;
+  const auto full = inference::upsample_maps(maps, size, size);
+  // Rows of numbers rounded to 4 decimals: enough for a map in [0, 1], and a quarter of the text.
+  const auto rows_of = [](const torch::Tensor& map) {
+    const auto m = map.to(torch::kFloat64).contiguous();
+    const auto* v = m.data_ptr<double>();
+    json rows = json::array();
+    for (int64_t y = 0; y < m.size(0); ++y) {
+      json row = json::array();
+      for (int64_t x = 0; x < m.size(1); ++x) row.push_back(std::round(v[y * m.size(1) + x] * 1e4) / 1e4);
+      rows.push_back(std::move(row));
+    }
+    return rows;
+  };
+  json explanations = json::array();
+  for (size_t i = 0; i < images.size(); ++i) {
+    const auto k = static_cast<int64_t>(i);
+    json e = json::object();
+    if (wanted.overlay) {
+      // Under the map, the patch as the model saw it: padded with white when small.
+      const auto overlay = inference::cam_overlay(predictor.preprocessing().pad(images[i]), full[k]);
+      e["overlay"] = {{"b64", base64_encode(io::encode_png(overlay))}};
+    }
+    if (wanted.map) e["map"] = rows_of(full[k]);
+    if (wanted.layer_map) e["layer_map"] = rows_of(maps[k]);
+    explanations.push_back(std::move(e));
+  }
+  const std::string layer = options.layer.empty() ? predictor.model()->backbone()->feature_layer() : options.layer;
+  auto r = json_response(200, {{"explanations", explanations},
+                               {"method", core::choice_name(options.method)},
+                               {"target_class", options.target_class},
+                               {"layer", layer},
+                               {"layer_size", {maps.size(1), maps.size(2)}}});
+  r.model = loaded.model;
+  r.version = std::to_string(loaded.version);
   r.headers["X-Model-Version"] = r.version;
   return r;
 }

@@ -1,12 +1,8 @@
 #include "histocnn/train/choices.h"
 
-#include "histocnn/core/error.h"
+namespace histocnn::core {
 
-#include <fmt/format.h>
-
-#include <algorithm>
-
-namespace histocnn::train {
+using namespace histocnn::train;
 
 template <>
 const std::vector<std::string>& choice_names<OptimizerKind>() {
@@ -34,18 +30,4 @@ const std::vector<std::string>& choice_names<MixedPrecision>() {
   return names;
 }
 
-template <typename E>
-E parse_choice(const std::string& option, const std::string& text) {
-  const auto& names = choice_names<E>();
-  const auto it = std::find(names.begin(), names.end(), text);
-  HISTOCNN_CHECK(it != names.end(), "option '{}' got \"{}\"; choose one of: {}", option, text, fmt::join(names, ", "));
-  return static_cast<E>(it - names.begin());
-}
-
-template OptimizerKind parse_choice<OptimizerKind>(const std::string&, const std::string&);
-template Schedule parse_choice<Schedule>(const std::string&, const std::string&);
-template ClassWeight parse_choice<ClassWeight>(const std::string&, const std::string&);
-template Sampler parse_choice<Sampler>(const std::string&, const std::string&);
-template MixedPrecision parse_choice<MixedPrecision>(const std::string&, const std::string&);
-
-}  // namespace histocnn::train
+}  // namespace histocnn::core

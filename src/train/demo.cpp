@@ -38,7 +38,7 @@ RunResult run_demo(const DemoOptions& options) {
                  "demo backbone must be auto, mobilenet_v2 or simple_cnn, got '{}'", options.backbone);
 
   RunOptions run;
-  run.data_dir = data_dir;
+  run.data_dirs = {data_dir};
   run.output_dir = options.output_dir / "runs";
   run.name = backbone;
   run.model.backbone(backbone);

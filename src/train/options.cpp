@@ -32,6 +32,29 @@ Entry path_field(Access access) {
           [access](const RunOptions& o) { return json(access(o).string()); }};
 }
 
+// A list of paths: one is written as a string (as a single-path option), several as an array;
+// either is read.
+template <typename Access>
+Entry paths_field(Access access) {
+  return {[access](RunOptions& o, const json& v) {
+            std::vector<std::filesystem::path> paths;
+            if (v.is_array()) {
+              for (const auto& item : v) paths.emplace_back(item.get<std::string>());
+            } else if (!v.get<std::string>().empty()) {
+              paths.emplace_back(v.get<std::string>());
+            }
+            access(o) = std::move(paths);
+          },
+          [access](const RunOptions& o) {
+            const auto& paths = access(o);
+            if (paths.size() == 1) return json(paths.front().string());
+            if (paths.empty()) return json("");
+            json list = json::array();
+            for (const auto& p : paths) list.push_back(p.string());
+            return list;
+          }};
+}
+
 #define HISTOCNN_FIELD(type, expr) field<type>([](auto& o) -> auto& { return expr; })
 
 // A field holding one of an enum's values (train/choices.h), read and written by its name.
@@ -70,7 +93,8 @@ constexpr auto P = RunOptionType::path;
 const std::vector<Option>& options_list() {
   static const std::vector<Option> list = {
       // data and run folder
-      opt("data_dir", P, "Folder of patches in the Kaggle layout (scanned)", path_field([](auto& o) -> auto& { return o.data_dir; }), "--data-dir,--data"),
+      opt("data_dir", RunOptionType::paths, "Folders of patches in the Kaggle layout (scanned; several are joined, a patient in only one)",
+          paths_field([](auto& o) -> auto& { return o.data_dirs; }), "--data-dir,--data"),
       opt("manifest", P, "Manifest CSV (paths relative to its folder, or to --data); its split column is honoured", path_field([](auto& o) -> auto& { return o.manifest; })),
       opt("output_dir", P, "Folder for run folders", path_field([](auto& o) -> auto& { return o.output_dir; }), "--output-dir,--out"),
       opt("name", S, "Run folder name (default: <backbone>-<head>-<hash of the options>)", HISTOCNN_FIELD(std::string, o.name)),
@@ -117,20 +141,35 @@ const std::vector<Option>& options_list() {
       opt("device", S, "auto, cpu, cuda or cuda:N", HISTOCNN_FIELD(std::string, o.trainer.device)),
       opt("mixed_precision", S, "auto (bfloat16 autocast on CUDA), off, or bf16 (on any device)", HISTOCNN_CHOICE(MixedPrecision, "mixed_precision", o.trainer.mixed_precision), "", choice_names<MixedPrecision>()),
       opt("augment", S, "none, flips, study (Keras' rotation 20, zoom out 1.0-1.2, flips, nearest fill), study-zoom-in "
-          "(the same zooming in, reflected border) or histology (flips, quarter turns, H&E stain jitter 0.05; "
-          "histology:0.1 for stronger jitter)",
+          "(the same zooming in, reflected border), histology (flips, quarter turns, H&E stain jitter 0.05; "
+          "histology:0.1 for stronger jitter), hsv-light or hsv-strong (flips, quarter turns, hue, saturation, "
+          "value and contrast jitter after Tellez et al. 2019; hsv:<r> for hue and saturation range r)",
           {[](RunOptions& o, const json& v) { o.trainer.augment = data::AugmentOptions::preset(v.get<std::string>()); },
            [](const RunOptions& o) { return json(o.trainer.augment.preset_name()); }}),
       opt("cache_features", B, "Recompute frozen backbone features every epoch", HISTOCNN_FIELD(bool, o.trainer.cache_features), "--no-feature-cache"),
       opt("restore_best", B, "Keep the last epoch's weights, not the best validation AUC's", HISTOCNN_FIELD(bool, o.trainer.restore_best), "--no-restore-best"),
       opt("checkpoint_dir", S, "Checkpoint folder (default: <run>/checkpoint)", HISTOCNN_FIELD(std::string, o.trainer.checkpoint_dir)),
       opt("progress", B, "No progress bars", HISTOCNN_FIELD(bool, o.trainer.progress), "--no-progress"),
+      // data-parallel training (train/distributed.h)
+      opt("nproc", I, "Train data-parallel in N local processes on loopback (batch_size stays the global batch); "
+          "under torchrun or a PyTorchJob (WORLD_SIZE set) each process is one rank and this is ignored", HISTOCNN_FIELD(int, o.trainer.nproc)),
+      opt("dist_backend", S, "Collectives of a data-parallel job: auto (NCCL for CUDA devices when built with it, else Gloo)",
+          HISTOCNN_FIELD(std::string, o.trainer.dist_backend), "", {"auto", "gloo", "nccl"}),
+      opt("dist_timeout", F, "Seconds a rank of a data-parallel job waits for the others (to start, in each step of training)",
+          HISTOCNN_FIELD(double, o.trainer.dist_timeout)),
       // evaluation and export
       opt("balance_per_class", I, "Down-sample each class to N patches (the study used 2500; 0: keep all)", HISTOCNN_FIELD(int64_t, o.balance_per_class), "--balance-per-class,--balance"),
       opt("threshold", F, "Decision threshold (with --threshold-method fixed)", HISTOCNN_FIELD(double, o.threshold)),
       opt("threshold_method", S, "fixed, or chosen on the validation split: youden or sensitivity", HISTOCNN_FIELD(std::string, o.threshold_method), "", {"fixed", "youden", "sensitivity"}),
       opt("target_sensitivity", F, "For --threshold-method sensitivity", HISTOCNN_FIELD(double, o.target_sensitivity)),
       opt("stain_shift", F, "Also evaluate the test split restained per patient with this H&E jitter sigma (0 = off)", HISTOCNN_FIELD(double, o.stain_shift)),
+      opt("stain_normalise", S, "Stain normalisation saved with the model and applied wherever it predicts: none, "
+          "reinhard (L*a*b* mean/std) or macenko (stain vectors), fitted to --stain-reference or the training split",
+          HISTOCNN_FIELD(std::string, o.stain_normalise), "", {"none", "reinhard", "macenko"}),
+      opt("stain_fit", S, "Stain statistics of each patch (patch) or of all patches of its slide, patient or request (slide)",
+          HISTOCNN_FIELD(std::string, o.stain_fit), "", {"patch", "slide"}),
+      opt("stain_reference", P, "Image whose stain is the normalisation target (default: patches of the training split)",
+          path_field([](auto& o) -> auto& { return o.stain_reference; })),
       opt("tensorboard", B, "Do not write TensorBoard event files", HISTOCNN_FIELD(bool, o.tensorboard), "--no-tensorboard"),
       opt("wait_for_lock", B, "When another process is writing the same run folder, wait for it instead of stopping", HISTOCNN_FIELD(bool, o.wait_for_lock), "--wait"),
       // split
@@ -206,6 +245,26 @@ std::vector<RunOptionSpec> run_option_specs() {
   return specs;
 }
 
+std::vector<std::string> run_option_arguments(const RunOptions& options) {
+  const RunOptions defaults;
+  std::vector<std::string> args;
+  for (const auto& o : options_list()) {
+    const auto& spec = o.spec;
+    if (spec.name == "progress") continue;  // the environment's (HISTOCNN_PROGRESS)
+    const json value = o.entry.get(options);
+    if (value == o.entry.get(defaults)) continue;
+    const std::string flag = spec.flag.substr(0, spec.flag.find(','));
+    args.push_back(flag);
+    if (spec.type == RunOptionType::boolean) continue;  // the flag flips the default
+    if (value.is_array()) {
+      for (const auto& item : value) args.push_back(item.is_string() ? item.get<std::string>() : item.dump());
+    } else {
+      args.push_back(value.is_string() ? value.get<std::string>() : value.dump());
+    }
+  }
+  return args;
+}
+
 std::string run_option_json_value(const RunOptionSpec& spec, const std::string& text) {
   switch (spec.type) {
     case RunOptionType::boolean: {
@@ -228,6 +287,7 @@ std::string run_option_json_value(const RunOptionSpec& spec, const std::string& 
     }
     case RunOptionType::string:
     case RunOptionType::path:
+    case RunOptionType::paths:  // one of the list
       return json(text).dump();
   }
   return json(text).dump();
@@ -240,7 +300,7 @@ std::vector<std::pair<std::string, std::string>> run_preset(const std::string& n
             {"batch_norm", "false"},           {"balance_per_class", "2500"}, {"optimizer", "\"rmsprop\""},
             {"learning_rate", "0.001"},        {"batch_size", "32"},          {"epochs", "10"},
             {"reduce_lr_patience", "20"},      {"reduce_lr_factor", "0.2"},   {"min_lr", "0.0001"},
-            {"augment", "\"none\""}};
+            {"augment", "\"none\""},            {"threshold_method", "\"fixed\""}};
   }
   HISTOCNN_FAIL("unknown preset '{}'; known presets: {}", name, fmt::join(run_preset_names(), ", "));
 }

@@ -14,6 +14,7 @@
 #include "histocnn/metrics/report.h"
 #include "histocnn/models/pretrained.h"
 #include "histocnn/train/callbacks.h"
+#include "histocnn/train/distributed.h"
 #include "histocnn/train/figures.h"
 #include "histocnn/inference/evaluate.h"
 #include "histocnn/inference/saved_model.h"
@@ -24,6 +25,7 @@
 
 #include <chrono>
 #include <ctime>
+#include <optional>
 
 namespace histocnn::train {
 
@@ -46,7 +48,7 @@ nlohmann::json metrics_json(const metrics::BinaryMetrics& m) { return nlohmann::
 
 std::string RunOptions::to_json() const {
   nlohmann::json j = {
-      {"data_dir", data_dir.string()},
+      {"data_dir", nlohmann::json::parse(get_run_option(*this, "data_dir"))},
       {"manifest", manifest.string()},
       {"output_dir", output_dir.string()},
       {"name", name},
@@ -64,6 +66,10 @@ std::string RunOptions::to_json() const {
       {"stain_shift", stain_shift},
       {"tensorboard", tensorboard},
   };
+  // Written only when set, so runs without normalisation keep their names.
+  if (stain_normalise != "none") j["stain_normalise"] = stain_normalise;
+  if (stain_fit != "patch") j["stain_fit"] = stain_fit;
+  if (!stain_reference.empty()) j["stain_reference"] = stain_reference.string();
   return j.dump(2);
 }
 
@@ -79,24 +85,42 @@ std::string default_run_name(const RunOptions& options) {
                      fnv1a64(j.dump()) & 0xffffffffULL);
 }
 
-data::Manifest load_patch_manifest(const fs::path& data_dir, const fs::path& manifest) {
-  HISTOCNN_CHECK(!data_dir.empty() || !manifest.empty(),
+data::Manifest load_patch_manifest(const std::vector<fs::path>& data_dirs, const fs::path& manifest) {
+  HISTOCNN_CHECK(!data_dirs.empty() || !manifest.empty(),
                  "no data given: pass a folder of patches in the Kaggle layout (data_dir) or a manifest CSV");
   if (!manifest.empty()) {
-    return data::Manifest::load_csv(manifest, data_dir.empty() ? std::optional<fs::path>{} : std::optional<fs::path>{data_dir});
+    HISTOCNN_CHECK(data_dirs.size() <= 1,
+                       "a manifest's paths are relative to one folder; got {} data folders with manifest '{}'",
+                       data_dirs.size(), manifest.string());
+    return data::Manifest::load_csv(manifest, data_dirs.empty() ? std::optional<fs::path>{}
+                                                                 : std::optional<fs::path>{data_dirs.front()});
   }
-  auto report = data::scan_directory(data_dir);
-  return report.manifest;
+  std::vector<data::Manifest> parts;
+  for (const auto& dir : data_dirs) parts.push_back(data::scan_directory(dir).manifest);
+  auto joined = data::join_manifests(parts);
+  if (parts.size() > 1) {
+    log_info("joined {} data folders: {} patches of {} patients", parts.size(), joined.size(), joined.patients().size());
+  }
+  return joined;
+}
+
+data::Manifest load_patch_manifest(const fs::path& data_dir, const fs::path& manifest) {
+  return load_patch_manifest(data_dir.empty() ? std::vector<fs::path>{} : std::vector<fs::path>{data_dir}, manifest);
 }
 
 void RunOptions::validate() const {
   trainer.validate();
-  HISTOCNN_CHECK(!data_dir.empty() || !manifest.empty(),
+  HISTOCNN_CHECK(!data_dirs.empty() || !manifest.empty(),
                  "no data given: pass a folder of patches in the Kaggle layout (data_dir) or a manifest CSV");
   HISTOCNN_CHECK(image_size >= 16 && image_size <= 1024, "image_size must be in [16, 1024], got {}", image_size);
   check_run_option_choice("normalisation", normalisation);
   check_run_option_choice("head", model.head());
   check_run_option_choice("threshold_method", threshold_method);
+  check_run_option_choice("stain_normalise", stain_normalise);
+  check_run_option_choice("stain_fit", stain_fit);
+  HISTOCNN_CHECK(stain_normalise != "none" || stain_reference.empty(),
+                 "stain_reference '{}' is given but stain_normalise is none; choose reinhard or macenko",
+                 stain_reference.string());
   HISTOCNN_CHECK(model.num_classes() == 2,
                  "num_classes must be 2 (IDC-negative, IDC-positive): evaluation, thresholds and serving are binary; "
                  "got {}", model.num_classes());
@@ -120,7 +144,7 @@ void RunOptions::validate() const {
 
 RunData prepare_run_data(const RunOptions& options) {
   RunData d;
-  d.manifest = load_patch_manifest(options.data_dir, options.manifest);
+  d.manifest = load_patch_manifest(options.data_dirs, options.manifest);
   if (options.balance_per_class > 0) {
     d.manifest = data::balance_classes(d.manifest, options.balance_per_class, options.split.seed);
     log_info("balanced to at most {} patches per class: {} patches", options.balance_per_class, d.manifest.size());
@@ -195,8 +219,10 @@ Predictions predict_split(Trainer& trainer, const data::PatchDataset& ds, const 
 void evaluate_validation(const RunOptions& options, Trainer& trainer, const data::PatchDataset& val_ds,
                          RunResult& result, metrics::EvaluationOptions& eval_options, Evaluation& e) {
   if (val_ds.size() == 0) {
-    HISTOCNN_CHECK(options.threshold_method == "fixed", "threshold_method '{}' needs a validation split",
-                   options.threshold_method);
+    if (options.threshold_method != "fixed") {
+      log_warn("no validation split to choose the threshold on ({}): using the fixed threshold {}",
+               options.threshold_method, options.threshold);
+    }
     e.threshold = options.threshold;
     return;
   }
@@ -283,7 +309,11 @@ fs::path export_model(const RunOptions& options, const RunModel& m, const RunDat
   card.threshold = e.threshold;
   card.metrics_json = e.metrics.dump();
   card.provenance.created = timestamp("%Y-%m-%dT%H:%M:%SZ");
-  card.provenance.data = options.manifest.empty() ? options.data_dir.string() : options.manifest.string();
+  if (options.manifest.empty()) {
+    for (const auto& dir : options.data_dirs) card.provenance.data += (card.provenance.data.empty() ? "" : ", ") + dir.string();
+  } else {
+    card.provenance.data = options.manifest.string();
+  }
   card.provenance.pretrained_weights = m.weights.string();
   card.provenance.patches = {static_cast<int64_t>(d.train.size()), static_cast<int64_t>(d.val.size()),
                              static_cast<int64_t>(d.test.size())};
@@ -302,17 +332,36 @@ fs::path export_model(const RunOptions& options, const RunModel& m, const RunDat
 RunResult run_training(const RunOptions& options) {
   const auto t0 = std::chrono::steady_clock::now();
   options.validate();
+  // --nproc N: this process starts N local workers (which find WORLD_SIZE set) and waits for them.
+  if (options.trainer.nproc > 1 && !DistributedEnvironment::from_environment()) {
+    return run_training_on_local_workers(options);
+  }
+  // In a data-parallel job every rank trains; rank 0 alone writes the run folder and evaluates.
+  ProcessGroup* dist = default_process_group({options.trainer.dist_backend, options.trainer.dist_timeout,
+                                              options.trainer.device});
+  const bool writes = !dist || dist->is_main();
   const RunData data = prepare_run_data(options);
   RunModel m = build_run_model(options);
+  if (options.stain_normalise != "none") {
+    // The reference comes from the training split only: no validation or test patient shapes it.
+    m.preprocessing.stain = data::fit_stain_reference(data::parse_stain_method(options.stain_normalise),
+                                                      data::parse_stain_fit(options.stain_fit), data.train,
+                                                      options.stain_reference);
+    log_info("stain normalisation: {} fitted per {}, reference {}", options.stain_normalise, options.stain_fit,
+             options.stain_reference.empty() ? "from the training split" : options.stain_reference.string());
+  }
 
   // The run folder is named after what the run learns, so the same command finds (and resumes) it.
   RunResult result;
   result.run_dir = options.output_dir / (options.name.empty() ? default_run_name(options) : options.name);
   // One writer per run folder: a second process with the same options stops here (or waits).
-  const io::FolderLock lock(result.run_dir, "run folder", options.wait_for_lock);
-  io::write_file_atomic(result.run_dir / "options.json", options.to_json());
-  data.manifest.save_csv(result.run_dir / "manifest.csv");
-  log_info("run folder: {}", result.run_dir.string());
+  std::optional<io::FolderLock> lock;
+  if (writes) {
+    lock.emplace(result.run_dir, "run folder", options.wait_for_lock);
+    io::write_file_atomic(result.run_dir / "options.json", options.to_json());
+    data.manifest.save_csv(result.run_dir / "manifest.csv");
+    log_info("run folder: {}", result.run_dir.string());
+  }
 
   // Train (resuming from the run's checkpoint when there is one).
   data::PatchDataset train_ds(data.train, m.preprocessing), val_ds(data.val, m.preprocessing),
@@ -320,10 +369,17 @@ RunResult run_training(const RunOptions& options) {
   TrainerOptions trainer_options = options.trainer;
   if (trainer_options.checkpoint_dir.empty()) trainer_options.checkpoint_dir = (result.run_dir / "checkpoint").string();
   Trainer trainer(m.model, trainer_options);
-  trainer.add_callback(std::make_shared<CSVLogger>(result.run_dir / "history.csv"));
-  if (options.tensorboard) trainer.add_callback(std::make_shared<TensorBoard>(result.run_dir / "tensorboard"));
-  for (const auto& cb : options.callbacks) trainer.add_callback(cb);
+  if (writes) {
+    trainer.add_callback(std::make_shared<CSVLogger>(result.run_dir / "history.csv"));
+    if (options.tensorboard) trainer.add_callback(std::make_shared<TensorBoard>(result.run_dir / "tensorboard"));
+    for (const auto& cb : options.callbacks) trainer.add_callback(cb);
+  }
   result.history = trainer.fit(train_ds, data.val.size() > 0 ? &val_ds : nullptr);
+  if (!writes) {
+    wait_for_main_rank(*dist);  // while rank 0 evaluates and writes the bundle
+    return result;
+  }
+  const MainRankDone done(dist);  // tells the other ranks when rank 0 has finished, or failed
   // CSVLogger wrote it after each epoch; this covers a rerun of a finished run, where no epoch ends.
   io::write_file_atomic(result.run_dir / "history.csv", result.history.to_csv());
   if (result.history.interrupted) {

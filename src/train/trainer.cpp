@@ -10,6 +10,7 @@
 #include "histocnn/data/loader.h"
 #include "histocnn/metrics/binary.h"
 #include "histocnn/train/checkpoint.h"
+#include "histocnn/train/distributed.h"
 
 #include <ATen/autocast_mode.h>
 #include <nlohmann/json.hpp>
@@ -104,20 +105,37 @@ data::LoaderOptions loader_options(const TrainerOptions& o, bool shuffle, const 
 }
 
 // What the head reads for a whole dataset (pooled features or feature-map sequences), on `device`.
+// In a data-parallel job (dist), each rank computes its part of every batch and all gather the rest.
 torch::Tensor extract_features(models::Classifier& model, const data::PatchDataset& ds, const TrainerOptions& o,
-                               const torch::Device& device, const std::string& label) {
+                               const torch::Device& device, const std::string& label, ProcessGroup* dist = nullptr) {
   model->eval();
   torch::NoGradGuard no_grad;
-  data::BatchLoader loader(ds, loader_options(o, false, {}));
+  auto lo = loader_options(o, false, {});
+  // Sharded only when every rank gets rows (so it knows their shape): the first batch covers all ranks.
+  const bool sharded = dist && std::min<int64_t>(lo.batch_size, static_cast<int64_t>(ds.size())) >= dist->size();
+  if (sharded) {
+    lo.shard_count = dist->size();
+    lo.shard_index = dist->rank();
+  }
+  data::BatchLoader loader(ds, lo);
   torch::Tensor out;
   ProgressBar bar(loader.num_batches(), label, o.progress, "img");
   int64_t offset = 0;
   const bool amp = use_mixed_precision(o, device);
+  std::vector<torch::Tensor> parts;
+  std::vector<int64_t> indices;
   loader.run_epoch(0, [&](data::Batch& b) {
     torch::Tensor f;
-    {
+    if (b.images.size(0) > 0) {
       AutocastScope autocast(amp, device);
       f = model->features(b.images.to(device)).to(torch::kFloat32);
+    }
+    if (sharded) {
+      if (f.defined()) parts.push_back(f);
+      indices.insert(indices.end(), b.indices.begin(), b.indices.end());
+      bar.add_items(b.images.size(0));
+      bar.update(1);
+      return;
     }
     if (!out.defined()) {
       auto sizes = f.sizes().vec();
@@ -131,6 +149,14 @@ torch::Tensor extract_features(models::Classifier& model, const data::PatchDatas
     bar.update(1);
   });
   bar.finish();
+  if (sharded) {
+    const auto rows = dist->all_gather_rows(torch::cat(parts));
+    const auto where = dist->all_gather_rows(torch::tensor(indices, torch::kInt64)).to(rows.device());
+    auto sizes = rows.sizes().vec();
+    sizes[0] = static_cast<int64_t>(ds.size());
+    out = torch::empty(sizes, rows.options());
+    out.index_copy_(0, where, rows);
+  }
   return out;
 }
 
@@ -218,6 +244,10 @@ void TrainerOptions::validate() const {
   HISTOCNN_CHECK(warmup_epochs >= 0 && warmup_epochs < epochs, "warmup_epochs must be in [0, epochs), got {}",
                  warmup_epochs);
   HISTOCNN_CHECK(reduce_lr_patience >= 0 && early_stopping_patience >= 0, "patience values must be >= 0");
+  HISTOCNN_CHECK(nproc >= 1 && nproc <= 256, "nproc must be in [1, 256], got {}", nproc);
+  HISTOCNN_CHECK(dist_backend == "auto" || dist_backend == "gloo" || dist_backend == "nccl",
+                 "dist_backend must be auto, gloo or nccl, got '{}'", dist_backend);
+  HISTOCNN_CHECK(dist_timeout > 0, "dist_timeout must be positive (seconds), got {}", dist_timeout);
   augment.validate();
 }
 
@@ -253,6 +283,9 @@ std::string TrainerOptions::to_json() const {
   j["device"] = device;
   j["mixed_precision"] = choice_name(mixed_precision);
   j["checkpoint_dir"] = checkpoint_dir;
+  j["nproc"] = nproc;
+  j["dist_backend"] = dist_backend;
+  j["dist_timeout"] = dist_timeout;
   return j.dump();
 }
 
@@ -312,7 +345,17 @@ History Trainer::fit(const data::PatchDataset& train, const data::PatchDataset* 
   stop_requested_ = false;
   val_features_ = torch::Tensor();
   const auto fit_start = Clock::now();
-  configure_threads(options_.threads);
+  // A data-parallel job when the environment describes one (train/distributed.h); nullptr otherwise,
+  // and then every `dist` branch below is skipped: one process trains as it always has.
+  ProcessGroup* dist = default_process_group({options_.dist_backend, options_.dist_timeout, options_.device});
+  if (dist) {
+    HISTOCNN_CHECK(options_.batch_size >= dist->size(),
+                   "batch_size {} is the global batch, split over the job's {} processes: it must be at least {}",
+                   options_.batch_size, dist->size(), dist->size());
+    if (!dist->is_main()) options_.progress = false;
+    device_ = dist->device();
+  }
+  configure_threads(dist ? threads_per_process(options_.threads, dist->environment()) : options_.threads);
   torch::manual_seed(options_.seed);
   model_->to(device_);
 
@@ -352,8 +395,9 @@ History Trainer::fit(const data::PatchDataset& train, const data::PatchDataset* 
   History history;
   io::TensorMap best_state;
   const std::string print = fingerprint(options_, model_, train, val);
+  if (dist) dist->check_same(print, "training data and options");
   if (!options_.checkpoint_dir.empty()) {
-    if (auto ck = load_checkpoint(options_.checkpoint_dir)) {
+    if (auto ck = dist ? load_checkpoint_of_rank0(*dist, options_.checkpoint_dir) : load_checkpoint(options_.checkpoint_dir)) {
       HISTOCNN_CHECK(ck->fingerprint == print,
                      "the checkpoint in '{}' was written by a run with other options or data; use another run "
                      "folder, or delete that checkpoint to start over",
@@ -367,6 +411,7 @@ History Trainer::fit(const data::PatchDataset& train, const data::PatchDataset* 
       log_info("resuming from the checkpoint of epoch {} in {}", history.resumed_from_epoch, options_.checkpoint_dir);
     }
   }
+  if (dist) dist->broadcast_module(*model_);  // every rank starts from rank 0's weights
 
   const bool use_cache = options_.cache_features && model_->backbone_frozen() && !options_.augment.enabled;
   const bool amp = use_mixed_precision(options_, device_);
@@ -375,9 +420,9 @@ History Trainer::fit(const data::PatchDataset& train, const data::PatchDataset* 
   const bool already_done = history.stopped_early || static_cast<int>(history.epochs.size()) >= options_.epochs;
   if (use_cache && !already_done) {
     auto t0 = Clock::now();
-    train_features = extract_features(model_, train, options_, device_, "features (train)");
+    train_features = extract_features(model_, train, options_, device_, "features (train)", dist);
     if (val) {
-      val_features = extract_features(model_, *val, options_, device_, "features (val)");
+      val_features = extract_features(model_, *val, options_, device_, "features (val)", dist);
       val_features_ = val_features;
       val_features_of_ = fnv1a64(dataset_identity(*val));
     }
@@ -391,20 +436,34 @@ History Trainer::fit(const data::PatchDataset& train, const data::PatchDataset* 
     HISTOCNN_CHECK(pos > 0 && pos < n, "class_weight 'balanced' needs both classes in the training set");
     class_weights = torch::tensor({n / (2.0 * (n - pos)), n / (2.0 * pos)}, torch::kFloat32).to(device_);
   }
-  data::BatchLoader loader(train, loader_options(options_, /*shuffle=*/true, options_.augment));
+  auto train_loader_options = loader_options(options_, /*shuffle=*/true, options_.augment);
+  std::unique_ptr<GradientReducer> reducer;
+  if (dist) {
+    // Each rank takes its part of every global batch; the gradients are summed over ranks.
+    train_loader_options.shard_count = dist->size();
+    train_loader_options.shard_index = dist->rank();
+    std::vector<torch::Tensor> trainable = head_params;
+    trainable.insert(trainable.end(), backbone_params.begin(), backbone_params.end());
+    reducer = std::make_unique<GradientReducer>(*dist, trainable);
+  }
+  data::BatchLoader loader(train, train_loader_options);
 
   auto validate = [&](EpochRecord& rec) {
     if (!val) return;
-    std::vector<double> p;
-    if (use_cache) {
-      p = inference::predict_from_features(model_, val_features);
-    } else {
-      p = inference::predict_dataset(model_, *val, prediction_options(options_, false)).p_positive;
+    if (!dist || dist->is_main()) {
+      std::vector<double> p;
+      if (use_cache) {
+        p = inference::predict_from_features(model_, val_features);
+      } else {
+        p = inference::predict_dataset(model_, *val, prediction_options(options_, false)).p_positive;
+      }
+      auto m = metrics::evaluate_binary(val->labels(), p, 0.5);
+      rec.val_loss = m.log_loss;
+      rec.val_accuracy = m.accuracy;
+      rec.val_auc = m.roc_auc;
     }
-    auto m = metrics::evaluate_binary(val->labels(), p, 0.5);
-    rec.val_loss = m.log_loss;
-    rec.val_accuracy = m.accuracy;
-    rec.val_auc = m.roc_auc;
+    // Rank 0 validates; the others take its numbers, so that every rank's callbacks decide alike.
+    if (dist) broadcast_validation(*dist, rec);
   };
 
   TrainContext context;
@@ -424,17 +483,17 @@ History Trainer::fit(const data::PatchDataset& train, const data::PatchDataset* 
       set_learning_rate(std::max(options_.learning_rate * factor, 1e-12));
     }
     for (auto& cb : callbacks) cb->on_epoch_begin(context, epoch);
+    // Dropout differs between ranks and is reproducible per epoch, so a resumed job replays it.
+    if (dist) torch::manual_seed(data::sample_seed(options_.seed, epoch, -100 - dist->rank()));
+    const double reduce_seconds_before = reducer ? reducer->seconds() : 0.0;
     model_->train(true);
     double loss_sum = 0;
     int64_t correct = 0, seen = 0, batch_index = 0;
     bool interrupted = false;
     ProgressBar bar(loader.num_batches(), fmt::format("epoch {}/{}", epoch, options_.epochs), options_.progress, "img");
-    auto step = [&](const torch::Tensor& logits, const torch::Tensor& y) {
-      auto loss = torch::nn::functional::cross_entropy(
-          logits, y, torch::nn::functional::CrossEntropyFuncOptions().weight(class_weights));
-      const double batch_loss = loss.item<double>();
-      // A diverged run stops here, before the weights take the step: the checkpoint of the last
-      // complete epoch stays as it is.
+    // A diverged run stops before the weights take the step: the checkpoint of the last complete
+    // epoch stays as it is.
+    auto check_finite = [&](double batch_loss) {
       if (!std::isfinite(batch_loss)) {
         bar.finish();
         throw std::runtime_error(fmt::format(
@@ -446,12 +505,36 @@ History Trainer::fit(const data::PatchDataset& train, const data::PatchDataset* 
                 : fmt::format("The checkpoint of epoch {} in '{}' is kept. ", epoch - 1, options_.checkpoint_dir),
             learning_rate()));
       }
-      optimizer_->zero_grad();
-      loss.backward();
-      optimizer_->step();
-      const int64_t n = y.size(0);
+    };
+    auto step = [&](const torch::Tensor& logits, const torch::Tensor& y) {
+      double batch_loss = 0;
+      int64_t n = 0, batch_correct = 0;
+      if (reducer) {
+        // This rank's part: summed loss and backward; then gradients and totals summed over ranks
+        // and divided by the global batch's weight, the gradient of one process's mean loss.
+        optimizer_->zero_grad();
+        auto local = local_step(logits, y, class_weights);
+        local.stop = stop_requested_;
+        const auto total = reducer->reduce(local);
+        batch_loss = total.weight_sum > 0 ? total.loss_sum / total.weight_sum : 0.0;
+        n = static_cast<int64_t>(total.samples);
+        batch_correct = static_cast<int64_t>(total.correct);
+        if (total.stop) stop_requested_ = true;  // any rank asked: all stop after this batch
+        check_finite(batch_loss);
+        optimizer_->step();
+      } else {
+        auto loss = torch::nn::functional::cross_entropy(
+            logits, y, torch::nn::functional::CrossEntropyFuncOptions().weight(class_weights));
+        batch_loss = loss.item<double>();
+        check_finite(batch_loss);
+        optimizer_->zero_grad();
+        loss.backward();
+        optimizer_->step();
+        n = y.size(0);
+        batch_correct = logits.argmax(1).eq(y).sum().item<int64_t>();
+      }
       loss_sum += batch_loss * n;
-      correct += logits.argmax(1).eq(y).sum().item<int64_t>();
+      correct += batch_correct;
       seen += n;
       bar.add_items(n);
       bar.update(1, fmt::format("loss {:.4f} acc {:.3f}", loss_sum / seen, static_cast<double>(correct) / seen));
@@ -460,6 +543,7 @@ History Trainer::fit(const data::PatchDataset& train, const data::PatchDataset* 
       if (stop_requested_) throw StopTraining{};
     };
     auto forward = [&](const torch::Tensor& input, bool from_features) {
+      if (input.size(0) == 0) return torch::Tensor();  // a rank's empty part of a short last batch
       AutocastScope autocast(amp, device_);
       return (from_features ? model_->head_forward(input) : model_->forward(input)).to(torch::kFloat32);
     };
@@ -468,8 +552,13 @@ History Trainer::fit(const data::PatchDataset& train, const data::PatchDataset* 
         const auto order = loader.epoch_order(epoch - 1);
         const auto index = torch::tensor(order).to(device_);
         for (int64_t b = 0; b < loader.num_batches(); ++b) {
-          const int64_t begin = b * options_.batch_size;
-          const int64_t n = std::min<int64_t>(options_.batch_size, index.size(0) - begin);
+          int64_t begin = b * options_.batch_size;
+          int64_t n = std::min<int64_t>(options_.batch_size, index.size(0) - begin);
+          if (dist) {
+            const auto part = data::shard_range(n, dist->rank(), dist->size());
+            begin += part.first;
+            n = part.second - part.first;
+          }
           auto idx = index.narrow(0, begin, n);
           step(forward(train_features.index_select(0, idx), true), train_labels.index_select(0, idx));
         }
@@ -488,6 +577,8 @@ History Trainer::fit(const data::PatchDataset& train, const data::PatchDataset* 
       log_info("training stopped during epoch {}; the checkpoint of epoch {} is kept", epoch, epoch - 1);
       break;
     }
+    const double train_seconds = seconds_since(t0);
+    if (dist) dist->average_batchnorm_statistics(*model_);
 
     EpochRecord rec;
     rec.epoch = epoch;
@@ -502,6 +593,13 @@ History Trainer::fit(const data::PatchDataset& train, const data::PatchDataset* 
              val ? fmt::format(" | val loss {:.4f} acc {:.4f} auc {:.4f}", rec.val_loss, rec.val_accuracy, rec.val_auc)
                  : std::string(),
              rec.seconds, rec.images_per_second);
+    if (reducer) {
+      const double reduce_seconds = reducer->seconds() - reduce_seconds_before;
+      log_info("epoch {}/{}: gradient all-reduce {:.3f}s of {:.3f}s training ({:.1f}%), {} processes, {} buckets, "
+               "{:.0f} img/s training", epoch, options_.epochs, reduce_seconds, train_seconds,
+               100.0 * reduce_seconds / std::max(train_seconds, 1e-9), dist->size(), reducer->buckets(),
+               seen / std::max(train_seconds, 1e-9));
+    }
 
     if (val && std::isfinite(rec.val_auc) && (history.best_epoch == 0 || rec.val_auc > history.best_val_auc)) {
       history.best_epoch = epoch;
@@ -510,12 +608,13 @@ History Trainer::fit(const data::PatchDataset& train, const data::PatchDataset* 
     }
     context.stop_training = false;
     for (auto& cb : callbacks) cb->on_epoch_end(context, rec);
+    if (dist) context.stop_training = dist->broadcast_bytes(context.stop_training ? "1" : "0") == "1";  // rank 0's call
     history.epochs.push_back(rec);
     if (context.stop_training) {
       history.stopped_early = true;
       log_info("a callback stopped training after epoch {}", epoch);
     }
-    if (!options_.checkpoint_dir.empty()) {
+    if (!options_.checkpoint_dir.empty() && (!dist || dist->is_main())) {
       TrainingCheckpoint ck;
       ck.history = history;
       ck.model = clone_state(model_);
@@ -532,6 +631,7 @@ History Trainer::fit(const data::PatchDataset& train, const data::PatchDataset* 
     models::load_state_dict(*model_, best_state);
     log_info("restored the weights of epoch {} (best validation AUC {:.4f})", history.best_epoch, history.best_val_auc);
   }
+  if (dist) dist->broadcast_module(*model_);  // rank 0's final weights (it alone kept a resumed best epoch)
   model_->eval();
   optimizer_.reset();
   history.fit_seconds = seconds_since(fit_start);

@@ -45,6 +45,8 @@ std::filesystem::path required_dir(const char* variable, const char* entry) {
 
 std::filesystem::path real_data_dir() { return required_dir("HISTOCNN_DATA_DIR", "cpp_real_data"); }
 
+std::filesystem::path slides_dir() { return required_dir("HISTOCNN_SLIDES_DIR", "cpp_slides"); }
+
 std::filesystem::path shared_weight(const std::string& relative) {
   auto p = required_dir("HISTOCNN_WEIGHTS_DIR", "cpp_weights") / relative;
   if (!std::filesystem::exists(p)) {

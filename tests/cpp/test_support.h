@@ -30,6 +30,10 @@ std::filesystem::path real_data_dir();
 /// only when the weights exist); fails naming the file when it is missing.
 std::filesystem::path shared_weight(const std::string& relative);
 
+/// The real slides (HISTOCNN_SLIDES_DIR), for test cases tagged [.slides] (ctest's cpp_slides,
+/// registered only when the folder exists); fails saying so when it is missing.
+std::filesystem::path slides_dir();
+
 /// Synthetic-data options: `patients` patients with `per_patient` patches each, the rest default.
 data::SyntheticOptions synthetic_options(int patients, int per_patient);
 /// Synthetic patches written to <dir>/data (see data::generate_synthetic); returns that folder.

@@ -1,5 +1,6 @@
-// libFuzzer target for what a server reads from the network: the JSON body of :predict, base64,
-// image headers and image decoding (serve::parse_instances). Any input may be refused with
+// libFuzzer target for what a server reads from the network: the JSON body of :predict, :classify
+// and :explain, base64, image headers and image decoding (serve::parse_instances,
+// serve::parse_explain_request). Any input may be refused with
 // std::invalid_argument; anything else (a crash, a sanitizer report, another exception) is a bug.
 #include "histocnn/serve/request.h"
 
@@ -19,6 +20,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     } catch (const std::invalid_argument&) {
       // a refusal with a message: the expected outcome for bad input
     }
+  }
+  try {
+    histocnn::serve::parse_explain_request(body, limits);
+  } catch (const std::invalid_argument&) {
   }
   return 0;
 }

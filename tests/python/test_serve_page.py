@@ -249,6 +249,86 @@ def test_dropped_files_are_classified_in_order(browser, serving):
     assert not error_texts(browser)
 
 
+def overlay_of(driver, row):
+    """The loaded overlay <img> of a result row (waits for it; fails on the cell's "no overlay")."""
+    def loaded(d):
+        cell = row.find_element(By.CSS_SELECTOR, "td.overlay")
+        if cell.get_attribute("data-state") == "unavailable":
+            return ("error", cell.get_attribute("data-error"))
+        imgs = cell.find_elements(By.CSS_SELECTOR, "img.overlay-img")
+        if imgs and d.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0", imgs[0]):
+            return ("img", imgs[0])
+        return False
+    kind, value = wait(driver, loaded, "the Grad-CAM overlay of the row to load")
+    assert kind == "img", f"the overlay cell says the server gave none: {value}"
+    return value
+
+
+def decode_png_b64(text):
+    import io
+    import numpy as np
+    from PIL import Image
+    image = Image.open(io.BytesIO(base64.b64decode(text)))
+    assert image.format == "PNG"
+    return np.asarray(image.convert("RGB"))
+
+
+def test_overlay_beside_the_prediction_with_a_toggle(browser, serving):
+    """The Grad-CAM overlay from :explain appears beside each result, at the size the server made
+    it (the patch at the model's input size plus a colour bar), from the version that answered;
+    the switch hides it, and shows it again, asking for rows uploaded while it was off."""
+    import numpy as np
+    open_page(browser, serving)
+    toggle = browser.find_element(By.ID, "overlay-toggle")
+    assert toggle.is_selected(), "the overlay is on by default"
+    row = upload_and_wait(browser, serving.patch)
+    img = overlay_of(browser, row)
+    version = cells(row)["version"].lstrip("v")
+    size = model_card(serving, version)["preprocessing"]["image_size"]
+    b64 = base64.b64encode(pathlib.Path(serving.patch).read_bytes()).decode("ascii")
+    answer = requests.post(model_url(serving, version) + ":explain", json={"instances": [{"b64": b64}]}, timeout=60)
+    assert answer.status_code == 200, answer.text
+    direct = decode_png_b64(answer.json()["explanations"][0]["overlay"]["b64"])
+    expected_width = size + max(2, size // 32) + max(4, size // 12)
+    assert direct.shape == (size, expected_width, 3)
+    natural = browser.execute_script("return [arguments[0].naturalWidth, arguments[0].naturalHeight]", img)
+    assert natural == [expected_width, size]
+    shown = decode_png_b64(img.get_attribute("src").split(",", 1)[1])
+    assert np.abs(shown.astype(int) - direct.astype(int)).max() <= 2  # the same map (up to rounding)
+    # Drawn at the thumbnails' height, its proportions kept.
+    assert img.size["height"] == 50
+    assert abs(img.size["width"] - 50 * expected_width / size) <= 1
+    assert "layer" in img.get_attribute("title") and "Grad-CAM" in img.get_attribute("alt")
+    header = browser.find_element(By.CSS_SELECTOR, "#results-table th.overlay-col")
+    assert header.is_displayed() and header.text == "Grad-CAM"
+
+    toggle.click()
+    wait(browser, lambda d: not img.is_displayed() and not header.is_displayed(), "the overlay column to hide")
+    later = upload_and_wait(browser, serving.patch)
+    assert later.find_element(By.CSS_SELECTOR, "td.overlay").get_attribute("data-state") is None  # not asked for
+    toggle.click()
+    wait(browser, lambda d: img.is_displayed() and header.is_displayed(), "the overlay column to show again")
+    overlay_of(browser, later)
+    assert not error_texts(browser)
+
+
+def test_overlay_failure_leaves_the_prediction(browser, serving):
+    """A server without :explain (stubbed): the row has its prediction and says "no overlay",
+    without an error message."""
+    open_page(browser, serving)
+    browser.execute_script("""
+        const real = window.fetch;
+        window.fetch = (url, init) => String(url).endsWith(":explain")
+            ? Promise.resolve(new Response(JSON.stringify({error: "no such endpoint"}), {status: 404}))
+            : real(url, init);
+    """)
+    row = upload_and_wait(browser, serving.patch)
+    cell = row.find_element(By.CSS_SELECTOR, "td.overlay")
+    wait(browser, lambda d: cell.get_attribute("data-state") == "unavailable", "the overlay cell to give up")
+    assert cell.text == "no overlay" and "404" in cell.get_attribute("data-error")
+    assert cells(row)["prob"] and not error_texts(browser)
+
+
 def test_screenshot(browser, serving, tmp_path):
     """A picture of the page in use: a result per version, a refused file. Kept in
     $HISTOCNN_SCREENSHOT_DIR/serve_page.png when that is set."""

@@ -122,8 +122,9 @@ def test_every_option_name_reaches_the_cpp_options():
     base = json.loads(histocnn.train.RunOptions().to_json())
     special = {"augment": "study", "optimizer": "adam", "schedule": "cosine", "class_weight": "balanced",
                "sampler": "balanced", "head": "lstm", "backbone": "simple_cnn", "device": "cpu",
-               "threshold_method": "youden", "normalisation": "inception", "weights": "w.safetensors",
-               "mixed_precision": "bf16"}
+               "threshold_method": "sensitivity", "normalisation": "inception", "weights": "w.safetensors",
+               "mixed_precision": "bf16", "dist_backend": "gloo", "stain_normalise": "macenko",
+               "stain_fit": "slide"}
     # How a run is shown and whether it waits for another process: not part of the recorded options.
     not_recorded = {"progress", "wait_for_lock"}
     fresh = histocnn.train.RunOptions()

@@ -48,9 +48,17 @@ class PatchDataset {
   /// The sigma of with_stain_shift (0 for the patches as they are).
   double stain_shift() const { return stain_shift_; }
 
+  /// When the preprocessing normalises stains per slide: the stain statistics of patch i's patient,
+  /// fitted over (up to 256 of) its patches as this dataset gives them (restained ones, for a
+  /// with_stain_shift view), once per patient on first use. nullptr otherwise: prepare() then fits
+  /// each patch by itself.
+  const StainStats* stain_source(size_t i) const;
+
  private:
   struct State;
+  struct StainGroups;
   std::shared_ptr<State> state_;
+  std::shared_ptr<StainGroups> stain_groups_;
   double stain_shift_ = 0;
   uint64_t stain_shift_seed_ = 0;
 };

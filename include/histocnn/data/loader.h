@@ -14,6 +14,7 @@
 #include <torch/types.h>
 
 #include <functional>
+#include <utility>
 #include <vector>
 
 namespace histocnn::data {
@@ -35,7 +36,16 @@ struct LoaderOptions {
   int prefetch = 4;
   uint64_t seed = 42;
   AugmentOptions augment;
+  /// Data-parallel training: the epoch order and batch_size stay global (the same on every
+  /// process), and each batch yields only part shard_index of shard_count of its samples
+  /// (shard_range), so the parts of all processes together are the one-process batch. A part may
+  /// be empty when the last batch is shorter than shard_count.
+  int shard_count = 1;
+  int shard_index = 0;
 };
+
+/// Part `index` of `count` near-equal contiguous parts of n items: [first, last) offsets in [0, n).
+std::pair<int64_t, int64_t> shard_range(int64_t n, int index, int count);
 
 class BatchLoader {
  public:

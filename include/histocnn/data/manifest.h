@@ -97,4 +97,10 @@ struct ScanReport {
 /// no patches.
 ScanReport scan_directory(const std::filesystem::path& root);
 
+/// Joins manifests of several folders into one whose root is their deepest common folder (paths
+/// are re-rooted, e.g. `idc_real/10253/0/...`). A patient id found in two of them is an error that
+/// names the patient and both folders: the split is by patient, and one patient in two folders
+/// would be split as one while its patches might be copies.
+Manifest join_manifests(const std::vector<Manifest>& parts);
+
 }  // namespace histocnn::data

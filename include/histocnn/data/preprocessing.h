@@ -9,25 +9,43 @@
 // the colour of background glass, to pad_to x pad_to before resizing, so they keep their scale.
 // It is saved inside every model bundle (to_json / from_json) so a model always sees its inputs
 // the way it was trained.
+#include "histocnn/data/stain.h"
+
 #include <opencv2/core.hpp>
 #include <torch/types.h>
 
 #include <array>
+#include <optional>
 #include <string>
+#include <vector>
 
 namespace histocnn::data {
 
 struct Preprocessing {
   int image_size = 224;
   int pad_to = 50;
+  /// Microns per pixel of the patches the model was trained on (its scale; whole slides are tiled
+  /// at it, pad_to pixels a side). 4.0: the Kaggle patches, 40x scans (0.25 um/px) downsampled 16 times.
+  double mpp = 4.0;
   std::array<double, 3> mean = {0.485, 0.456, 0.406};
   std::array<double, 3> std = {0.229, 0.224, 0.225};
+  /// Stain normalisation to the training reference (data/stain.h), applied by prepare() after
+  /// padding; none when empty. With fit "slide", callers that know a patch's slide, patient or
+  /// request fit stain_source() over the group and pass it to prepare().
+  std::optional<StainNormaliser> stain;
 
   /// Throws std::invalid_argument naming the field when a value is out of range.
   void validate() const;
 
-  /// RGB uint8 patch -> padded, resized uint8 patch (image_size x image_size).
+  /// RGB uint8 patch -> padded, stain-normalised (with the patch's own statistics), resized uint8
+  /// patch (image_size x image_size).
   cv::Mat prepare(const cv::Mat& rgb) const;
+  /// The same with the stain statistics of the patch's group (from stain_source); nullptr: the
+  /// patch's own.
+  cv::Mat prepare(const cv::Mat& rgb, const StainStats* stain_source) const;
+  /// Stain statistics over a group of patches (a slide, a patient, one request) when `stain` fits
+  /// per slide; nullopt otherwise (no normalisation, or per patch).
+  std::optional<StainStats> stain_source(const std::vector<cv::Mat>& group) const;
   /// Prepared uint8 patch -> normalised CHW float tensor written into `out` ([3, S, S]).
   void normalise_into(const cv::Mat& prepared, torch::Tensor out) const;
   /// prepare + normalise: RGB uint8 patch -> [3, S, S] float tensor.

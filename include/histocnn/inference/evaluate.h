@@ -34,6 +34,9 @@ struct EvaluateOptions {
   double stain_shift = 0;
   uint64_t seed = 42;
   bool tta = false;  ///< test-time augmentation (class_probabilities)
+  /// For a model that normalises stains: fit the source statistics per patch or per patient
+  /// (data::StainFit) instead of as the bundle records. Ignored by models without normalisation.
+  std::optional<data::StainFit> stain_fit;
 };
 
 /// Text block with the classification report (the study's layout), the confusion matrix and AUC.

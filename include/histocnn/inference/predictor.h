@@ -31,9 +31,15 @@ class Predictor {
   Predictor(SavedModel saved, const std::string& device = "auto");
 
   /// Class probabilities [N, classes] for RGB uint8 patches of any size: padded to the card's
-  /// pad_to with white, then resized (stretched, not cropped) to image_size x image_size, as in
-  /// training. Throws std::invalid_argument naming the index of a patch that is not RGB uint8.
+  /// pad_to with white, stain-normalised when the card says so, then resized (stretched, not
+  /// cropped) to image_size x image_size, as in training. A card that fits stain statistics per
+  /// slide fits them once over all of `rgb` (one request, one slide's tiles); per patch otherwise.
+  /// Throws std::invalid_argument naming the index of a patch that is not RGB uint8.
   torch::Tensor predict_proba(const std::vector<cv::Mat>& rgb, int64_t batch_size = 64) const;
+  /// The same with stain statistics fitted elsewhere (preprocessing().stain_source over a sample
+  /// of a slide's tiles, say), used for every patch.
+  torch::Tensor predict_proba(const std::vector<cv::Mat>& rgb, const data::StainStats& stain_source,
+                              int64_t batch_size = 64) const;
   /// P(class 1) per patch.
   std::vector<double> predict(const std::vector<cv::Mat>& rgb, int64_t batch_size = 64) const;
   /// Decodes the files (errors name the file) and predicts.
@@ -54,14 +60,18 @@ class Predictor {
   /// The model card as model.json text.
   std::string model_json() const { return card_.to_json(); }
   const std::filesystem::path& directory() const { return directory_; }
-  models::Classifier& model() { return model_; }
+  /// The model (shared with every caller: only read it, as predictions and explanations do).
+  models::Classifier& model() const { return model_; }
   torch::Device device() const { return device_; }
   /// Test-time augmentation for every prediction of this Predictor (class_probabilities' tta).
   void set_tta(bool on) { tta_ = on; }
   bool tta() const { return tta_; }
 
  private:
-  torch::Tensor prepare_range(const std::vector<cv::Mat>& rgb, size_t begin, size_t end) const;
+  torch::Tensor prepare_range(const std::vector<cv::Mat>& rgb, size_t begin, size_t end,
+                              const data::StainStats* stain_source) const;
+  torch::Tensor predict_proba_with(const std::vector<cv::Mat>& rgb, int64_t batch_size,
+                                   const data::StainStats* stain_source) const;
   // The model is only read; `mutable` because LibTorch's forward is not const.
   mutable models::Classifier model_{nullptr};
   ModelCard card_;

@@ -15,6 +15,10 @@
 #include <string>
 #include <vector>
 
+namespace torch::nn {
+class SequentialImpl;
+}  // namespace torch::nn
+
 namespace histocnn::models {
 
 struct BackboneOptions {
@@ -48,6 +52,23 @@ class BackboneImpl : public torch::nn::Module {
   /// Key prefixes in published full-model weight files that belong to the ImageNet top, not to
   /// this backbone (ignored when importing, e.g. "classifier.").
   virtual std::vector<std::string> top_prefixes() const { return {}; }
+  /// The module path of the layer whose output is the last feature map (forward_features): the
+  /// layer Grad-CAM maps by default (models/feature_layers.h).
+  virtual std::string feature_layer() const { return "features"; }
+
+ protected:
+  // What compute_features calls on its way so that a layer's output can be listed or cut out by
+  // name (models/feature_layers.h); without a listing or a cut in progress on this thread they
+  // cost nothing.
+  /// True while a listing or a cut is in progress on this thread.
+  static bool tapping();
+  /// Marks `x` as the output of the layer at module path `path`; returns what the rest of the
+  /// pass must use (`x` itself unless this is the layer being cut out).
+  static torch::Tensor tap(const std::string& path, torch::Tensor x);
+  /// seq->forward(x), child by child: each child's output is tapped as "<path>.<child name>"
+  /// (nested Sequentials are entered), then the whole as `path` when tap_whole.
+  static torch::Tensor forward_tapped(torch::nn::SequentialImpl& seq, const std::string& path, torch::Tensor x,
+                                      bool tap_whole = true);
 };
 
 using Backbone = std::shared_ptr<BackboneImpl>;

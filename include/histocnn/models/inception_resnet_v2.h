@@ -25,6 +25,7 @@ class InceptionResNetV2Impl : public BackboneImpl {
   torch::Tensor compute_features(torch::Tensor x) override;
   int64_t feature_channels() const override { return 1536; }
   std::string name() const override { return "inception_resnet_v2"; }
+  std::string feature_layer() const override { return "conv2d_7b"; }
   /// Keras' weights expect x / 127.5 - 1.
   std::string normalisation() const override { return "inception"; }
   std::vector<std::string> top_prefixes() const override { return {"classif.", "fc.", "head."}; }

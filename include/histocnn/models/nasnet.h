@@ -24,6 +24,7 @@ class NASNetMobileImpl : public BackboneImpl {
   torch::Tensor compute_features(torch::Tensor x) override;
   int64_t feature_channels() const override { return 1056; }
   std::string name() const override { return "nasnet_mobile"; }
+  std::string feature_layer() const override { return "cells"; }
   /// Keras' NASNet weights expect x / 127.5 - 1.
   std::string normalisation() const override { return "inception"; }
 

@@ -42,6 +42,7 @@ class ResNetImpl : public BackboneImpl {
   torch::Tensor logits(torch::Tensor x);
   int64_t feature_channels() const override { return channels_; }
   std::string name() const override { return "resnet" + std::to_string(options_.depth()); }
+  std::string feature_layer() const override { return "layer4"; }
   std::vector<std::string> top_prefixes() const override { return {"fc."}; }
 
   torch::nn::Conv2d conv1{nullptr};
@@ -69,6 +70,7 @@ class ResNetV2Impl : public BackboneImpl {
   bool prefers_channels_last(int64_t height, int64_t width) const override { return std::min(height, width) >= 80; }
   int64_t feature_channels() const override { return 2048; }
   std::string name() const override { return "resnet" + std::to_string(options_.depth()) + "v2"; }
+  std::string feature_layer() const override { return "post_bn"; }
   /// Keras' ResNetV2 weights expect x / 127.5 - 1.
   std::string normalisation() const override { return "inception"; }
 

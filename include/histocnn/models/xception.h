@@ -22,6 +22,7 @@ class XceptionImpl : public BackboneImpl {
   torch::Tensor compute_features(torch::Tensor x) override;
   int64_t feature_channels() const override { return 2048; }
   std::string name() const override { return "xception"; }
+  std::string feature_layer() const override { return "act4"; }
   /// Keras' Xception weights expect x / 127.5 - 1.
   std::string normalisation() const override { return "inception"; }
   std::vector<std::string> top_prefixes() const override { return {"fc.", "head."}; }

@@ -5,6 +5,8 @@
 //   histocnn::serve::BatchingOptions opt;            // max_batch_size 32, timeout 2 ms, ...
 //   histocnn::serve::Batcher batcher([&](const torch::Tensor& x) { return predictor.predict_batch(x); }, opt);
 //   torch::Tensor p = batcher.submit(prepared).get(); // [n, classes]; throws Unavailable when full
+//   // Other work on the same model shares the queue, its capacity and its threads:
+//   auto maps = batcher.submit(prepared, "gradcam:features", explain_batch).get();
 #include <torch/types.h>
 
 #include <chrono>
@@ -14,6 +16,7 @@
 #include <functional>
 #include <future>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -42,12 +45,18 @@ class Batcher {
   /// Queues a prepared batch [n, ...]; its rows come back in order. Throws Unavailable at once
   /// when the queue is full: nothing waits for room.
   std::future<torch::Tensor> submit(torch::Tensor rows);
+  /// Queues rows for `run` instead of the batcher's own function (an explanation, say): rows of
+  /// the same `kind` are batched together, never with other kinds; they count against the same
+  /// capacity and run on the same threads.
+  std::future<torch::Tensor> submit(torch::Tensor rows, std::string kind, RunBatch run);
   /// Rows waiting in the queue.
   int64_t queued_rows() const;
 
  private:
   struct Task {
     torch::Tensor rows;
+    std::string kind;  ///< "" for run_
+    RunBatch run;      ///< empty for run_
     std::promise<torch::Tensor> result;
     std::chrono::steady_clock::time_point enqueued;
   };

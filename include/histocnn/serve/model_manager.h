@@ -12,6 +12,7 @@
 // working one: with the `latest` policy the newest version that loads is served, and the failed
 // one shows its error in status() until its model.json changes. A version is unloaded by dropping
 // the manager's reference: requests in flight keep theirs until they finish.
+#include "histocnn/inference/explain.h"
 #include "histocnn/inference/predictor.h"
 #include "histocnn/serve/batcher.h"
 #include "histocnn/serve/model_config.h"
@@ -39,6 +40,11 @@ struct LoadedVersion {
   std::unique_ptr<Batcher> batcher;  ///< null when batching is off
   /// Probabilities [n, classes] for a prepared batch, through the batcher when there is one.
   torch::Tensor predict(const torch::Tensor& prepared) const;
+  /// Class activation maps [n, h, w] at the layer's resolution (inference::class_activation_maps
+  /// without upsample) for a prepared batch, through the batcher when there is one: explanations
+  /// share its queue, capacity and threads with predictions, batched with those of the same
+  /// method, class and layer.
+  torch::Tensor explain(const torch::Tensor& prepared, inference::ExplainOptions options) const;
 };
 
 struct VersionStatus {

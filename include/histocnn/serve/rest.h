@@ -5,6 +5,8 @@
 //   histocnn::serve::RestApi api(manager, limits);
 //   auto response = api.handle({"POST", "/v1/models/idc:predict", R"({"instances": [{"b64": "..."}]})"});
 //   // response.status == 200, response.body == {"predictions": [[0.93, 0.07]]}
+//   api.handle({"POST", "/v1/models/idc:explain", R"({"instances": [{"b64": "..."}]})"});
+//   // {"explanations": [{"overlay": {"b64": "<PNG>"}}], "method": "gradcam", "layer": "features", ...}
 //
 // The contract, with examples, is docs/serving.md.
 #include "histocnn/serve/model_manager.h"
@@ -51,6 +53,7 @@ class RestApi {
  private:
   HttpResponse route(const HttpRequest& request) const;
   HttpResponse model_request(const HttpRequest& request, const std::string& rest) const;
+  HttpResponse explain(const HttpRequest& request, const LoadedVersion& loaded) const;
   HttpResponse static_file(const std::string& relative) const;
 
   ModelManager& models_;

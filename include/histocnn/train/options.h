@@ -13,7 +13,7 @@
 
 namespace histocnn::train {
 
-enum class RunOptionType { boolean, integer, number, string, path };
+enum class RunOptionType { boolean, integer, number, string, path, paths };
 
 /// One run option as the command line, Python and compare configs see it: the table in
 /// options.cpp is the one source of names, flags, help texts, defaults (RunOptions{}) and choices.
@@ -29,6 +29,11 @@ struct RunOptionSpec {
 std::vector<RunOptionSpec> run_option_specs();
 /// A command-line value as the JSON text set_run_option takes ("5" -> 5, "adam" -> "adam").
 std::string run_option_json_value(const RunOptionSpec& spec, const std::string& text);
+/// The `histocnn train` arguments that give `options` (each option that differs from its default,
+/// by its first flag), e.g. {"--epochs", "5", "--unfreeze"}. progress is left out: the environment
+/// gives it to a worker process (HISTOCNN_PROGRESS), and a worker that finds WORLD_SIZE set is one
+/// rank whatever its nproc.
+std::vector<std::string> run_option_arguments(const RunOptions& options);
 
 /// Throws std::invalid_argument naming the option and its allowed values when the table lists
 /// choices for `name` and `value` is not one of them.

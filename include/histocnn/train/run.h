@@ -3,7 +3,7 @@
 // `histocnn demo` and `histocnn.Trainer(...).fit()`.
 //
 //   histocnn::train::RunOptions opt;
-//   opt.data_dir = "data/idc";                 // Kaggle layout, scanned
+//   opt.data_dirs = {"data/idc"};              // Kaggle layout, scanned (several folders are joined)
 //   opt.weights = "mobilenet_v2.safetensors";  // pretrained backbone ("" = from scratch)
 //   opt.image_size = 96;
 //   auto result = histocnn::train::run_training(opt);
@@ -29,7 +29,8 @@
 namespace histocnn::train {
 
 struct RunOptions {
-  std::filesystem::path data_dir;   ///< a folder in the Kaggle layout (scanned), or
+  /// Folders in the Kaggle layout, scanned and joined (a patient id may appear in only one), or
+  std::vector<std::filesystem::path> data_dirs;
   std::filesystem::path manifest;   ///< a manifest CSV (its split column is used when filled)
   std::filesystem::path output_dir = "runs";
   std::string name;                 ///< run folder name; default <backbone>-<head>-<hash of the options>
@@ -43,12 +44,19 @@ struct RunOptions {
   double threshold = 0.5;           ///< decision threshold when threshold_method is "fixed"
   /// "fixed", or chosen on the validation split: "youden" (max sensitivity + specificity) or
   /// "sensitivity" (the highest threshold reaching target_sensitivity).
-  std::string threshold_method = "fixed";
+  /// Youden by default: at 0.5 a model trained on balanced classes is mis-calibrated for unseen
+  /// patients (it found fewer than half of their positive patches while missing few negatives).
+  std::string threshold_method = "youden";
   double target_sensitivity = 0.9;
   /// Robustness: the test split is evaluated a second time restained per patient with this
   /// haematoxylin-eosin jitter sigma (data::PatchDataset::with_stain_shift), as patients from other
   /// labs would look. 0.1 is about Tellez et al.'s "HED-strong" range; 0 turns it off.
   double stain_shift = 0.1;
+  /// Stain normalisation stored in the bundle's preprocessing: "none", "reinhard" or "macenko",
+  /// fitted to stain_reference (an image) or, when that is empty, to patches of the training split.
+  std::string stain_normalise = "none";
+  std::string stain_fit = "patch";  ///< source statistics per "patch" or per "slide" (patient)
+  std::filesystem::path stain_reference;
   bool tensorboard = true;          ///< write TensorBoard scalars to <run>/tensorboard
   bool wait_for_lock = false;       ///< another process writing the run folder: wait (else stop, naming it)
   std::vector<std::shared_ptr<Callback>> callbacks;  ///< extra callbacks (not part of the options)
@@ -95,6 +103,9 @@ RunModel build_run_model(const RunOptions& options);
 std::string default_run_name(const RunOptions& options);
 
 /// Loads a data folder or manifest CSV as RunOptions describes; scanning reports rejected files.
+data::Manifest load_patch_manifest(const std::vector<std::filesystem::path>& data_dirs,
+                                   const std::filesystem::path& manifest);
+/// One folder (or none: "").
 data::Manifest load_patch_manifest(const std::filesystem::path& data_dir, const std::filesystem::path& manifest);
 
 }  // namespace histocnn::train

@@ -62,6 +62,11 @@ struct TrainerOptions {
   bool restore_best = true;      ///< end with the weights of the best validation AUC epoch
   std::string checkpoint_dir;    ///< "" = no checkpoints; else resume from and save to this folder
   bool progress = progress_enabled_by_default();  ///< progress bars on stderr (HISTOCNN_PROGRESS=0: off)
+  /// Data-parallel training (train/distributed.h). fit() joins the job its environment describes
+  /// (WORLD_SIZE > 1); nproc > 1 makes run_training start that many local workers.
+  int nproc = 1;
+  std::string dist_backend = "auto";  ///< auto | gloo | nccl
+  double dist_timeout = 1800;         ///< seconds a rank waits for the others
 
   void validate() const;
   std::string to_json() const;

@@ -229,7 +229,7 @@ TEST_CASE("Every bad request gets TF Serving's status code and a message that sa
       {"/v1/models/idc:predict", R"({"instances": [[[[1, 2, 3]], [[1, 2, 3], [4, 5, 6]]]]})", 400, "row"},
       {"/v1/models/idc:predict", R"({"signature_name": "other", "instances": [)" + ok + "]}", 400, "signature"},
       {"/v1/models/idc/labels/nope:predict", R"({"instances": [)" + ok + "]}", 400, "Unrecognized servable version label"},
-      {"/v1/models/idc:regress", R"({"instances": [)" + ok + "]}", 400, ":predict or :classify"},
+      {"/v1/models/idc:regress", R"({"instances": [)" + ok + "]}", 400, ":predict, :classify or :explain"},
       {"/v1/models/other:predict", R"({"instances": [)" + ok + "]}", 404, "Servable not found"},
       {"/v1/models/idc/versions/7:predict", R"({"instances": [)" + ok + "]}", 404, "Specific(idc, 7)"},
       {"/v1/models/idc/versions/x:predict", R"({"instances": [)" + ok + "]}", 400, "not a version number"},

@@ -42,9 +42,9 @@ TEST_CASE("Every option reads back what was set, and the defaults are the struct
   // Round trip: for every option, a value other than the default is set and read back.
   const std::map<std::string, std::string> strings = {
       {"augment", "\"histology\""}, {"optimizer", "\"adam\""}, {"schedule", "\"cosine\""},
-      {"head", "\"lstm\""}, {"backbone", "\"simple_cnn\""}, {"threshold_method", "\"youden\""},
+      {"head", "\"lstm\""}, {"backbone", "\"simple_cnn\""}, {"threshold_method", "\"sensitivity\""}, {"dist_backend", "\"gloo\""},
       {"class_weight", "\"balanced\""}, {"sampler", "\"balanced\""}, {"mixed_precision", "\"bf16\""},
-      {"normalisation", "\"caffe\""}};
+      {"normalisation", "\"caffe\""}, {"stain_normalise", "\"macenko\""}, {"stain_fit", "\"slide\""}};
   for (const auto& name : train::run_option_names()) {
     INFO(name);
     const auto before = nlohmann::json::parse(train::get_run_option(defaults, name));
@@ -68,7 +68,7 @@ TEST_CASE("Every option reads back what was set, and the defaults are the struct
 
 TEST_CASE("Run options are checked before any data is read, and contradictions are refused", "[train]") {
   train::RunOptions o;
-  o.data_dir = "/nonexistent/folder/never/scanned";
+  o.data_dirs = {"/nonexistent/folder/never/scanned"};
   o.image_size = 0;
   CHECK_THROWS_WITH(train::run_training(o), Catch::Contains("image_size"));
   o.image_size = 50;
@@ -160,7 +160,7 @@ TEST_CASE("The study preset is the recipe as written, and options given after it
   CHECK(o.balance_per_class == 2500);
   CHECK_FALSE(o.trainer.augment.enabled);
   CHECK_FALSE(o.split.by_patch);  // the honest split stays
-  o.data_dir = "patches";
+  o.data_dirs = {"patches"};
   o.validate();
   CHECK_THROWS_WITH(train::apply_run_preset(o, "keras"), Catch::Contains("unknown preset 'keras'") &&
                                                              Catch::Contains("study"));

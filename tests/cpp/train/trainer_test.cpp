@@ -35,7 +35,7 @@ train::RunOptions small_run(const test::TempDir& dir, int epochs) {
   synth.seed = 11;
   if (!std::filesystem::exists(dir / "data")) data::generate_synthetic(dir / "data", synth);
   train::RunOptions run;
-  run.data_dir = dir / "data";
+  run.data_dirs = {dir / "data"};
   run.output_dir = dir / "runs";
   run.name = "small";
   run.image_size = 50;
@@ -233,12 +233,12 @@ TEST_CASE("Trainer options and data are checked before any work", "[train]") {
 
   test::TempDir dir;
   train::RunOptions run;
-  run.data_dir = dir / "does-not-exist";
+  run.data_dirs = {dir / "does-not-exist"};
   CHECK_THROWS_WITH(train::run_training(run), Catch::Contains("does-not-exist"));
   std::filesystem::create_directories(dir / "empty");
-  run.data_dir = dir / "empty";
+  run.data_dirs = {dir / "empty"};
   CHECK_THROWS_WITH(train::run_training(run), Catch::Contains("empty"));
-  run.data_dir.clear();
+  run.data_dirs.clear();
   CHECK_THROWS_WITH(train::run_training(run), Catch::Contains("no data given"));
 }
 

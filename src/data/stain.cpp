@@ -1,0 +1,413 @@
+#include "histocnn/data/stain.h"
+
+#include "histocnn/core/error.h"
+#include "histocnn/io/image.h"
+
+#include <nlohmann/json.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include <algorithm>
+#include <cmath>
+
+namespace histocnn::data {
+
+namespace {
+
+using json = nlohmann::json;
+
+// Macenko's constants: the optical density below which a pixel counts as background (beta, taken
+// as the length of the OD vector: requiring it of every channel, as some code does, drops pale
+// eosin, whose red OD is small), and the angle percentile that picks the purest stain directions.
+constexpr double kBeta = 0.15;
+constexpr double kAlphaPercent = 1.0;
+constexpr double kMaxPercent = 99.0;
+// Fewer pixels than these give no statistics worth trusting.
+constexpr int64_t kMinReinhardPixels = 16;
+constexpr int64_t kMinTissuePixels = 32;
+// Stain directions closer than this (radians) are one stain seen twice.
+constexpr double kMinStainAngle = 0.1;
+// A stain's concentration scale is bounded, so a patch with almost none of one stain does not
+// blow its noise up.
+constexpr double kMinScale = 0.1, kMaxScale = 10.0;
+
+bool is_white(const cv::Vec3b& p) { return p[0] == 255 && p[1] == 255 && p[2] == 255; }
+
+void check_rgb(const cv::Mat& rgb, const char* what) {
+  HISTOCNN_CHECK(!rgb.empty() && rgb.type() == CV_8UC3, "{} expects RGB uint8 images (HxWx3); got {} channels of "
+                 "depth {}", what, rgb.channels(), rgb.depth());
+}
+
+const std::array<double, 256>& od_table() {
+  static const std::array<double, 256> table = [] {
+    std::array<double, 256> t{};
+    for (int v = 0; v < 256; ++v) t[v] = -std::log((v + 1.0) / 256.0);
+    return t;
+  }();
+  return table;
+}
+
+cv::Mat to_lab(const cv::Mat& rgb) {
+  cv::Mat f, lab;
+  rgb.convertTo(f, CV_32FC3, 1.0 / 255.0);
+  cv::cvtColor(f, lab, cv::COLOR_RGB2Lab);
+  return lab;
+}
+
+// Linear interpolation between order statistics (numpy's default percentile). Reorders `v`.
+double percentile(std::vector<double>& v, double p) {
+  const double pos = p / 100.0 * static_cast<double>(v.size() - 1);
+  const size_t lo = static_cast<size_t>(std::floor(pos));
+  std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(lo), v.end());
+  const double a = v[lo];
+  if (lo + 1 >= v.size()) return a;
+  const double b = *std::min_element(v.begin() + static_cast<std::ptrdiff_t>(lo) + 1, v.end());
+  return a + (pos - static_cast<double>(lo)) * (b - a);
+}
+
+StainStats reinhard_stats(const std::vector<cv::Mat>& images) {
+  StainStats s;
+  s.method = StainMethod::reinhard;
+  double sum[3] = {0, 0, 0}, sq[3] = {0, 0, 0};
+  int64_t n = 0;
+  for (const auto& rgb : images) {
+    check_rgb(rgb, "stain statistics");
+    const cv::Mat lab = to_lab(rgb);
+    for (int y = 0; y < rgb.rows; ++y) {
+      const auto* src = rgb.ptr<cv::Vec3b>(y);
+      const auto* l = lab.ptr<cv::Vec3f>(y);
+      for (int x = 0; x < rgb.cols; ++x) {
+        if (is_white(src[x])) continue;
+        for (int c = 0; c < 3; ++c) {
+          sum[c] += l[x][c];
+          sq[c] += static_cast<double>(l[x][c]) * l[x][c];
+        }
+        ++n;
+      }
+    }
+  }
+  if (n < kMinReinhardPixels) return s;
+  for (int c = 0; c < 3; ++c) {
+    s.lab_mean[c] = sum[c] / n;
+    s.lab_std[c] = std::sqrt(std::max(0.0, sq[c] / n - s.lab_mean[c] * s.lab_mean[c]));
+  }
+  s.pixels = n;
+  return s;
+}
+
+// The optical densities of the tissue pixels (|OD| >= beta), as rows of 3.
+std::vector<std::array<double, 3>> tissue_densities(const std::vector<cv::Mat>& images) {
+  const auto& od = od_table();
+  std::vector<std::array<double, 3>> out;
+  for (const auto& rgb : images) {
+    check_rgb(rgb, "stain statistics");
+    for (int y = 0; y < rgb.rows; ++y) {
+      const auto* src = rgb.ptr<cv::Vec3b>(y);
+      for (int x = 0; x < rgb.cols; ++x) {
+        const std::array<double, 3> d = {od[src[x][0]], od[src[x][1]], od[src[x][2]]};
+        if (d[0] * d[0] + d[1] * d[1] + d[2] * d[2] >= kBeta * kBeta) out.push_back(d);
+      }
+    }
+  }
+  return out;
+}
+
+// The 2x3 least-squares inverse of the 3x2 matrix [h e]: (M^T M)^-1 M^T. False when singular.
+bool stain_pseudo_inverse(const std::array<double, 3>& h, const std::array<double, 3>& e, double p[2][3]) {
+  double hh = 0, he = 0, ee = 0;
+  for (int c = 0; c < 3; ++c) {
+    hh += h[c] * h[c];
+    he += h[c] * e[c];
+    ee += e[c] * e[c];
+  }
+  const double det = hh * ee - he * he;
+  if (det < 1e-9) return false;
+  for (int c = 0; c < 3; ++c) {
+    p[0][c] = (ee * h[c] - he * e[c]) / det;
+    p[1][c] = (hh * e[c] - he * h[c]) / det;
+  }
+  return true;
+}
+
+// Macenko's stain vectors and maximum concentrations. `fallback` (the reference) lends its stain
+// vectors when the pixels' two stains cannot be told apart; without one such pixels give no fit.
+StainStats macenko_stats(const std::vector<std::array<double, 3>>& od, const StainStats* fallback) {
+  StainStats s;
+  s.method = StainMethod::macenko;
+  const int64_t n = static_cast<int64_t>(od.size());
+  if (n < kMinTissuePixels) return s;
+  // The plane of the two largest singular directions of the OD matrix (eigenvectors of OD^T OD).
+  cv::Matx33d m = cv::Matx33d::zeros();
+  cv::Vec3d mean(0, 0, 0);
+  for (const auto& d : od) {
+    for (int i = 0; i < 3; ++i) {
+      mean[i] += d[i];
+      for (int j = 0; j < 3; ++j) m(i, j) += d[i] * d[j];
+    }
+  }
+  cv::Mat values, vectors;
+  cv::eigen(cv::Mat(m * (1.0 / n)), values, vectors);  // rows, by decreasing eigenvalue
+  cv::Vec3d e1(vectors.at<double>(0, 0), vectors.at<double>(0, 1), vectors.at<double>(0, 2));
+  cv::Vec3d e2(vectors.at<double>(1, 0), vectors.at<double>(1, 1), vectors.at<double>(1, 2));
+  // Densities lie in the positive octant: point e1 into it, so angles stay within (-pi/2, pi/2).
+  if (e1.dot(mean) < 0) e1 = -e1;
+  std::vector<double> phi;
+  phi.reserve(od.size());
+  for (const auto& d : od) {
+    const cv::Vec3d v(d[0], d[1], d[2]);
+    phi.push_back(std::atan2(v.dot(e2), v.dot(e1)));
+  }
+  const double lo = percentile(phi, kAlphaPercent), hi = percentile(phi, 100.0 - kAlphaPercent);
+  std::array<double, 3> a{}, b{};
+  for (int c = 0; c < 3; ++c) {
+    a[c] = std::cos(lo) * e1[c] + std::sin(lo) * e2[c];
+    b[c] = std::cos(hi) * e1[c] + std::sin(hi) * e2[c];
+  }
+  double p[2][3];
+  if (hi - lo >= kMinStainAngle && stain_pseudo_inverse(a, b, p)) {
+    // Haematoxylin absorbs more red than eosin does.
+    s.haematoxylin = a[0] > b[0] ? a : b;
+    s.eosin = a[0] > b[0] ? b : a;
+  } else if (fallback != nullptr) {
+    s.haematoxylin = fallback->haematoxylin;
+    s.eosin = fallback->eosin;
+    s.borrowed_vectors = true;
+  } else {
+    return s;
+  }
+  if (!stain_pseudo_inverse(s.haematoxylin, s.eosin, p)) return StainStats{StainMethod::macenko};
+  std::vector<double> ch(od.size()), ce(od.size());
+  for (size_t i = 0; i < od.size(); ++i) {
+    ch[i] = p[0][0] * od[i][0] + p[0][1] * od[i][1] + p[0][2] * od[i][2];
+    ce[i] = p[1][0] * od[i][0] + p[1][1] * od[i][1] + p[1][2] * od[i][2];
+  }
+  s.max_concentration = {percentile(ch, kMaxPercent), percentile(ce, kMaxPercent)};
+  if (!(s.max_concentration[0] > 1e-6 && s.max_concentration[1] > 1e-6)) {
+    if (fallback == nullptr) return StainStats{StainMethod::macenko};
+    // Not even a trace of one stain: its scale stays 1.
+    for (int k = 0; k < 2; ++k) {
+      if (!(s.max_concentration[k] > 1e-6)) s.max_concentration[k] = fallback->max_concentration[k];
+    }
+  }
+  s.pixels = n;
+  return s;
+}
+
+StainStats fit_stats(StainMethod method, const std::vector<cv::Mat>& rgb, const StainStats* fallback) {
+  if (method == StainMethod::reinhard) return reinhard_stats(rgb);
+  return macenko_stats(tissue_densities(rgb), fallback);
+}
+
+cv::Mat normalise_reinhard(const cv::Mat& rgb, const StainStats& source, const StainStats& target) {
+  double scale[3], shift[3];
+  for (int c = 0; c < 3; ++c) {
+    scale[c] = source.lab_std[c] > 1e-6 ? target.lab_std[c] / source.lab_std[c] : 1.0;
+    shift[c] = target.lab_mean[c] - source.lab_mean[c] * scale[c];
+  }
+  cv::Mat lab = to_lab(rgb);
+  for (int y = 0; y < lab.rows; ++y) {
+    auto* l = lab.ptr<cv::Vec3f>(y);
+    for (int x = 0; x < lab.cols; ++x) {
+      for (int c = 0; c < 3; ++c) l[x][c] = static_cast<float>(l[x][c] * scale[c] + shift[c]);
+    }
+  }
+  cv::Mat back, out;
+  cv::cvtColor(lab, back, cv::COLOR_Lab2RGB);
+  back.convertTo(out, CV_8UC3, 255.0);
+  for (int y = 0; y < rgb.rows; ++y) {
+    const auto* src = rgb.ptr<cv::Vec3b>(y);
+    auto* dst = out.ptr<cv::Vec3b>(y);
+    for (int x = 0; x < rgb.cols; ++x) {
+      if (is_white(src[x])) dst[x] = src[x];
+    }
+  }
+  return out;
+}
+
+cv::Mat normalise_macenko(const cv::Mat& rgb, const StainStats& source, const StainStats& target) {
+  double p[2][3];
+  HISTOCNN_CHECK(stain_pseudo_inverse(source.haematoxylin, source.eosin, p),
+                 "the source stain vectors are parallel; refit the source statistics");
+  double scale[2];
+  for (int k = 0; k < 2; ++k) {
+    scale[k] = std::clamp(target.max_concentration[k] / source.max_concentration[k], kMinScale, kMaxScale);
+  }
+  // od' = [h_t e_t] diag(scale) P_s od: one 3x3 matrix per source.
+  double t[3][3];
+  for (int c = 0; c < 3; ++c) {
+    for (int j = 0; j < 3; ++j) {
+      t[c][j] = target.haematoxylin[c] * scale[0] * p[0][j] + target.eosin[c] * scale[1] * p[1][j];
+    }
+  }
+  const auto& od = od_table();
+  cv::Mat out(rgb.size(), CV_8UC3);
+  for (int y = 0; y < rgb.rows; ++y) {
+    const auto* src = rgb.ptr<cv::Vec3b>(y);
+    auto* dst = out.ptr<cv::Vec3b>(y);
+    for (int x = 0; x < rgb.cols; ++x) {
+      if (is_white(src[x])) {
+        dst[x] = src[x];
+        continue;
+      }
+      const double d[3] = {od[src[x][0]], od[src[x][1]], od[src[x][2]]};
+      for (int c = 0; c < 3; ++c) {
+        const double o = t[c][0] * d[0] + t[c][1] * d[1] + t[c][2] * d[2];
+        dst[x][c] = cv::saturate_cast<uint8_t>(256.0 * std::exp(-o) - 1.0);
+      }
+    }
+  }
+  return out;
+}
+
+json array_json(const std::array<double, 3>& a) { return json::array({a[0], a[1], a[2]}); }
+
+}  // namespace
+
+StainMethod parse_stain_method(const std::string& name) {
+  if (name == "reinhard") return StainMethod::reinhard;
+  if (name == "macenko") return StainMethod::macenko;
+  HISTOCNN_FAIL("unknown stain normalisation '{}'; use reinhard or macenko (or none for no normalisation)", name);
+}
+
+std::string stain_method_name(StainMethod method) {
+  return method == StainMethod::reinhard ? "reinhard" : "macenko";
+}
+
+StainFit parse_stain_fit(const std::string& name) {
+  if (name == "patch") return StainFit::patch;
+  if (name == "slide") return StainFit::slide;
+  HISTOCNN_FAIL("unknown stain fit '{}'; use patch (each patch's own statistics) or slide (one set per slide, "
+                "patient or request)", name);
+}
+
+std::string stain_fit_name(StainFit fit) { return fit == StainFit::patch ? "patch" : "slide"; }
+
+std::string StainStats::to_json() const {
+  json j = {{"method", stain_method_name(method)}, {"pixels", pixels}};
+  if (method == StainMethod::reinhard) {
+    j["lab_mean"] = array_json(lab_mean);
+    j["lab_std"] = array_json(lab_std);
+  } else {
+    j["haematoxylin"] = array_json(haematoxylin);
+    j["eosin"] = array_json(eosin);
+    j["max_concentration"] = json::array({max_concentration[0], max_concentration[1]});
+    if (borrowed_vectors) j["borrowed_vectors"] = true;
+  }
+  return j.dump();
+}
+
+StainStats StainStats::from_json(const std::string& text) {
+  json j;
+  try {
+    j = json::parse(text);
+  } catch (const std::exception& e) {
+    HISTOCNN_FAIL("stain statistics are not valid JSON: {}", e.what());
+  }
+  StainStats s;
+  try {
+    s.method = parse_stain_method(j.at("method").get<std::string>());
+    s.pixels = j.at("pixels").get<int64_t>();
+    if (s.method == StainMethod::reinhard) {
+      s.lab_mean = j.at("lab_mean").get<std::array<double, 3>>();
+      s.lab_std = j.at("lab_std").get<std::array<double, 3>>();
+    } else {
+      s.haematoxylin = j.at("haematoxylin").get<std::array<double, 3>>();
+      s.eosin = j.at("eosin").get<std::array<double, 3>>();
+      s.max_concentration = j.at("max_concentration").get<std::array<double, 2>>();
+      s.borrowed_vectors = j.value("borrowed_vectors", false);
+    }
+  } catch (const json::exception& e) {
+    HISTOCNN_FAIL("stain statistics lack a field or have a wrong type ({}); expected method, pixels and "
+                  "lab_mean/lab_std (reinhard) or haematoxylin/eosin/max_concentration (macenko)", e.what());
+  }
+  return s;
+}
+
+StainStats fit_stain_stats(StainMethod method, const std::vector<cv::Mat>& rgb) {
+  return fit_stats(method, rgb, nullptr);
+}
+
+StainNormaliser::StainNormaliser(StainStats target, StainFit fit) : target_(std::move(target)), fit_(fit) {
+  HISTOCNN_CHECK(target_.fitted(), "a stain normaliser needs fitted reference statistics (the reference had too "
+                 "little tissue); choose a reference with tissue of both stains");
+  if (target_.method == StainMethod::macenko) {
+    double p[2][3];
+    HISTOCNN_CHECK(stain_pseudo_inverse(target_.haematoxylin, target_.eosin, p) &&
+                       target_.max_concentration[0] > 0 && target_.max_concentration[1] > 0,
+                   "the reference's Macenko statistics are degenerate (parallel stain vectors or no stain); "
+                   "choose a reference with both haematoxylin and eosin");
+  }
+}
+
+StainNormaliser StainNormaliser::fit(StainMethod method, const std::vector<cv::Mat>& reference, StainFit fit) {
+  HISTOCNN_CHECK(!reference.empty(), "stain normalisation needs at least one reference image");
+  StainStats target = fit_stats(method, reference, nullptr);
+  HISTOCNN_CHECK(target.fitted(), "the {} reference ({} image(s)) has too little tissue{} to fit; choose images "
+                 "with stained tissue", stain_method_name(method), reference.size(),
+                 method == StainMethod::macenko ? " or only one stain" : "");
+  return StainNormaliser(std::move(target), fit);
+}
+
+StainStats StainNormaliser::source_stats(const std::vector<cv::Mat>& rgb) const {
+  return fit_stats(target_.method, rgb, &target_);
+}
+
+cv::Mat StainNormaliser::normalise(const cv::Mat& rgb) const { return normalise(rgb, source_stats({rgb})); }
+
+cv::Mat StainNormaliser::normalise(const cv::Mat& rgb, const StainStats& source) const {
+  check_rgb(rgb, "stain normalisation");
+  HISTOCNN_CHECK(source.method == target_.method, "source statistics are {} but the normaliser is {}",
+                 stain_method_name(source.method), stain_method_name(target_.method));
+  if (!source.fitted()) return rgb.clone();
+  return target_.method == StainMethod::reinhard ? normalise_reinhard(rgb, source, target_)
+                                                 : normalise_macenko(rgb, source, target_);
+}
+
+std::vector<cv::Mat> StainNormaliser::normalise_group(const std::vector<cv::Mat>& rgb) const {
+  const StainStats source = source_stats(rgb);
+  std::vector<cv::Mat> out;
+  out.reserve(rgb.size());
+  for (const auto& img : rgb) out.push_back(normalise(img, source));
+  return out;
+}
+
+std::string StainNormaliser::to_json() const {
+  json j = {{"method", stain_method_name(target_.method)},
+            {"fit", stain_fit_name(fit_)},
+            {"target", json::parse(target_.to_json())}};
+  return j.dump();
+}
+
+StainNormaliser StainNormaliser::from_json(const std::string& text) {
+  json j;
+  try {
+    j = json::parse(text);
+  } catch (const std::exception& e) {
+    HISTOCNN_FAIL("stain normaliser is not valid JSON: {}", e.what());
+  }
+  HISTOCNN_CHECK(j.is_object() && j.contains("target") && j.contains("method") && j["method"].is_string(),
+                 "stain normaliser JSON needs method, fit and target; got {}", j.dump());
+  parse_stain_method(j["method"].get<std::string>());  // names an unknown method before anything else
+  StainStats target = StainStats::from_json(j["target"].dump());
+  HISTOCNN_CHECK(stain_method_name(target.method) == j["method"].get<std::string>(),
+                 "stain normaliser JSON: method '{}' but its target holds {} statistics", j["method"].dump(),
+                 stain_method_name(target.method));
+  return StainNormaliser(std::move(target), parse_stain_fit(j.value("fit", std::string("patch"))));
+}
+
+StainNormaliser fit_stain_reference(StainMethod method, StainFit fit, const Manifest& manifest,
+                                    const std::filesystem::path& reference, int max_patches) {
+  if (!reference.empty()) {
+    HISTOCNN_CHECK_FOUND(std::filesystem::exists(reference), "stain reference image '{}' does not exist",
+                         reference.string());
+    return StainNormaliser::fit(method, {io::read_image_rgb(reference)}, fit);
+  }
+  HISTOCNN_CHECK(max_patches > 0, "max_patches must be positive, got {}", max_patches);
+  HISTOCNN_CHECK(manifest.size() > 0, "no patches to fit the stain reference on; give a reference image instead");
+  const size_t n = manifest.size(), take = std::min(n, static_cast<size_t>(max_patches));
+  std::vector<cv::Mat> images;
+  images.reserve(take);
+  for (size_t k = 0; k < take; ++k) images.push_back(io::read_image_rgb(manifest.absolute_path(k * n / take)));
+  return StainNormaliser::fit(method, images, fit);
+}
+
+}  // namespace histocnn::data

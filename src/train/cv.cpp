@@ -1,0 +1,331 @@
+#include "histocnn/train/cv.h"
+
+#include "histocnn/core/error.h"
+#include "histocnn/core/log.h"
+#include "histocnn/data/balance.h"
+#include "histocnn/data/split.h"
+#include "histocnn/inference/evaluate.h"
+#include "histocnn/io/atomic_file.h"
+#include "histocnn/metrics/binary.h"
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <map>
+#include <numeric>
+#include <random>
+#include <set>
+
+namespace histocnn::train {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+void CrossValidationOptions::validate() const {
+  run.validate();
+  HISTOCNN_CHECK(folds >= 2 && folds <= 50, "folds must be in [2, 50], got {}", folds);
+  for (int k : only_folds) {
+    HISTOCNN_CHECK(k >= 1 && k <= folds, "fold {} is not one of 1..{}", k, folds);
+  }
+  for (double s : stain_shifts) {
+    HISTOCNN_CHECK(s > 0 && s <= 1, "stain shift sigmas must be in (0, 1], got {}", s);
+  }
+  HISTOCNN_CHECK(!name.empty() && name.find('/') == std::string::npos, "cv name must be a plain folder name, got '{}'",
+                 name);
+}
+
+std::vector<std::pair<std::string, int>> assign_patient_folds(const data::Manifest& m, int folds, uint64_t seed) {
+  std::map<std::string, int64_t> patches;
+  for (const auto& r : m.rows()) ++patches[r.patient];
+  HISTOCNN_CHECK(static_cast<int64_t>(patches.size()) >= folds,
+                 "{} patients cannot fill {} folds: every fold needs a test patient; use fewer folds", patches.size(),
+                 folds);
+  std::vector<std::string> order;
+  for (const auto& [p, n] : patches) order.push_back(p);
+  std::mt19937_64 rng(seed);
+  std::shuffle(order.begin(), order.end(), rng);
+  // Larger patients first (by powers of two of their patch count, in the shuffled order within
+  // one), each to the emptiest fold: folds of about equal size whatever mix of complete and
+  // sampled patients there is, and a seed that still decides who meets whom.
+  auto magnitude = [&](const std::string& p) { return static_cast<int>(std::log2(static_cast<double>(patches[p]))); };
+  std::stable_sort(order.begin(), order.end(),
+                   [&](const std::string& a, const std::string& b) { return magnitude(a) > magnitude(b); });
+  std::vector<int64_t> size(folds, 0);
+  std::vector<std::pair<std::string, int>> out;
+  for (const auto& p : order) {
+    const int k = static_cast<int>(std::min_element(size.begin(), size.end()) - size.begin());
+    size[k] += patches[p];
+    out.emplace_back(p, k + 1);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+namespace {
+
+// The data folders' names by the prefix their rows' paths have in the joined manifest (empty when
+// there is one folder, or a manifest).
+std::vector<std::pair<std::string, std::string>> folder_groups(const CrossValidationOptions& o, const fs::path& root) {
+  std::vector<std::pair<std::string, std::string>> groups;
+  if (!o.run.manifest.empty() || o.run.data_dirs.size() < 2) return groups;
+  for (const auto& dir : o.run.data_dirs) {
+    const fs::path abs = fs::absolute(dir).lexically_normal();
+    const std::string name = (abs.has_filename() ? abs : abs.parent_path()).filename().string();
+    groups.emplace_back(abs.lexically_relative(fs::absolute(root).lexically_normal()).generic_string() + "/", name);
+  }
+  return groups;
+}
+
+std::string group_of(const data::PatchRecord& r, const std::vector<std::pair<std::string, std::string>>& groups) {
+  for (const auto& [prefix, name] : groups) {
+    if (r.path.rfind(prefix, 0) == 0) return name;
+  }
+  return "all";
+}
+
+double median(std::vector<double> v) {
+  if (v.empty()) return std::nan("");
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+FoldScore score(const data::Manifest& test, const inference::Predictions& pred, double threshold,
+                const std::vector<size_t>& rows, double sigma, const std::string& group) {
+  FoldScore s;
+  s.stain_shift = sigma;
+  s.group = group;
+  std::vector<int> y;
+  std::vector<double> p;
+  std::map<std::string, std::pair<std::vector<int>, std::vector<double>>> by_patient;
+  for (size_t i : rows) {
+    y.push_back(pred.labels[i]);
+    p.push_back(pred.p_positive[i]);
+    auto& bp = by_patient[test.rows()[i].patient];
+    bp.first.push_back(pred.labels[i]);
+    bp.second.push_back(pred.p_positive[i]);
+  }
+  const auto m = metrics::evaluate_binary(y, p, threshold);
+  s.patches = static_cast<int64_t>(rows.size());
+  s.patients = static_cast<int64_t>(by_patient.size());
+  s.roc_auc = m.roc_auc;
+  s.sensitivity = m.recall;
+  s.specificity = m.specificity;
+  s.balanced_accuracy = 0.5 * (m.recall + m.specificity);
+  std::vector<double> aucs;
+  for (const auto& [patient, yp] : by_patient) {
+    const auto positives = std::count(yp.first.begin(), yp.first.end(), 1);
+    if (positives > 0 && positives < static_cast<int64_t>(yp.first.size())) aucs.push_back(metrics::roc_auc(yp.first, yp.second));
+  }
+  s.median_patient_auc = median(aucs);
+  return s;
+}
+
+json score_json(const FoldScore& s) {
+  auto num = [](double v) { return std::isfinite(v) ? json(v) : json(nullptr); };
+  return {{"stain_shift", s.stain_shift}, {"group", s.group},           {"patches", s.patches},
+          {"patients", s.patients},       {"roc_auc", num(s.roc_auc)},  {"balanced_accuracy", num(s.balanced_accuracy)},
+          {"sensitivity", num(s.sensitivity)}, {"specificity", num(s.specificity)},
+          {"median_patient_auc", num(s.median_patient_auc)}};
+}
+
+json fold_json(const FoldResult& f) {
+  json j = {{"fold", f.fold}, {"run_dir", f.run_dir.string()}, {"threshold", f.threshold}, {"seconds", f.seconds},
+            {"scores", json::array()}};
+  for (const auto& s : f.scores) j["scores"].push_back(score_json(s));
+  return j;
+}
+
+FoldResult fold_from_json(const json& j) {
+  auto num = [](const json& v) { return v.is_null() ? std::nan("") : v.get<double>(); };
+  FoldResult f;
+  f.fold = j.at("fold").get<int>();
+  f.run_dir = j.at("run_dir").get<std::string>();
+  f.threshold = j.at("threshold").get<double>();
+  f.seconds = j.at("seconds").get<double>();
+  for (const auto& s : j.at("scores")) {
+    FoldScore score;
+    score.stain_shift = s.at("stain_shift").get<double>();
+    score.group = s.at("group").get<std::string>();
+    score.patches = s.at("patches").get<int64_t>();
+    score.patients = s.at("patients").get<int64_t>();
+    score.roc_auc = num(s.at("roc_auc"));
+    score.balanced_accuracy = num(s.at("balanced_accuracy"));
+    score.sensitivity = num(s.at("sensitivity"));
+    score.specificity = num(s.at("specificity"));
+    score.median_patient_auc = num(s.at("median_patient_auc"));
+    f.scores.push_back(std::move(score));
+  }
+  return f;
+}
+
+std::string sigma_name(double sigma) { return sigma == 0 ? std::string("as stained") : fmt::format("restained {:g}", sigma); }
+
+// Mean +- sample sd over the folds, per (sigma, group), then one line per fold.
+std::string summarize(const std::vector<FoldResult>& folds, int total_folds) {
+  std::map<std::pair<double, std::string>, std::vector<const FoldScore*>> cells;
+  for (const auto& f : folds) {
+    for (const auto& s : f.scores) cells[{s.stain_shift, s.group}].push_back(&s);
+  }
+  auto mean_sd = [](const std::vector<double>& v) {
+    std::vector<double> finite;
+    for (double x : v) {
+      if (std::isfinite(x)) finite.push_back(x);
+    }
+    if (finite.empty()) return std::string("n/a");
+    const double mean = std::accumulate(finite.begin(), finite.end(), 0.0) / finite.size();
+    double ss = 0;
+    for (double x : finite) ss += (x - mean) * (x - mean);
+    const double sd = finite.size() > 1 ? std::sqrt(ss / (finite.size() - 1)) : 0.0;
+    return fmt::format("{:.3f} +- {:.3f}", mean, sd);
+  };
+  std::string out = fmt::format("Leave-patients-out cross-validation: {} of {} folds, patch-level metrics on each fold's "
+                                "unseen test patients (mean +- sd over folds)\n\n",
+                                folds.size(), total_folds);
+  out += "| test patients | group | ROC-AUC | balanced accuracy | sensitivity | specificity | median per-patient AUC |\n";
+  out += "|---|---|---:|---:|---:|---:|---:|\n";
+  for (const auto& [key, scores] : cells) {
+    std::vector<double> auc, bal, sens, spec, med;
+    for (const auto* s : scores) {
+      auc.push_back(s->roc_auc);
+      bal.push_back(s->balanced_accuracy);
+      sens.push_back(s->sensitivity);
+      spec.push_back(s->specificity);
+      med.push_back(s->median_patient_auc);
+    }
+    out += fmt::format("| {} | {} | {} | {} | {} | {} | {} |\n", sigma_name(key.first), key.second, mean_sd(auc),
+                       mean_sd(bal), mean_sd(sens), mean_sd(spec), mean_sd(med));
+  }
+  out += "\n| fold | test patients | test patches | threshold | AUC as stained |";
+  std::set<double> sigmas;
+  for (const auto& [key, scores] : cells) {
+    if (key.first > 0) sigmas.insert(key.first);
+  }
+  for (double s : sigmas) out += fmt::format(" AUC {} |", sigma_name(s));
+  out += " minutes |\n|---:|---:|---:|---:|---:|";
+  for (size_t i = 0; i < sigmas.size(); ++i) out += "---:|";
+  out += "---:|\n";
+  for (const auto& f : folds) {
+    auto find = [&](double sigma) -> const FoldScore* {
+      for (const auto& s : f.scores) {
+        if (s.stain_shift == sigma && s.group == "all") return &s;
+      }
+      return nullptr;
+    };
+    const auto* base = find(0);
+    out += fmt::format("| {} | {} | {} | {:.3f} | {:.3f} |", f.fold, base ? base->patients : 0, base ? base->patches : 0,
+                       f.threshold, base ? base->roc_auc : std::nan(""));
+    for (double s : sigmas) {
+      const auto* r = find(s);
+      out += fmt::format(" {:.3f} |", r ? r->roc_auc : std::nan(""));
+    }
+    out += fmt::format(" {:.1f} |\n", f.seconds / 60);
+  }
+  return out;
+}
+
+}  // namespace
+
+CrossValidationResult cross_validate(const CrossValidationOptions& options) {
+  options.validate();
+  CrossValidationResult result;
+  result.output_dir = options.run.output_dir / options.name;
+  fs::create_directories(result.output_dir);
+
+  auto all = load_patch_manifest(options.run.data_dirs, options.run.manifest);
+  HISTOCNN_CHECK(!all.empty(), "no patches to cross-validate");
+  const auto fold_of = assign_patient_folds(all, options.folds, options.fold_seed);
+  {
+    std::string csv = "patient,fold\n";
+    for (const auto& [p, k] : fold_of) csv += fmt::format("{},{}\n", p, k);
+    io::write_file_atomic(result.output_dir / "folds.csv", csv);
+  }
+  const std::map<std::string, int> fold_map(fold_of.begin(), fold_of.end());
+  const auto folder_names = folder_groups(options, all.root());
+
+  // Validation takes run.split.val / (train + val) of the non-test patients.
+  data::SplitOptions inner = options.run.split;
+  HISTOCNN_CHECK(!inner.by_patch, "cross-validation splits by patient; by_patch is not allowed");
+  const double tv = inner.train + inner.val;
+  inner.train /= tv;
+  inner.val /= tv;
+  inner.test = 0;
+
+  std::vector<int> which = options.only_folds;
+  if (which.empty()) {
+    for (int k = 1; k <= options.folds; ++k) which.push_back(k);
+  }
+  for (int k : which) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const fs::path fold_dir = result.output_dir / fmt::format("fold-{}", k);
+    const fs::path fold_json_path = fold_dir / "cv_fold.json";
+    if (fs::exists(fold_json_path)) {  // finished before: its scores are final (written last)
+      result.folds.push_back(fold_from_json(json::parse(io::read_file(fold_json_path))));
+      log_info("cross-validation fold {} of {}: done before, scores read from {}", k, options.folds,
+               fold_json_path.string());
+      continue;
+    }
+    log_info("cross-validation fold {} of {}", k, options.folds);
+    const auto test = all.filter([&](const data::PatchRecord& r) { return fold_map.at(r.patient) == k; });
+    auto rest = all.filter([&](const data::PatchRecord& r) { return fold_map.at(r.patient) != k; });
+    if (options.run.balance_per_class > 0) {
+      rest = data::balance_classes(rest, options.run.balance_per_class, options.run.split.seed);
+    }
+    rest = data::split_manifest(rest, inner);
+    std::vector<data::PatchRecord> rows = rest.rows();
+    for (auto r : test.rows()) {
+      r.split = "test";
+      rows.push_back(std::move(r));
+    }
+    const fs::path manifest_csv = result.output_dir / "manifests" / fmt::format("fold-{}.csv", k);
+    fs::create_directories(manifest_csv.parent_path());
+    data::Manifest(all.root(), std::move(rows)).save_csv(manifest_csv);
+
+    RunOptions run = options.run;
+    run.data_dirs.clear();
+    run.manifest = manifest_csv;
+    run.balance_per_class = 0;  // done above, on training and validation only
+    run.output_dir = result.output_dir;
+    run.name = fmt::format("fold-{}", k);
+    run.stain_shift = 0;  // every sigma is scored below, per group
+    const auto trained = run_training(run);
+
+    FoldResult fold;
+    fold.fold = k;
+    fold.run_dir = trained.run_dir;
+    std::map<std::string, std::vector<size_t>> groups;
+    for (size_t i = 0; i < test.size(); ++i) {
+      groups["all"].push_back(i);
+      if (!folder_names.empty()) groups[group_of(test.rows()[i], folder_names)].push_back(i);
+    }
+    std::vector<double> sigmas = {0};
+    sigmas.insert(sigmas.end(), options.stain_shifts.begin(), options.stain_shifts.end());
+    for (double sigma : sigmas) {
+      inference::EvaluateOptions eo;
+      eo.device = run.trainer.device;
+      eo.progress = run.trainer.progress;
+      eo.stain_shift = sigma;
+      eo.seed = run.trainer.seed;
+      eo.tta = options.tta;
+      const auto ev = inference::evaluate_bundle(trained.model_dir, test, eo);
+      fold.threshold = ev.threshold;
+      for (const auto& [group, idx] : groups) fold.scores.push_back(score(test, ev.predictions, ev.threshold, idx, sigma, group));
+      log_info("fold {}: AUC {:.3f} {}", k, fold.scores[fold.scores.size() - groups.size()].roc_auc, sigma_name(sigma));
+    }
+    fold.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    io::write_file_atomic(fold_json_path, fold_json(fold).dump(2));
+    result.folds.push_back(std::move(fold));
+  }
+
+  result.summary = summarize(result.folds, options.folds);
+  json out = {{"folds", options.folds}, {"fold_seed", options.fold_seed}, {"options", json::parse(options.run.to_json())}};
+  for (const auto& f : result.folds) out["results"].push_back(fold_json(f));
+  io::write_file_atomic(result.output_dir / "cv.json", out.dump(2));
+  io::write_file_atomic(result.output_dir / "cv.md", result.summary);
+  return result;
+}
+
+}  // namespace histocnn::train

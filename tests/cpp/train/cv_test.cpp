@@ -1,0 +1,152 @@
+#include "histocnn/data/manifest.h"
+#include "histocnn/data/synthetic.h"
+#include "histocnn/io/atomic_file.h"
+#include "histocnn/train/cv.h"
+#include "histocnn/train/options.h"
+
+#include "test_support.h"
+
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include <map>
+#include <set>
+
+using namespace histocnn;
+namespace fs = std::filesystem;
+
+namespace {
+
+data::Manifest manifest_of(const std::map<std::string, int>& patches_per_patient) {
+  std::vector<data::PatchRecord> rows;
+  for (const auto& [patient, n] : patches_per_patient) {
+    for (int i = 0; i < n; ++i) {
+      rows.push_back({patient + "/0/" + patient + "_idx5_x" + std::to_string(50 * i) + "_y0_class0.png", patient, i % 2,
+                      50 * i, 0, ""});
+    }
+  }
+  return data::Manifest("root", rows);
+}
+
+}  // namespace
+
+TEST_CASE("Patients are dealt to folds once each, folds of about equal size, the same for the same seed", "[cv]") {
+  // Two large patients (a complete cohort) among many small ones (a sampled one).
+  std::map<std::string, int> sizes = {{"big1", 700}, {"big2", 650}};
+  for (int i = 0; i < 40; ++i) sizes["p" + std::to_string(i)] = 60 + (i * 7) % 50;
+  const auto m = manifest_of(sizes);
+  const auto folds = train::assign_patient_folds(m, 5, 7);
+  REQUIRE(folds.size() == sizes.size());
+  std::map<int, int64_t> patches;
+  std::set<std::string> seen;
+  for (const auto& [patient, k] : folds) {
+    CHECK(k >= 1);
+    CHECK(k <= 5);
+    CHECK(seen.insert(patient).second);
+    patches[k] += sizes.at(patient);
+  }
+  REQUIRE(patches.size() == 5);
+  int64_t lo = INT64_MAX, hi = 0;
+  for (const auto& [k, n] : patches) {
+    lo = std::min(lo, n);
+    hi = std::max(hi, n);
+  }
+  CHECK(hi - lo <= 110);  // at most about one small patient apart
+  CHECK(train::assign_patient_folds(m, 5, 7) == folds);
+  CHECK(train::assign_patient_folds(m, 5, 8) != folds);
+  CHECK_THROWS_WITH(train::assign_patient_folds(manifest_of({{"a", 3}, {"b", 3}}), 5, 1),
+                    Catch::Contains("2 patients cannot fill 5 folds"));
+}
+
+TEST_CASE("Several data folders join into one manifest; a patient in two folders is refused", "[cv][data]") {
+  test::TempDir dir;
+  data::SyntheticOptions a;
+  a.patients = 3;
+  a.patches_per_patient = 6;
+  a.seed = 1;
+  data::generate_synthetic(dir / "site_a", a);
+  const auto ma = data::scan_directory(dir / "site_a").manifest;
+  // site_b: the same generator, other patient ids (renamed folders and files)
+  data::SyntheticOptions b = a;
+  b.seed = 2;
+  data::generate_synthetic(dir / "tmp_b", b);
+  const auto tmp_b = data::scan_directory(dir / "tmp_b").manifest;
+  for (const auto& r : tmp_b.rows()) {
+    std::string path = r.path;
+    for (size_t pos = 0; (pos = path.find(r.patient, pos)) != std::string::npos; pos += r.patient.size() + 1) {
+      path.replace(pos, r.patient.size(), "9" + r.patient);
+    }
+    fs::create_directories((dir / "site_b" / path).parent_path());
+    fs::copy_file(dir / "tmp_b" / r.path, dir / "site_b" / path);
+  }
+  const auto mb = data::scan_directory(dir / "site_b").manifest;
+  const auto joined = data::join_manifests({ma, mb});
+  CHECK(joined.size() == ma.size() + mb.size());
+  CHECK(joined.patients().size() == ma.patients().size() + mb.patients().size());
+  CHECK(fs::equivalent(joined.root(), dir.path()));
+  for (size_t i = 0; i < joined.size(); ++i) {
+    CHECK(fs::exists(joined.absolute_path(i)));
+    const auto& p = joined.rows()[i].path;
+    CHECK((p.rfind("site_a/", 0) == 0 || p.rfind("site_b/", 0) == 0));
+  }
+  // The same folder twice holds every patient twice.
+  CHECK_THROWS_WITH(data::join_manifests({ma, ma}), Catch::Contains("is in both") && Catch::Contains("site_a"));
+  // Through the run options: `--data A B` as the options table reads it.
+  train::RunOptions run;
+  train::set_run_option(run, "data_dir", nlohmann::json({(dir / "site_a").string(), (dir / "site_b").string()}).dump());
+  REQUIRE(run.data_dirs.size() == 2);
+  CHECK(nlohmann::json::parse(train::get_run_option(run, "data_dir")).size() == 2);
+  CHECK(train::load_patch_manifest(run.data_dirs, "").size() == joined.size());
+  train::set_run_option(run, "data_dir", "\"one\"");
+  CHECK(train::get_run_option(run, "data_dir") == "\"one\"");
+}
+
+TEST_CASE("Cross-validation tests every patient once, on models that never saw them, and resumes", "[cv][slow]") {
+  test::TempDir dir;
+  data::SyntheticOptions synth;
+  synth.patients = 9;
+  synth.patches_per_patient = 30;
+  synth.seed = 5;
+  data::generate_synthetic(dir / "data", synth);
+  train::CrossValidationOptions cv;
+  cv.run.data_dirs = {dir / "data"};
+  cv.run.output_dir = dir / "out";
+  cv.run.image_size = 32;
+  cv.run.model.backbone("simple_cnn").freeze_backbone(false).hidden1(16).hidden2(8);
+  cv.run.trainer.epochs = 2;
+  cv.run.trainer.progress = false;
+  cv.run.tensorboard = false;
+  cv.folds = 3;
+  cv.stain_shifts = {0.2};
+  const auto r = train::cross_validate(cv);
+  REQUIRE(r.folds.size() == 3);
+  std::set<std::string> tested;
+  int64_t test_patches = 0;
+  for (const auto& f : r.folds) {
+    const auto m = data::Manifest::load_csv(f.run_dir / "manifest.csv");
+    std::set<std::string> train_patients;
+    for (const auto& row : m.rows()) {
+      if (row.split != "test") train_patients.insert(row.patient);
+    }
+    for (const auto& row : m.subset("test").rows()) {
+      CHECK(train_patients.count(row.patient) == 0);  // never seen in training or validation
+      tested.insert(row.patient);
+    }
+    REQUIRE(f.scores.size() == 2);  // as stained and at sigma 0.2, one group
+    CHECK(f.scores[0].stain_shift == 0);
+    CHECK(f.scores[1].stain_shift == 0.2);
+    test_patches += f.scores[0].patches;
+    CHECK(f.scores[0].roc_auc >= 0);
+    CHECK(f.scores[0].roc_auc <= 1);
+  }
+  CHECK(tested.size() == 9);
+  CHECK(test_patches == 9 * 30);
+  CHECK(r.summary.find("as stained | all") != std::string::npos);
+  CHECK(r.summary.find("restained 0.2 | all") != std::string::npos);
+  CHECK(fs::exists(r.output_dir / "cv.json"));
+  // Rerun: every fold is read back, nothing retrains.
+  const auto before = fs::last_write_time(r.folds[0].run_dir / "metrics.json");
+  const auto again = train::cross_validate(cv);
+  CHECK(fs::last_write_time(r.folds[0].run_dir / "metrics.json") == before);
+  CHECK(again.summary == r.summary);
+}

@@ -1,0 +1,49 @@
+"""Leave-patients-out cross-validation from Python and the command line, on synthetic patches."""
+import json
+
+import sklearn.metrics
+
+import histocnn
+from conftest import run_cli
+
+
+def test_cross_validate_scores_every_patient_once_and_matches_sklearn(synthetic_data, tmp_path):
+    result, table = histocnn.cross_validate(
+        data_dir=synthetic_data, folds=2, restain=[0.2], output_dir=str(tmp_path / "out"), backbone="simple_cnn",
+        freeze_backbone=False, image_size=32, hidden1=16, hidden2=8, epochs=1, tensorboard=False)
+    assert sorted(table.fold.unique()) == [1, 2]
+    assert set(table.stain_shift) == {0.0, 0.2}
+    as_stained = table[table.stain_shift == 0]
+    assert as_stained.patches.sum() == 8 * 30  # every patch tested exactly once
+    assert as_stained.patients.sum() == 8
+    # Each fold's AUC is sklearn's on the fold's own predictions, read from the evaluation the
+    # run folder's model gives on its test split.
+    for fold in result.folds:
+        ev = histocnn.evaluate(str(fold.run_dir / "model"), manifest=str(fold.run_dir / "manifest.csv"), split="test")
+        expected = sklearn.metrics.roc_auc_score(ev.predictions.labels, ev.predictions.p_positive)
+        got = as_stained[as_stained.fold == fold.fold].roc_auc.item()
+        assert abs(got - expected) < 1e-9
+    summary = json.loads((result.output_dir / "cv.json").read_text())
+    assert len(summary["results"]) == 2
+
+
+def test_cv_command_joins_folders_and_reports_each(synthetic_data, tmp_path, cli):
+    # A second folder of other patients: the same patches with the patient ids changed.
+    other = tmp_path / "other"
+    for png in synthetic_data.rglob("*.png"):
+        rel = png.relative_to(synthetic_data)
+        patient = rel.parts[0]
+        target = other / str(rel).replace(patient, "9" + patient)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(png.read_bytes())
+    out = run_cli(cli, "cv", "--data", synthetic_data, other, "--folds", "2", "--fold", "1", "--restain", "0.1",
+                  "--backbone", "simple_cnn", "--unfreeze", "--image-size", "32", "--epochs", "1",
+                  "--output-dir", tmp_path / "cvout", "--no-tensorboard")
+    assert "| as stained | all |" in out.stdout
+    assert f"| as stained | {synthetic_data.name} |" in out.stdout
+    assert "| as stained | other |" in out.stdout
+    assert "1 of 2 folds" in out.stdout
+    # The same folder twice: every patient twice, refused with both names.
+    bad = run_cli(cli, "cv", "--data", synthetic_data, synthetic_data, "--output-dir", tmp_path / "bad", check=False)
+    assert bad.returncode == 2
+    assert "is in both" in bad.stderr

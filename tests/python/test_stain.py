@@ -1,0 +1,96 @@
+"""Stain normalisation and colour augmentation from Python: the same library functions, checked
+against images made by Beer-Lambert from known stain vectors and against CIE L*a*b* computed here."""
+import json
+
+import numpy as np
+import pytest
+
+import histocnn
+
+# Ruifrok & Johnston's H&E, and the reference Macenko's method is usually run with.
+RUIFROK = (np.array([0.65, 0.70, 0.29]), np.array([0.07, 0.99, 0.11]))
+MACENKO = (np.array([0.5626, 0.7201, 0.4062]), np.array([0.2159, 0.8012, 0.5581]))
+
+
+def unit(v):
+    return v / np.linalg.norm(v)
+
+
+def stained(vectors, strength, seed, size=64):
+    """I = 256 exp(-(cH h + cE e)) - 1 with pure-stain, bare and mixed pixels."""
+    h, e = (unit(v) for v in vectors)
+    rng = np.random.default_rng(seed)
+    kind = rng.random((size, size))
+    ch = np.where(kind < 0.1, 0.3 + 0.9 * rng.random((size, size)), rng.random((size, size)))
+    ce = np.where((kind >= 0.1) & (kind < 0.2), 0.3 + 0.9 * rng.random((size, size)), rng.random((size, size)))
+    ch[(kind >= 0.1) & (kind < 0.2)] = 0
+    ce[kind < 0.1] = 0
+    bare = (kind >= 0.2) & (kind < 0.3)
+    ch[bare] *= 0.03
+    ce[bare] *= 0.03
+    od = strength * (ch[..., None] * h + ce[..., None] * e)
+    return np.clip(np.rint(256 * np.exp(-od) - 1), 0, 255).astype(np.uint8)
+
+
+def cie_lab(rgb):
+    """CIE L*a*b* of sRGB uint8 pixels (IEC 61966-2-1, D65), one row per pixel."""
+    c = rgb.reshape(-1, 3) / 255.0
+    lin = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+    m = np.array([[0.4124564, 0.3575761, 0.1804375], [0.2126729, 0.7151522, 0.0721750],
+                  [0.0193339, 0.1191920, 0.9503041]])
+    xyz = lin @ m.T / np.array([0.95047, 1.0, 1.08883])
+    f = np.where(xyz > 216 / 24389, np.cbrt(xyz), (24389 / 27 * xyz + 16) / 116)
+    return np.stack([116 * f[:, 1] - 16, 500 * (f[:, 0] - f[:, 1]), 200 * (f[:, 1] - f[:, 2])], axis=1)
+
+
+def angle(a, b):
+    return np.degrees(np.arccos(np.clip(np.dot(unit(np.asarray(a)), unit(np.asarray(b))), -1, 1)))
+
+
+def test_macenko_recovers_known_stain_vectors():
+    for h, e in (RUIFROK, MACENKO):
+        s = histocnn.data.fit_stain_stats("macenko", [stained((h, e), 1.0, 1)])
+        assert s.fitted and s.method == "macenko" and not s.borrowed_vectors
+        assert angle(s.haematoxylin, h) < 2 and angle(s.eosin, e) < 2
+
+
+def test_reinhard_matches_the_reference_lab_statistics():
+    a, b = stained(RUIFROK, 0.7, 2), stained(MACENKO, 0.9, 3)
+    norm = histocnn.data.StainNormaliser.fit("reinhard", [b])
+    out = norm.normalise(a)
+    assert out.shape == a.shape and out.dtype == np.uint8
+    lab_out, lab_ref = cie_lab(out), cie_lab(b)
+    np.testing.assert_allclose(lab_out.mean(0), lab_ref.mean(0), atol=0.6)
+    np.testing.assert_allclose(lab_out.std(0), lab_ref.std(0), atol=0.6)
+    np.testing.assert_allclose(norm.target.lab_mean, lab_ref.mean(0), atol=0.3)
+
+
+def test_group_fit_json_round_trip_and_errors():
+    ref = stained(MACENKO, 1.0, 4)
+    patches = [stained(RUIFROK, 0.8, s, size=50) for s in (5, 6)]
+    for method in ("reinhard", "macenko"):
+        norm = histocnn.data.StainNormaliser.fit(method, [ref], fit="slide")
+        assert norm.method == method and norm.fit_mode == "slide"
+        source = norm.source_stats(patches)
+        group = norm.normalise_group(patches)
+        for p, g in zip(patches, group):
+            np.testing.assert_array_equal(g, norm.normalise(p, source))
+        assert not np.array_equal(group[0], norm.normalise(patches[0]))  # per patch is another fit
+        back = histocnn.data.StainNormaliser.from_json(norm.to_json())
+        assert json.loads(back.to_json()) == json.loads(norm.to_json())
+        np.testing.assert_array_equal(back.normalise(patches[0]), norm.normalise(patches[0]))
+    with pytest.raises(ValueError, match="vahadane"):
+        histocnn.data.StainNormaliser.fit("vahadane", [ref])
+    with pytest.raises(ValueError, match="too little tissue"):
+        histocnn.data.StainNormaliser.fit("macenko", [np.full((20, 20, 3), 250, np.uint8)])
+
+
+def test_hsv_augmentation_by_name():
+    patch = stained(RUIFROK, 0.8, 7, size=40)
+    a = histocnn.data.augment_image(patch, "hsv-strong", seed=3)
+    assert a.shape == patch.shape and a.dtype == np.uint8
+    np.testing.assert_array_equal(a, histocnn.data.augment_image(patch, "hsv-strong", seed=3))
+    assert np.abs(a.astype(int) - patch).mean() > 1
+    with pytest.raises(ValueError, match="hsv-light"):
+        histocnn.data.augment_image(patch, "hsv-medium")
+    assert histocnn.Trainer(augment="hsv:0.5", progress=False).option_values()["augment"] == "hsv:0.5"
