@@ -56,7 +56,7 @@ RUN apt-get update \
         libopencv-core406 libopencv-imgproc406 libopencv-imgcodecs406 \
         libfmt9 libhdf5-103-1 \
         libcpp-httplib0.11 libprometheus-cpp-core1.0 \
-        libyaml-cpp0.7 libsqlite3-0 libopenslide0 libtiff6 \
+        libyaml-cpp0.7 libsqlite3-0 libopenslide0 libtiff6 libgloo0 \
         libjs-bootstrap5 \
         curl \
  && rm -rf /var/lib/apt/lists/*

@@ -140,6 +140,12 @@ DEV_TO_RUNTIME = {
     "libhdf5-dev": ["libhdf5-103-1"],
     "libcpp-httplib-dev": ["libcpp-httplib0.11"],
     "prometheus-cpp-dev": ["libprometheus-cpp-core1.0"],  # the server links prometheus-cpp::core only
+    "libyaml-cpp-dev": ["libyaml-cpp0.7"],
+    "libsqlitecpp-dev": [],  # static libSQLiteCpp.a; its run-time half is libsqlite3-0
+    "libsqlite3-dev": ["libsqlite3-0"],
+    "libopenslide-dev": ["libopenslide0"],
+    "libtiff-dev": ["libtiff6"],
+    "libgloo-dev": ["libgloo0"],
     "libeigen3-dev": [], "nlohmann-json3-dev": [], "libcli11-dev": [],
     "pybind11-dev": [], "python3-dev": [],
 }
