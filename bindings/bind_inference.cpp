@@ -1,6 +1,7 @@
 #include "bindings.h"
 
 #include "histocnn/core/error.h"
+#include "histocnn/inference/context_model.h"
 #include "histocnn/inference/evaluate.h"
 #include "histocnn/inference/explain.h"
 #include "histocnn/inference/predictor.h"
@@ -159,8 +160,122 @@ void init_inference(py::module_& root) {
         "Per patient: patches, true and predicted fraction of IDC-positive patches.");
   m.def("write_slide_maps", &inference::write_slide_maps, py::arg("manifest"), py::arg("p"), py::arg("threshold"),
         py::arg("out_dir"), py::arg("smooth_radius") = 1, py::arg("max_patients") = 0, py::arg("tile") = 8,
-        py::call_guard<py::gil_scoped_release>(),
-        "What `histocnn maps` writes: <patient>.png (tissue, true IDC, P(IDC), errors), burden.csv and a report.");
+        py::arg("context") = py::none(), py::call_guard<py::gil_scoped_release>(),
+        "What `histocnn maps` writes: <patient>.png (tissue, true IDC, P(IDC), errors), burden.csv and a report\n"
+        "with patch-alone metrics, smoothing (smooth_radius) and, when `context` is a ContextModel, the learned\n"
+        "head over the neighbourhood, side by side on the same patches::\n\n"
+        "    head = histocnn.ContextModel.load('runs/x/context_model.json')\n"
+        "    report = histocnn.inference.write_slide_maps(manifest, p, 0.5, 'maps/', context=head)\n"
+        "    print(report.text)");
+
+  // Learned spatial context (inference/context_model.h).
+  m.def(
+      "context_feature_names",
+      [] {
+        const auto& n = inference::context_feature_names();
+        return std::vector<std::string>(n.begin(), n.end());
+      },
+      "Names of the neighbourhood features the ContextModel weighs, in order.");
+  m.def(
+      "context_features",
+      [](const data::Manifest& manifest, const std::vector<double>& p) {
+        const auto f = inference::context_features(manifest, p);
+        py::array_t<double> out(
+            {static_cast<py::ssize_t>(f.size()), static_cast<py::ssize_t>(inference::kContextFeatures)});
+        auto a = out.mutable_unchecked<2>();
+        for (size_t i = 0; i < f.size(); ++i) {
+          for (int k = 0; k < inference::kContextFeatures; ++k) a(static_cast<py::ssize_t>(i), k) = f[i][k];
+        }
+        return out;
+      },
+      py::arg("manifest"), py::arg("p"),
+      "The features of each patch's slide neighbourhood, an array [N, 8] (columns: context_feature_names()).");
+  py::class_<inference::ContextModel>(
+      m, "ContextModel",
+      "Spatial context learned from labelled predictions: a logistic regression (standardised features, L2\n"
+      "penalty, Newton's method) over each patch's own P(IDC), its 8 neighbours' and the 5x5 ring's on the\n"
+      "slide, and how much tissue surrounds it. Fit it on validation predictions, apply it to others::\n\n"
+      "    val = histocnn.inference.load_predictions_csv('runs/x/predictions_validation.csv')\n"
+      "    labels = [r.label for r in val.manifest.rows]\n"
+      "    head = histocnn.ContextModel.fit(val.manifest, val.p, labels)\n"
+      "    p_context = head.predict(test_manifest, p_test)   # numpy array, one P per patch\n"
+      "    print(head.weights)                               # {feature name: weight per SD}\n"
+      "    same = histocnn.ContextModel.from_json(head.to_json())")
+      .def_static(
+          "fit",
+          [](const data::Manifest& manifest, const std::vector<double>& p, const std::vector<int>& labels, double l2,
+             const std::string& threshold_method, double target_sensitivity, double fixed_threshold) {
+            inference::ContextFitOptions o;
+            o.l2 = l2;
+            o.threshold_method = threshold_method;
+            o.target_sensitivity = target_sensitivity;
+            o.fixed_threshold = fixed_threshold;
+            py::gil_scoped_release release;
+            return inference::ContextModel::fit(manifest, p, labels, o);
+          },
+          py::arg("manifest"), py::arg("p"), py::arg("labels"), py::arg("l2") = 1.0,
+          py::arg("threshold_method") = "youden", py::arg("target_sensitivity") = 0.9,
+          py::arg("fixed_threshold") = 0.5,
+          "Fits on one label (0/1) and one P(IDC) per manifest row; ValueError for sizes that differ, one class,\n"
+          "or fewer than 50 patches. The threshold for predict()'s output is chosen on the same data\n"
+          "(youden, sensitivity with target_sensitivity, or fixed).")
+      .def(
+          "predict",
+          [](const inference::ContextModel& c, const data::Manifest& manifest, const std::vector<double>& p) {
+            return to_numpy(without_gil([&] { return c.predict(manifest, p); }));
+          },
+          py::arg("manifest"), py::arg("p"), "P(IDC) with context, one per manifest row.")
+      .def("to_json", &inference::ContextModel::to_json)
+      .def_static("from_json", &inference::ContextModel::from_json, py::arg("text"))
+      .def("save", &inference::ContextModel::save, py::arg("path"))
+      .def_static("load", &inference::ContextModel::load, py::arg("path"))
+      .def_property_readonly(
+          "weights",
+          [](const inference::ContextModel& c) {
+            py::dict out;
+            for (int k = 0; k < inference::kContextFeatures; ++k) {
+              out[py::str(inference::context_feature_names()[k])] = c.weights()[k];
+            }
+            return out;
+          },
+          "{feature name: weight on the standardised feature}, in context_feature_names() order.")
+      .def_property_readonly("intercept", &inference::ContextModel::intercept)
+      .def_property_readonly("mean",
+                             [](const inference::ContextModel& c) {
+                               return std::vector<double>(c.mean().begin(), c.mean().end());
+                             },
+                             "The fitting data's mean of each feature.")
+      .def_property_readonly("scale",
+                             [](const inference::ContextModel& c) {
+                               return std::vector<double>(c.scale().begin(), c.scale().end());
+                             },
+                             "The fitting data's standard deviation of each feature (1 for a constant one).")
+      .def_property_readonly("l2", &inference::ContextModel::l2)
+      .def_property_readonly("threshold", &inference::ContextModel::threshold)
+      .def_property_readonly("iterations", &inference::ContextModel::iterations)
+      .def_property_readonly("fitted_patches", &inference::ContextModel::fitted_patches)
+      .def("summary", &inference::ContextModel::summary)
+      .def("__repr__", [](const inference::ContextModel& c) { return "<ContextModel: " + c.summary() + ">"; });
+  py::class_<inference::PatchPredictions>(m, "PatchPredictions")
+      .def_readonly("manifest", &inference::PatchPredictions::manifest)
+      .def_property_readonly("p", [](const inference::PatchPredictions& r) { return to_numpy(r.p); });
+  m.def("load_predictions_csv", &inference::load_predictions_csv, py::arg("path"), py::arg("root") = py::none(),
+        "A run's predictions_<split>.csv as (manifest, p); x and y from the Kaggle file names.");
+  m.def(
+      "fit_context_model",
+      [](const std::filesystem::path& run_dir, double l2, const std::string& threshold_method) {
+        inference::ContextFitOptions o;
+        o.l2 = l2;
+        o.threshold_method = threshold_method;
+        py::gil_scoped_release release;
+        return inference::fit_context_model(run_dir, o);
+      },
+      py::arg("run_dir"), py::arg("l2") = 1.0, py::arg("threshold_method") = "youden",
+      "A ContextModel fitted on <run_dir>/predictions_validation.csv.");
+  m.def(
+      "context_model_beside",
+      [](const std::filesystem::path& model_dir) { return inference::context_model_beside(model_dir); },
+      py::arg("model_dir"), "<run>/context_model.json for a model folder <run>/model[/<version>], or None.");
 
   // Whole slides and large images (inference/slide.h).
   const auto mat_to_numpy = [](const cv::Mat& mat) -> py::array {

@@ -23,6 +23,7 @@ metrics = _histocnn.metrics
 inference = _histocnn.inference
 io = _histocnn.io
 train = _histocnn.train
+ContextModel = inference.ContextModel
 
 from . import plots  # noqa: E402
 from .callbacks import Callback, TqdmProgress  # noqa: E402
@@ -32,4 +33,5 @@ from .serving import Client, Server, ServingError, serve  # noqa: E402
 from .trainer import History, Trainer, cross_validate, demo, evaluate, option_defaults  # noqa: E402
 
 __all__ = ["Pipeline", "Trainer", "History", "cross_validate", "option_defaults", "Callback", "TqdmProgress", "Predictor", "plots", "demo",
-           "evaluate", "serve", "Server", "Client", "ServingError", "data", "models", "metrics", "inference", "io", "train", "__version__"]
+           "evaluate", "serve", "Server", "Client", "ServingError",
+           "ContextModel", "data", "models", "metrics", "inference", "io", "train", "__version__"]

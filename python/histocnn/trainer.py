@@ -56,12 +56,13 @@ class Trainer:
     """
 
     def __init__(self, data_dir: Optional[str] = None, manifest: Optional[str] = None,
-                 callbacks: Sequence = (), progress: Any = "auto", preset: Optional[str] = None, **options: Any):
+                 callbacks: Sequence = (), progress: Any = "auto", recipe: Optional[str] = None, **options: Any):
         """``callbacks``: histocnn.Callback instances. ``progress``: "auto" (a tqdm bar when tqdm
         is installed, else the C++ bar), "tqdm", True (the C++ bar on stderr) or False.
-        ``preset``: a named recipe applied first (``histocnn.train.run_preset_names()``; "study" is
-        the published recipe), which the other keywords override."""
-        self.options = _run_options("Trainer", data_dir, manifest, preset, options)
+        ``recipe``: a named recipe applied first (``histocnn.train.run_preset_names()``: "robust-cnn"
+        is the one cross-validation chose, "study" the published one), which the other keywords
+        override."""
+        self.options = _run_options("Trainer", data_dir, manifest, recipe, options)
         self.callbacks = list(callbacks)
         use_tqdm = progress == "tqdm"
         if progress == "auto":
@@ -131,11 +132,11 @@ class Trainer:
         return None if self.result is None else str(self.result.run_dir)
 
 
-def _run_options(caller: str, data_dir, manifest, preset, options: Dict[str, Any]):
+def _run_options(caller: str, data_dir, manifest, recipe, options: Dict[str, Any]):
     """RunOptions from keywords, through the one options table (names, types, allowed values)."""
     run = _train.RunOptions()
-    if preset is not None:
-        _train.apply_run_preset(run, preset)
+    if recipe is not None:
+        _train.apply_run_preset(run, recipe)
     known = set(_train.run_option_names())
     if data_dir is not None:  # a folder, or a list of folders to join
         options["data_dir"] = ([os.fspath(d) for d in data_dir] if isinstance(data_dir, (list, tuple))
@@ -153,7 +154,7 @@ def _run_options(caller: str, data_dir, manifest, preset, options: Dict[str, Any
 
 def cross_validate(data_dir=None, manifest: Optional[str] = None, folds: int = 5, fold_seed: int = 42,
                    only_folds: Sequence[int] = (), restain: Sequence[float] = (0.1, 0.2), tta: bool = False,
-                   name: str = "cv", preset: Optional[str] = None, progress: bool = False, **options: Any):
+                   name: str = "cv", recipe: Optional[str] = None, progress: bool = False, **options: Any):
     """Leave-patients-out cross-validation, as ``histocnn cv``: each fold trains on the other
     patients (any Trainer keyword sets the recipe) and scores its own patients as stained and
     restained at each sigma of ``restain``. ``data_dir`` may be a list of folders; each folder's
@@ -161,7 +162,7 @@ def cross_validate(data_dir=None, manifest: Optional[str] = None, folds: int = 5
     (``.summary`` is the text table, ``.folds`` the per-fold scores) and a pandas DataFrame with
     one row per fold, sigma and group."""
     cv = _train.CrossValidationOptions()
-    cv.run = _run_options("cross_validate", data_dir, manifest, preset, dict(options))
+    cv.run = _run_options("cross_validate", data_dir, manifest, recipe, dict(options))
     cv.run.trainer.progress = bool(progress)
     cv.folds, cv.fold_seed, cv.only_folds = folds, fold_seed, list(only_folds)
     cv.stain_shifts, cv.tta, cv.name = list(restain), tta, name
@@ -212,7 +213,7 @@ def _signature() -> inspect.Signature:
               P("manifest", P.POSITIONAL_OR_KEYWORD, default=None),
               P("callbacks", P.POSITIONAL_OR_KEYWORD, default=()),
               P("progress", P.POSITIONAL_OR_KEYWORD, default="auto"),
-              P("preset", P.POSITIONAL_OR_KEYWORD, default=None)]
+              P("recipe", P.POSITIONAL_OR_KEYWORD, default=None)]
     taken = {p.name for p in params}
     params += [P(name, P.KEYWORD_ONLY, default=value) for name, value in option_defaults().items() if name not in taken]
     return inspect.Signature(params)

@@ -15,6 +15,7 @@
 #include "histocnn/inference/explain.h"
 #include "histocnn/inference/predictor.h"
 #include "histocnn/inference/slide_maps.h"
+#include "histocnn/inference/context_model.h"
 #include "histocnn/io/atomic_file.h"
 #include "histocnn/io/image.h"
 #include "histocnn/io/npy.h"
@@ -44,6 +45,7 @@
 #include <csignal>
 #include <cstdio>
 #include <iostream>
+#include <optional>
 
 namespace {
 
@@ -134,10 +136,11 @@ void add_run_options(CLI::App* cmd, const std::shared_ptr<train::RunOptions>& o)
   const train::RunOptions defaults;
   // Defined first, so CLI11 applies it before the options below, which override it.
   cmd->add_option_function<std::string>(
-         "--preset", [o](const std::string& name) { train::apply_run_preset(*o, name); },
-         "A named recipe, applied before the other options (which override it). study: the published recipe "
-         "(VGG16 ImageNet frozen, 50 px, dense head, dropout 0.2, 2500 per class, RMSprop 1e-3, batch 32, 10 epochs, "
-         "ReduceLROnPlateau 20/0.2/1e-4)")
+         "--recipe,--preset", [o](const std::string& name) { train::apply_run_preset(*o, name); },
+         "A named recipe, applied before the other options (which override it). robust-cnn: the small CNN from "
+         "scratch at 50 px with H&E stain jitter 0.1, Adam 1e-3, 6 epochs, Youden threshold (chosen by "
+         "cross-validation, docs/results.md); study: the published recipe (VGG16 ImageNet frozen, 50 px, dense head, "
+         "dropout 0.2, 2500 per class, RMSprop 1e-3, batch 32, 10 epochs, ReduceLROnPlateau 20/0.2/1e-4)")
       ->check(CLI::IsMember(train::run_preset_names()));
   for (const auto& spec : train::run_option_specs()) {
     if (spec.name == "progress") continue;  // --no-progress is the environment's (HISTOCNN_PROGRESS=0)
@@ -208,9 +211,34 @@ void add_cv_command(CLI::App& app) {
   });
 }
 
+// --context-model: a file, "none", or (empty) the model's run's context_model.json when it exists.
+std::optional<inference::ContextModel> load_context_model(const std::string& option, const fs::path& model_dir) {
+  if (option == "none") return std::nullopt;
+  fs::path file = option;
+  if (option.empty()) {
+    const auto beside = inference::context_model_beside(model_dir);
+    if (!beside) return std::nullopt;
+    file = *beside;
+  }
+  const auto hint = option.empty() ? " (found beside the model; --context-model none maps without it)"
+                                   : " (give a context_model.json that histocnn train wrote, or --context-model none)";
+  try {
+    auto model = inference::ContextModel::load(file);
+    log_info("context model {}: {}", file.string(), model.summary());
+    return model;
+  } catch (const std::invalid_argument& ex) {
+    HISTOCNN_FAIL("cannot use the context model: {}{}", ex.what(), hint);
+  } catch (const NotFoundError& ex) {
+    throw_not_found(fmt::format("{}{}", ex.what(), hint));
+  } catch (const std::runtime_error& ex) {
+    HISTOCNN_FAIL_IO("cannot read the context model '{}': {}{}", file.string(), ex.what(), hint);
+  }
+}
+
 void add_evaluate_command(CLI::App& app) {
   struct Evaluate {
     fs::path model_dir, manifest, output, maps;
+    std::string context_model;
     std::vector<fs::path> data_dirs;
     std::string split = "test", stain_fit;
     std::optional<double> threshold;
@@ -233,7 +261,12 @@ void add_evaluate_command(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("-o,--output", e->output, "Also write the metrics as JSON to this file");
   cmd->add_flag("--tta", e->options.tta, "Test-time augmentation: the mean over the 8 flips and quarter turns");
-  cmd->add_option("--maps", e->maps, "Also draw the patients on their slides into this folder (as histocnn maps)");
+  auto* maps = cmd->add_option("--maps", e->maps,
+                               "Also draw the patients on their slides into this folder (as histocnn maps)");
+  cmd->add_option("--context-model", e->context_model,
+                  "With --maps: the learned context head (default: context_model.json of the model's run, when "
+                  "there is one; none: without it)")
+      ->needs(maps);
   cmd->add_option("--stain-fit", e->stain_fit,
                   "For a model that normalises stains: fit the source statistics per patch or per slide (patient) "
                   "instead of as the model records")
@@ -246,7 +279,10 @@ void add_evaluate_command(CLI::App& app) {
     std::cout << r.report;
     if (!e->output.empty()) io::write_file_atomic(e->output, inference::to_json(r) + "\n");
     if (!e->maps.empty()) {
-      std::cout << inference::write_slide_maps(m, r.predictions.p_positive, r.threshold, e->maps).text;
+      const auto context = load_context_model(e->context_model, e->model_dir);
+      std::cout << inference::write_slide_maps(m, r.predictions.p_positive, r.threshold, e->maps, 1, 0, 8,
+                                               context ? &*context : nullptr)
+                       .text;
     }
   });
 }
@@ -320,7 +356,7 @@ void add_maps_command(CLI::App& app) {
   struct Maps {
     fs::path model_dir, manifest, out = "maps";
     std::vector<fs::path> data_dirs;
-    std::string split = "all", device = "auto";
+    std::string split = "all", device = "auto", context_model;
     int smooth = 1, patients = 0, tile = 8;
   };
   auto mp = std::make_shared<Maps>();
@@ -335,18 +371,22 @@ void add_maps_command(CLI::App& app) {
   cmd->add_option("--out", mp->out, "Folder for <patient>.png and burden.csv")->capture_default_str();
   cmd->add_option("--smooth", mp->smooth, "Context: average P over the (2r+1)^2 neighbourhood (0: off)")
       ->capture_default_str();
+  cmd->add_option("--context-model", mp->context_model,
+                  "Context by the learned head over the neighbourhood, from this context_model.json (default: the "
+                  "one of the model's run, <run>/context_model.json, when there is one; none: without it)");
   cmd->add_option("--patients", mp->patients, "Draw at most this many patients (0: all)")->capture_default_str();
   cmd->add_option("--tile", mp->tile, "Pixels per patch in the drawings")->capture_default_str();
   cmd->add_option("--device", mp->device, "auto, cpu, cuda or cuda:N")->capture_default_str();
   cmd->callback([mp] {
     configure_threads();
     const inference::Predictor predictor(mp->model_dir, mp->device);
+    const auto context = load_context_model(mp->context_model, mp->model_dir);
     const auto m = train::load_patch_manifest(mp->data_dirs, mp->manifest).select_split(mp->split);
     inference::PredictOptions po;
     po.progress = progress_enabled_by_default();
     const auto pred = predictor.predict_dataset(data::PatchDataset(m, predictor.preprocessing()), po);
     const auto report = inference::write_slide_maps(m, pred.p_positive, predictor.threshold(), mp->out, mp->smooth,
-                                                    mp->patients, mp->tile);
+                                                    mp->patients, mp->tile, context ? &*context : nullptr);
     std::cout << report.text;
     std::printf("maps of %zu patients and burden.csv in %s (threshold %.3f)\n", report.images.size(),
                 mp->out.string().c_str(), predictor.threshold());

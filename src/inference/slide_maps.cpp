@@ -1,6 +1,7 @@
 #include "histocnn/inference/slide_maps.h"
 
 #include "histocnn/core/error.h"
+#include "histocnn/inference/context_model.h"
 #include "histocnn/io/atomic_file.h"
 #include "histocnn/io/image.h"
 #include "histocnn/metrics/binary.h"
@@ -158,24 +159,33 @@ cv::Mat draw_patient_map(const SlideGrid& g, const data::Manifest& manifest, con
 }
 
 SlideMapReport write_slide_maps(const data::Manifest& manifest, const std::vector<double>& p, double threshold,
-                                const std::filesystem::path& out_dir, int smooth_radius, int max_patients, int tile) {
+                                const std::filesystem::path& out_dir, int smooth_radius, int max_patients, int tile,
+                                const ContextModel* context) {
   check_lengths(manifest, p);
   HISTOCNN_CHECK(max_patients >= 0, "max_patients must be >= 0 (0: all), got {}", max_patients);
   SlideMapReport report;
   const auto smoothed = smooth_over_neighbours(manifest, p, smooth_radius);
+  const auto learned = context ? context->predict(manifest, p) : std::vector<double>();
   report.burden = tumour_burden(manifest, p, threshold);
   const auto burden_smoothed = tumour_burden(manifest, smoothed, threshold);
+  const auto burden_learned = context ? tumour_burden(manifest, learned, context->threshold())
+                                      : std::vector<PatientBurden>();
   const auto grids = slide_grids(manifest);
-  std::string csv = "patient,patches,true_burden,predicted_burden,predicted_burden_with_context\n";
-  report.text = fmt::format("{:<10} {:>8} {:>8} {:>10} {:>14}\n", "patient", "patches", "true", "predicted",
-                            smooth_radius > 0 ? "with context" : "");
+  std::string csv =
+      "patient,patches,true_burden,predicted_burden,predicted_burden_with_context,"
+      "predicted_burden_with_learned_context\n";
+  report.text = fmt::format("{:<10} {:>8} {:>8} {:>10} {:>14}{}\n", "patient", "patches", "true", "predicted",
+                            smooth_radius > 0 ? "with context" : "",
+                            context ? fmt::format(" {:>15}", "learned head") : "");
   for (size_t k = 0; k < grids.size(); ++k) {
     const auto& b = report.burden[k];
-    csv += fmt::format("{},{},{:.4f},{:.4f},{:.4f}\n", b.patient, b.patches, b.true_burden, b.predicted_burden,
-                       burden_smoothed[k].predicted_burden);
-    report.text += fmt::format("{:<10} {:>8} {:>8.3f} {:>10.3f} {:>14}\n", b.patient, b.patches, b.true_burden,
+    csv += fmt::format("{},{},{:.4f},{:.4f},{:.4f},{}\n", b.patient, b.patches, b.true_burden, b.predicted_burden,
+                       burden_smoothed[k].predicted_burden,
+                       context ? fmt::format("{:.4f}", burden_learned[k].predicted_burden) : "");
+    report.text += fmt::format("{:<10} {:>8} {:>8.3f} {:>10.3f} {:>14}{}\n", b.patient, b.patches, b.true_burden,
                                b.predicted_burden,
-                               smooth_radius > 0 ? fmt::format("{:.3f}", burden_smoothed[k].predicted_burden) : "");
+                               smooth_radius > 0 ? fmt::format("{:.3f}", burden_smoothed[k].predicted_burden) : "",
+                               context ? fmt::format(" {:>15.3f}", burden_learned[k].predicted_burden) : "");
     if (max_patients == 0 || static_cast<int>(k) < max_patients) {
       const auto png = out_dir / (grids[k].patient + ".png");
       io::write_png(png, draw_patient_map(grids[k], manifest, p, threshold, tile));
@@ -185,16 +195,24 @@ SlideMapReport write_slide_maps(const data::Manifest& manifest, const std::vecto
   io::write_file_atomic(out_dir / "burden.csv", csv);
   std::vector<int> labels;
   for (const auto& r : manifest.rows()) labels.push_back(r.label);
-  const auto alone = metrics::evaluate_binary(labels, p, threshold);
-  report.text += fmt::format("\n{:<28} {:>8} {:>9} {:>12} {:>12}\n", "", "ROC-AUC", "accuracy", "sensitivity",
-                             "specificity");
-  report.text += fmt::format("{:<28} {:>8.4f} {:>9.4f} {:>12.4f} {:>12.4f}\n", "patch alone", alone.roc_auc,
-                             alone.accuracy, alone.recall, alone.specificity);
+  const int label_width = context ? 50 : 28;
+  const auto row = [&](const std::string& name, const metrics::BinaryMetrics& m) {
+    return fmt::format("{:<{}} {:>8.4f} {:>9.4f} {:>12.4f} {:>12.4f}\n", name, label_width, m.roc_auc, m.accuracy,
+                       m.recall, m.specificity);
+  };
+  report.text += fmt::format("\n{:<{}} {:>8} {:>9} {:>12} {:>12}\n", "", label_width, "ROC-AUC", "accuracy",
+                             "sensitivity", "specificity");
+  report.text += row("patch alone", metrics::evaluate_binary(labels, p, threshold));
   if (smooth_radius > 0) {
-    const auto context = metrics::evaluate_binary(labels, smoothed, threshold);
-    report.text += fmt::format("{:<28} {:>8.4f} {:>9.4f} {:>12.4f} {:>12.4f}\n",
-                               fmt::format("with context (radius {})", smooth_radius), context.roc_auc,
-                               context.accuracy, context.recall, context.specificity);
+    report.text += row(fmt::format("with context (radius {})", smooth_radius),
+                       metrics::evaluate_binary(labels, smoothed, threshold));
+  }
+  if (context) {
+    report.text += row("with context (learned head over the neighbourhood)",
+                       metrics::evaluate_binary(labels, learned, context->threshold()));
+    report.text += context->summary() + "\n";
+    const auto warning = context->neighbourhood_warning(manifest);
+    if (!warning.empty()) report.text += warning + "\n";
   }
   return report;
 }

@@ -302,10 +302,19 @@ std::vector<std::pair<std::string, std::string>> run_preset(const std::string& n
             {"reduce_lr_patience", "20"},      {"reduce_lr_factor", "0.2"},   {"min_lr", "0.0001"},
             {"augment", "\"none\""},            {"threshold_method", "\"fixed\""}};
   }
-  HISTOCNN_FAIL("unknown preset '{}'; known presets: {}", name, fmt::join(run_preset_names(), ", "));
+  if (name == "robust-cnn") {
+    return {{"backbone", "\"simple_cnn\""}, {"weights", "\"\""},           {"freeze_backbone", "false"},
+            {"unfreeze_last", "0"},           {"image_size", "50"},           {"normalisation", "\"\""},
+            {"head", "\"dense\""},            {"dropout", "0.2"},             {"batch_norm", "false"},
+            {"balance_per_class", "0"},       {"optimizer", "\"adam\""},      {"learning_rate", "0.001"},
+            {"batch_size", "32"},             {"epochs", "6"},                {"schedule", "\"constant\""},
+            {"reduce_lr_patience", "0"},      {"augment", "\"histology:0.1\""}, {"stain_normalise", "\"none\""},
+            {"restore_best", "true"},         {"threshold_method", "\"youden\""}};
+  }
+  HISTOCNN_FAIL("unknown recipe '{}'; known recipes: {}", name, fmt::join(run_preset_names(), ", "));
 }
 
-std::vector<std::string> run_preset_names() { return {"study"}; }
+std::vector<std::string> run_preset_names() { return {"study", "robust-cnn"}; }
 
 void apply_run_preset(RunOptions& options, const std::string& name) {
   for (const auto& [option, value] : run_preset(name)) set_run_option(options, option, value);

@@ -16,6 +16,7 @@
 #include "histocnn/train/callbacks.h"
 #include "histocnn/train/distributed.h"
 #include "histocnn/train/figures.h"
+#include "histocnn/inference/context_model.h"
 #include "histocnn/inference/evaluate.h"
 #include "histocnn/inference/saved_model.h"
 #include "histocnn/inference/slide_maps.h"
@@ -25,7 +26,9 @@
 
 #include <chrono>
 #include <ctime>
+#include <map>
 #include <optional>
+#include <set>
 
 namespace histocnn::train {
 
@@ -238,10 +241,81 @@ void evaluate_validation(const RunOptions& options, Trainer& trainer, const data
                                            "validation split") + "\n";
 }
 
+// The learned spatial context head reads each patch's neighbours on its slide, so it is fitted on
+// the validation patients' complete slides: a class-balanced sample keeps positives and negatives
+// at different rates, and its neighbourhoods (which neighbours are there) would teach the head the
+// sampling instead of the tissue. When the run balanced its classes, those slides are predicted
+// here (whole patients, up to kContextSlidePatches patches, as predictions_validation_slides.csv);
+// otherwise the validation split is already complete. The head is written as
+// <run>/context_model.json. A fit that cannot be made (no validation split, one class, too few
+// patches) is logged and skipped: the run does not depend on it.
+constexpr size_t kContextSlidePatches = 10000;
+
+struct RunContext {
+  std::optional<inference::ContextModel> model;
+  bool test_slides_complete = true;  ///< the test split holds every patch of its patients
+};
+
+RunContext fit_run_context_model(const RunOptions& options, Trainer& trainer, const RunData& data,
+                                 const data::Preprocessing& preprocessing, const fs::path& run_dir) {
+  RunContext out;
+  const auto file = run_dir / "context_model.json", slides_csv = run_dir / "predictions_validation_slides.csv";
+  std::error_code ec;
+  fs::remove(file, ec);  // one from an earlier run would describe another model
+  fs::remove(slides_csv, ec);
+  if (data.val.size() == 0) {
+    log_info("no validation split: no learned context head (context_model.json) for this run");
+    return out;
+  }
+  if (options.split.by_patch) {
+    log_info("split by patch: the validation patches are scattered over slides shared with training, so there is "
+             "no learned context head (context_model.json) for this run");
+    out.test_slides_complete = false;
+    return out;
+  }
+  try {
+    // Each patient's patches before class balancing: their complete slides.
+    const auto all = options.balance_per_class > 0 ? load_patch_manifest(options.data_dirs, options.manifest)
+                                                   : data.manifest;
+    const auto patches_of = [&](const std::vector<std::string>& patients) {
+      const std::set<std::string> wanted(patients.begin(), patients.end());
+      return all.filter([&](const data::PatchRecord& r) { return wanted.count(r.patient) > 0; });
+    };
+    out.test_slides_complete = data.test.size() == patches_of(data.test.patients()).size();
+    inference::ContextFitOptions fit;
+    fit.threshold_method = options.threshold_method;
+    fit.target_sensitivity = options.target_sensitivity;
+    fit.fixed_threshold = options.threshold;
+    const auto val_slides = patches_of(data.val.patients());
+    if (val_slides.size() > data.val.size()) {
+      std::vector<std::string> patients;
+      size_t patches = 0;
+      std::map<std::string, size_t> count;
+      for (const auto& r : val_slides.rows()) ++count[r.patient];
+      for (const auto& patient : data.val.patients()) {
+        if (!patients.empty() && patches + count[patient] > kContextSlidePatches) break;
+        patients.push_back(patient);
+        patches += count[patient];
+      }
+      log_info("context head: predicting the complete slides of {} validation patients ({} patches; the balanced "
+               "split holds {} of their patches)", patients.size(), patches, data.val.size());
+      predict_split(trainer, data::PatchDataset(patches_of(patients), preprocessing), run_dir, "validation_slides");
+    }
+    auto model = inference::fit_context_model(run_dir, fit);
+    model.save(file);
+    log_info("context_model.json: {}", model.summary());
+    out.model = std::move(model);
+  } catch (const std::exception& ex) {
+    fs::remove(file, ec);
+    log_warn("no learned context head for this run: {}", ex.what());
+  }
+  return out;
+}
+
 // Test, in full (intervals by patient, PR-AUC, calibration, patient-level results, plots, the
 // error gallery), then the same patients restained.
 void evaluate_test(const RunOptions& options, Trainer& trainer, const data::PatchDataset& test_ds, RunResult& result,
-                   const metrics::EvaluationOptions& eval_options, Evaluation& e) {
+                   const metrics::EvaluationOptions& eval_options, const RunContext& context, Evaluation& e) {
   if (test_ds.size() == 0) return;
   const auto& class_names = eval_options.class_names;
   auto pred = predict_split(trainer, test_ds, result.run_dir, "test");
@@ -261,12 +335,20 @@ void evaluate_test(const RunOptions& options, Trainer& trainer, const data::Patc
   metrics::write_evaluation_plots(result.run_dir / "plots", full, "test_");
   // Error gallery: the most confident false positives and negatives, drawn and listed.
   e.report += write_error_gallery(result.run_dir / "plots" / "test_errors.png", test_ds.manifest(), pred, e.threshold);
-  // Slide maps of (up to four) test patients, and the metrics with spatial context beside the
-  // patch-alone ones.
+  // Slide maps of (up to four) test patients, and the metrics with spatial context (smoothing and
+  // the learned head) beside the patch-alone ones. The head weighs complete neighbourhoods: on a
+  // class-balanced sample of the test slides its numbers would measure the sampling.
+  const auto* head = context.model && context.test_slides_complete ? &*context.model : nullptr;
   const auto maps = inference::write_slide_maps(test_ds.manifest(), pred.p_positive, e.threshold,
-                                                result.run_dir / "maps", 1, 4);
+                                                result.run_dir / "maps", 1, 4, 8, head);
   e.report += "Test patients on their slides (maps/<patient>.png; tumour burden = fraction of patches positive):\n" +
-              maps.text + "\n";
+              maps.text;
+  if (context.model && !head) {
+    e.report += "The learned context head (context_model.json) is not applied to this class-balanced sample of\n"
+                "the test slides; `histocnn maps --model <run>/model --data <the test patients' folders>` applies\n"
+                "it to their complete slides.\n";
+  }
+  e.report += "\n";
   if (options.stain_shift <= 0) return;
   // The same patients restained as another lab would: same-source validation flatters, and how
   // far the test AUC falls here is the cheapest hint of how the model travels.
@@ -400,7 +482,8 @@ RunResult run_training(const RunOptions& options) {
   eval_options.seed = options.trainer.seed;
   evaluate_validation(options, trainer, val_ds, result, eval_options, e);
   e.metrics["threshold"] = e.threshold;
-  evaluate_test(options, trainer, test_ds, result, eval_options, e);
+  const auto context = fit_run_context_model(options, trainer, data, m.preprocessing, result.run_dir);
+  evaluate_test(options, trainer, test_ds, result, eval_options, context, e);
   plot_history(result.history, val_ds.size() > 0, result.run_dir);
   result.test_report = e.report;
   io::write_file_atomic(result.run_dir / "report.txt", e.report);

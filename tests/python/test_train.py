@@ -151,7 +151,7 @@ def test_trainer_keywords_and_defaults_are_the_cpp_options(cli):
 
     names = set(histocnn.train.run_option_names())
     params = inspect.signature(histocnn.Trainer).parameters
-    assert set(params) == names | {"callbacks", "preset"}
+    assert set(params) == names | {"callbacks", "recipe"}
     defaults = histocnn.option_defaults()
     fresh = histocnn.train.RunOptions()
     for name in names - {"data_dir", "manifest", "progress"}:
@@ -213,16 +213,18 @@ def test_two_processes_with_the_same_run_folder(cli, synthetic_data, tmp_path):
     assert len(history) == 1 + 3
 
 
-def test_study_preset_from_python_and_the_command_line(cli, tmp_path):
-    values = histocnn.Trainer(preset="study", epochs=3, progress=False).option_values()
+def test_study_recipe_from_python_and_the_command_line(cli, tmp_path):
+    values = histocnn.Trainer(recipe="study", epochs=3, progress=False).option_values()
     assert (values["backbone"], values["optimizer"], values["batch_size"], values["reduce_lr_patience"]) == \
         ("vgg16", "rmsprop", 32, 20)
     assert values["epochs"] == 3  # a keyword overrides the preset
-    with pytest.raises(ValueError, match="unknown preset"):
-        histocnn.Trainer(preset="keras")
+    with pytest.raises(ValueError, match="unknown recipe"):
+        histocnn.Trainer(recipe="keras")
+    robust = histocnn.Trainer(recipe="robust-cnn", progress=False).option_values()
+    assert (robust["backbone"], robust["image_size"], robust["augment"]) == ("simple_cnn", 50, "histology:0.1")
     # On the command line the preset applies first too: its ReduceLROnPlateau (patience 20) meets
     # --schedule cosine, and an explicit --reduce-lr-patience 0 lifts the contradiction.
-    clash = run_cli(cli, "train", "--data", tmp_path, "--preset", "study", "--schedule", "cosine", check=False)
+    clash = run_cli(cli, "train", "--data", tmp_path, "--recipe", "study", "--schedule", "cosine", check=False)
     assert clash.returncode != 0 and "reduce_lr_patience 20" in clash.stderr
     fixed = run_cli(cli, "train", "--data", tmp_path, "--preset", "study", "--schedule", "cosine",
                     "--reduce-lr-patience", "0", "--epochs", "0", check=False)

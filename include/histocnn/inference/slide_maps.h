@@ -3,7 +3,8 @@
 // so each patient's patches rebuild a mosaic of the tissue: beside it the true IDC map, the
 // predicted probability map and the errors, and the tumour burden (fraction of tissue patches
 // positive) predicted against the truth. Spatial context: IDC regions are contiguous, so a
-// patch's probability can be averaged with its neighbours' on the slide.
+// patch's probability can be averaged with its neighbours' on the slide, or a learned head
+// (context_model.h) can weigh the patch against its neighbourhood.
 //
 //   auto grids = histocnn::inference::slide_grids(manifest);
 //   cv::Mat panel = histocnn::inference::draw_patient_map(grids[0], manifest, p, 0.5);
@@ -17,6 +18,8 @@
 #include <vector>
 
 namespace histocnn::inference {
+
+class ContextModel;
 
 /// One patient's patches on their slide grid.
 struct SlideGrid {
@@ -61,11 +64,13 @@ struct SlideMapReport {
 };
 
 /// What `histocnn maps` writes into `out_dir`: <patient>.png for up to `max_patients` patients
-/// (0: all), burden.csv (patient, patches, true and predicted burden, predicted with context), and
-/// the report, which gives patch-alone metrics and metrics with context (smoothing of radius
-/// `smooth_radius`; 0 leaves it out) on the same patches, never mixed.
+/// (0: all), burden.csv (patient, patches, true_burden, predicted_burden,
+/// predicted_burden_with_context from smoothing, predicted_burden_with_learned_context, empty
+/// without a context model), and the report, which gives, on the same patches and never mixed:
+/// patch-alone metrics, metrics with context by smoothing of radius `smooth_radius` (0 leaves it
+/// out) and, when `context` is given, with context from that learned head (at its own threshold).
 SlideMapReport write_slide_maps(const data::Manifest& manifest, const std::vector<double>& p, double threshold,
                                 const std::filesystem::path& out_dir, int smooth_radius = 1, int max_patients = 0,
-                                int tile = 8);
+                                int tile = 8, const ContextModel* context = nullptr);
 
 }  // namespace histocnn::inference

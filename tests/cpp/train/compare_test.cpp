@@ -162,7 +162,7 @@ TEST_CASE("The study preset is the recipe as written, and options given after it
   CHECK_FALSE(o.split.by_patch);  // the honest split stays
   o.data_dirs = {"patches"};
   o.validate();
-  CHECK_THROWS_WITH(train::apply_run_preset(o, "keras"), Catch::Contains("unknown preset 'keras'") &&
+  CHECK_THROWS_WITH(train::apply_run_preset(o, "keras"), Catch::Contains("unknown recipe 'keras'") &&
                                                              Catch::Contains("study"));
 
   test::TempDir dir;
@@ -171,4 +171,24 @@ TEST_CASE("The study preset is the recipe as written, and options given after it
   const auto c = train::load_compare_config(config);
   CHECK(c.steps.front().options.trainer.epochs == 3);  // the key overrides the preset wherever it stands
   CHECK(c.steps.front().options.model.backbone() == "vgg16");
+}
+
+TEST_CASE("The robust-cnn recipe trains the small CNN from scratch with stain jitter, and validates", "[train]") {
+  train::RunOptions o;
+  train::set_run_option(o, "backbone", "\"vgg16\"");  // a recipe replaces what was set before it
+  train::apply_run_preset(o, "robust-cnn");
+  CHECK(o.model.backbone() == "simple_cnn");
+  CHECK(o.weights.empty());
+  CHECK_FALSE(o.model.freeze_backbone());
+  CHECK(o.image_size == 50);
+  CHECK(o.trainer.optimizer == train::OptimizerKind::adam);
+  CHECK(o.trainer.epochs == 6);
+  CHECK(o.trainer.augment.enabled);
+  CHECK(o.trainer.augment.stain_jitter == Approx(0.1));
+  CHECK(o.trainer.augment.rotate90);
+  CHECK(o.threshold_method == "youden");
+  o.data_dirs = {"patches"};
+  o.validate();
+  auto names = train::run_preset_names();
+  CHECK(std::find(names.begin(), names.end(), "robust-cnn") != names.end());
 }
