@@ -82,8 +82,9 @@ void add_data_commands(CLI::App& app) {
   auto* split = data_cmd->add_subcommand("split", "Split a manifest (or folder) by patient into train/val/test");
   split->add_option("input", split_in, "Manifest CSV or folder of patches")->required()->check(CLI::ExistingPath);
   split->add_option("-o,--output", split_out,
-                    "Manifest CSV with a split column (default: split.csv beside the input); the class "
-                    "distribution is drawn beside it, to <name>_distribution.png");
+                    "Manifest CSV with a split column (default: split.csv beside an input manifest, or in the "
+                    "working folder for a folder of patches, which is left as it is); the class distribution is "
+                    "drawn beside it, to <name>_distribution.png");
   split->add_option("--train", split_opt.train, "Fraction of patches for training")->capture_default_str();
   split->add_option("--val", split_opt.val, "Fraction for validation")->capture_default_str();
   split->add_option("--test", split_opt.test, "Fraction for testing")->capture_default_str();
@@ -99,7 +100,8 @@ void add_data_commands(CLI::App& app) {
     const auto input = train::load_patch_manifest(is_dir ? split_in : fs::path(), is_dir ? fs::path() : split_in);
     auto m = split_balance > 0 ? data::balance_classes(input, split_balance, split_opt.seed) : input;
     m = data::split_manifest(m, split_opt);
-    const auto out = !split_out.empty() ? split_out : (is_dir ? split_in / "split.csv" : split_in.parent_path() / "split.csv");
+    // A folder of patches may be shared or read-only: nothing is written into it unless asked.
+    const auto out = !split_out.empty() ? split_out : is_dir ? fs::path("split.csv") : split_in.parent_path() / "split.csv";
     m.save_csv(out);
     std::cout << data::format_split_summary(data::summarize_splits(m)) << "-> " << out.string() << "\n";
     const auto figure = out.parent_path() / (out.stem().string() + "_distribution.png");

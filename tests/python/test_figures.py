@@ -2,8 +2,10 @@
 error gallery of a run's report, and the best run and bar charts of `compare`."""
 import csv
 import json
+import os
 import re
 import struct
+import subprocess
 
 from conftest import run_cli
 
@@ -37,6 +39,19 @@ def test_data_split_draws_the_class_distribution_of_split_csv(cli, synthetic_dat
     for split in ("train", "val", "test"):
         labels = [r["label"] for r in rows if r["split"] == split]
         assert drawn[split] == (labels.count("0"), labels.count("1")), split
+
+
+def test_data_split_of_a_folder_writes_into_the_working_folder_not_the_data(cli, synthetic_data, tmp_path):
+    before = sorted(p.name for p in synthetic_data.iterdir())
+    work = tmp_path / "work"
+    work.mkdir()
+    proc = subprocess.run([os.path.abspath(cli), "data", "split", str(synthetic_data)], capture_output=True, text=True, timeout=600,
+                          cwd=work, env={**os.environ, "HISTOCNN_PROGRESS": "0"})
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in synthetic_data.iterdir()) == before  # the data folder is left as it was
+    rows = read_csv(work / "split.csv")
+    assert rows and all((work / r["path"]).is_file() for r in rows)  # paths resolve from the CSV's folder
+    assert (work / "split_distribution.png").is_file()
 
 
 def test_the_run_report_lists_the_most_confident_errors(cli, synthetic_data, tmp_path):
