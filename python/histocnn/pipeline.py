@@ -13,6 +13,7 @@ component and pandas tables of runs and lineage::
 from __future__ import annotations
 
 import os
+import pathlib
 import sys
 from typing import Callable, Iterable, Optional
 
@@ -47,7 +48,8 @@ class Pipeline:
     def metadata_path(self) -> str:
         if self.metadata:
             return self.metadata
-        if self.pipeline_root:
+        # As the runner does: a new pipeline root moves the store only when it was the default one.
+        if self.pipeline_root and pathlib.Path(self.spec.metadata) == pathlib.Path(self.spec.pipeline_root) / "metadata.sqlite":
             return os.path.join(self.pipeline_root, "metadata.sqlite")
         return os.fspath(self.spec.metadata)
 

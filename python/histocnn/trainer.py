@@ -132,6 +132,11 @@ class Trainer:
         return None if self.result is None else str(self.result.run_dir)
 
 
+def _folders(data_dir) -> List[str]:
+    """A folder, or a list of folders to join, as a list of paths."""
+    return [os.fspath(d) for d in data_dir] if isinstance(data_dir, (list, tuple)) else [os.fspath(data_dir)]
+
+
 def _run_options(caller: str, data_dir, manifest, recipe, options: Dict[str, Any]):
     """RunOptions from keywords, through the one options table (names, types, allowed values)."""
     run = _train.RunOptions()
@@ -139,8 +144,7 @@ def _run_options(caller: str, data_dir, manifest, recipe, options: Dict[str, Any
         _train.apply_run_preset(run, recipe)
     known = set(_train.run_option_names())
     if data_dir is not None:  # a folder, or a list of folders to join
-        options["data_dir"] = ([os.fspath(d) for d in data_dir] if isinstance(data_dir, (list, tuple))
-                               else os.fspath(data_dir))
+        options["data_dir"] = _folders(data_dir)
     if manifest is not None:
         options["manifest"] = os.fspath(manifest)
     for key, value in options.items():
@@ -189,8 +193,7 @@ def evaluate(model_dir: str, data_dir: str = "", manifest: str = "", split: str 
     robustness evaluation used its training seed). ``tta`` averages each patch over its 8 flips and
     quarter turns. ``stain_fit`` ("patch" or "slide") overrides how a model that normalises stains
     fits the source statistics: per patch, or over each patient's patches."""
-    dirs = [os.fspath(d) for d in data_dir] if isinstance(data_dir, (list, tuple)) else [os.fspath(data_dir)]
-    m = _train.load_patch_manifest([d for d in dirs if d], os.fspath(manifest)).select_split(split)
+    m = _train.load_patch_manifest([d for d in _folders(data_dir) if d], os.fspath(manifest)).select_split(split)
     return _histocnn.inference.evaluate_bundle(os.fspath(model_dir), m, threshold=threshold, device=device,
                                                stain_shift=stain_shift, seed=seed, tta=tta, stain_fit=stain_fit)
 

@@ -1,4 +1,5 @@
 #include "histocnn/inference/slide.h"
+#include "histocnn/inference/slide_maps.h"
 
 #include "histocnn/core/error.h"
 #include "histocnn/core/log.h"
@@ -507,18 +508,6 @@ double peak_rss_mb() {
   rusage usage{};
   getrusage(RUSAGE_SELF, &usage);
   return usage.ru_maxrss / 1024.0;  // kilobytes on Linux
-}
-
-// OpenCV's jet colour map as RGB, 0 (blue) to 1 (dark red).
-cv::Vec3b jet(double value) {
-  static const cv::Mat lut = [] {
-    cv::Mat ramp(1, 256, CV_8U), colour;
-    for (int i = 0; i < 256; ++i) ramp.at<uint8_t>(0, i) = static_cast<uint8_t>(i);
-    cv::applyColorMap(ramp, colour, cv::COLORMAP_JET);
-    cv::cvtColor(colour, colour, cv::COLOR_BGR2RGB);
-    return colour;
-  }();
-  return lut.at<cv::Vec3b>(0, static_cast<int>(std::clamp(value, 0.0, 1.0) * 255 + 0.5));
 }
 
 // A tile's rectangle in thumbnail pixels (at least one pixel, inside the thumbnail).

@@ -22,15 +22,18 @@ void check_lengths(const data::Manifest& m, const std::vector<double>& p) {
                  m.size());
 }
 
-cv::Vec3b jet(double value) {
-  cv::Mat one(1, 1, CV_8U, cv::Scalar(static_cast<int>(std::clamp(value, 0.0, 1.0) * 255 + 0.5)));
-  cv::Mat colour;
-  cv::applyColorMap(one, colour, cv::COLORMAP_JET);
-  const auto bgr = colour.at<cv::Vec3b>(0, 0);
-  return {bgr[2], bgr[1], bgr[0]};
-}
-
 }  // namespace
+
+cv::Vec3b jet(double value) {
+  static const cv::Mat lut = [] {
+    cv::Mat ramp(1, 256, CV_8U), colour;
+    for (int i = 0; i < 256; ++i) ramp.at<uint8_t>(0, i) = static_cast<uint8_t>(i);
+    cv::applyColorMap(ramp, colour, cv::COLORMAP_JET);
+    cv::cvtColor(colour, colour, cv::COLOR_BGR2RGB);
+    return colour;
+  }();
+  return lut.at<cv::Vec3b>(0, static_cast<int>(std::clamp(value, 0.0, 1.0) * 255 + 0.5));
+}
 
 std::vector<SlideGrid> slide_grids(const data::Manifest& manifest) {
   HISTOCNN_CHECK(manifest.size() > 0, "slide maps need at least one patch");

@@ -25,12 +25,9 @@ std::pair<std::string, std::string> split_metric(const std::string& name) {
     HISTOCNN_CHECK(view == "restained" || view == "plain",
                    "metric '{}': the prefix must be 'restained.' (the test patients restained) or none", name);
   }
-  HISTOCNN_CHECK(std::count(kMetrics.begin(), kMetrics.end(), field), "unknown metric '{}'; the metrics are {}", name,
-                 [] {
-                   std::string s;
-                   for (const auto& m : kMetrics) s += (s.empty() ? "" : ", ") + m;
-                   return s + " (prefix restained. for the restained test patients)";
-                 }());
+  HISTOCNN_CHECK(std::count(kMetrics.begin(), kMetrics.end(), field),
+                 "unknown metric '{}'; the metrics are {} (prefix restained. for the restained test patients)", name,
+                 fmt::join(kMetrics, ", "));
   if (field == "sensitivity") field = "recall";
   return {view, field};
 }

@@ -83,13 +83,15 @@ ComponentResult run_evaluator(const ComponentCall& call, const json& config) {
 
   ComponentResult r;
   const auto failed = blessing.reasons();
-  r.summary = fmt::format("{}: test AUC {:.4f}{}{}", blessing.blessed ? "BLESSED" : "NOT_BLESSED",
-                          candidate["plain"]["roc_auc"].is_null() ? std::nan("") : candidate["plain"]["roc_auc"].get<double>(),
-                          baseline.is_null() ? ", no baseline"
-                                             : fmt::format(" (served version {}: {:.4f})", baseline["version"].get<int64_t>(),
-                                                           baseline["plain"]["roc_auc"].is_null() ? std::nan("")
-                                                               : baseline["plain"]["roc_auc"].get<double>()),
-                          failed.empty() ? "" : fmt::format("; {}", fmt::join(failed, "; ")));
+  const auto auc = [](const json& evaluation) {
+    const auto& a = evaluation["plain"]["roc_auc"];
+    return a.is_null() ? std::nan("") : a.get<double>();
+  };
+  const std::string against = baseline.is_null() ? ", no baseline"
+                                                 : fmt::format(" (served version {}: {:.4f})",
+                                                               baseline["version"].get<int64_t>(), auc(baseline));
+  r.summary = fmt::format("{}: test AUC {:.4f}{}{}", blessing.blessed ? "BLESSED" : "NOT_BLESSED", auc(candidate),
+                          against, failed.empty() ? "" : fmt::format("; {}", fmt::join(failed, "; ")));
   r.properties["blessing"] = {{"blessed", blessing.blessed ? "1" : "0"},
                               {"baseline_version", baseline.is_null() ? "" : std::to_string(baseline["version"].get<int64_t>())}};
   r.properties["evaluation"] = {{"roc_auc", candidate["plain"]["roc_auc"].dump()}};

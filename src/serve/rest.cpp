@@ -27,6 +27,15 @@ HttpResponse json_response(int status, const json& body) {
   return r;
 }
 
+// A 200 answer from one model version, labelled with it (body and X-Model-Version header).
+HttpResponse versioned_response(const json& body, const std::string& model, int64_t version) {
+  auto r = json_response(200, body);
+  r.model = model;
+  r.version = std::to_string(version);
+  r.headers["X-Model-Version"] = r.version;
+  return r;
+}
+
 json version_status_json(const VersionStatus& s) {
   return {{"version", std::to_string(s.version)},
           {"state", state_name(s.state)},
@@ -194,11 +203,7 @@ HttpResponse RestApi::model_request(const HttpRequest& request, const std::strin
                     {{"signature_def", {{"signature_def", {{"serving_default", signature}}}}},
                      {"model_card", card_json},
                      {"input", {{"image_size", size}, {"value_range", "RGB 0..255 (HxWx3 arrays) or b64 images"}}}}}};
-      auto r = json_response(200, body);
-      r.model = name;
-      r.version = std::to_string(loaded->version);
-      r.headers["X-Model-Version"] = r.version;
-      return r;
+      return versioned_response(body, name, loaded->version);
     }
     json statuses = json::array();
     if (version || label) {
@@ -247,11 +252,7 @@ HttpResponse RestApi::model_request(const HttpRequest& request, const std::strin
   } else {
     body = parsed.columnar ? json{{"outputs", rows}} : json{{"predictions", rows}};
   }
-  auto r = json_response(200, body);
-  r.model = name;
-  r.version = std::to_string(loaded->version);
-  r.headers["X-Model-Version"] = r.version;
-  return r;
+  return versioned_response(body, name, loaded->version);
 }
 
 HttpResponse RestApi::explain(const HttpRequest& request, const LoadedVersion& loaded) const {
@@ -292,15 +293,11 @@ HttpResponse RestApi::explain(const HttpRequest& request, const LoadedVersion& l
     explanations.push_back(std::move(e));
   }
   const std::string layer = options.layer.empty() ? predictor.model()->backbone()->feature_layer() : options.layer;
-  auto r = json_response(200, {{"explanations", explanations},
-                               {"method", core::choice_name(options.method)},
-                               {"target_class", options.target_class},
-                               {"layer", layer},
-                               {"layer_size", {maps.size(1), maps.size(2)}}});
-  r.model = loaded.model;
-  r.version = std::to_string(loaded.version);
-  r.headers["X-Model-Version"] = r.version;
-  return r;
+  return versioned_response({{"explanations", explanations},
+                             {"method", core::choice_name(options.method)},
+                             {"target_class", options.target_class},
+                             {"layer", layer},
+                             {"layer_size", {maps.size(1), maps.size(2)}}}, loaded.model, loaded.version);
 }
 
 }  // namespace histocnn::serve

@@ -83,7 +83,7 @@ std::string group_of(const data::PatchRecord& r, const std::vector<std::pair<std
   for (const auto& [prefix, name] : groups) {
     if (r.path.rfind(prefix, 0) == 0) return name;
   }
-  return "all";
+  HISTOCNN_FAIL("patch '{}' lies in none of the data folders joined for cross-validation", r.path);
 }
 
 double median(std::vector<double> v) {
@@ -313,7 +313,7 @@ CrossValidationResult cross_validate(const CrossValidationOptions& options) {
       const auto ev = inference::evaluate_bundle(trained.model_dir, test, eo);
       fold.threshold = ev.threshold;
       for (const auto& [group, idx] : groups) fold.scores.push_back(score(test, ev.predictions, ev.threshold, idx, sigma, group));
-      log_info("fold {}: AUC {:.3f} {}", k, fold.scores[fold.scores.size() - groups.size()].roc_auc, sigma_name(sigma));
+      log_info("fold {}: AUC {:.3f} {}", k, ev.metrics.roc_auc, sigma_name(sigma));
     }
     fold.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     io::write_file_atomic(fold_json_path, fold_json(fold).dump(2));

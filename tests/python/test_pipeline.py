@@ -112,7 +112,7 @@ def test_a_run_ends_in_a_version_serve_answers_and_a_worse_model_is_not_pushed(c
     yaml = tiny(tmp_path)
     base = tmp_path / "models"
     out = run_cli(cli, "pipeline", "run", yaml).stdout
-    assert "BLESSED" in out and "version 1 of" in out
+    assert ": BLESSED" in out and "version 1 of" in out  # ": " so that NOT_BLESSED does not pass
     patch = next((tmp_path / "root" / "ExampleGen").glob("*/examples/data/*/1/*.png"))
     server = ServeProcess(cli, base)
     try:
@@ -269,7 +269,7 @@ def test_the_compiled_pipeline_is_a_valid_kfp_spec_and_runs_as_the_yaml_does(cli
     ran_ir = run_cli(cli, "pipeline", "run", "--ir", compiled).stdout
     ran_yaml = run_cli(cli, "pipeline", "run", yaml, "--pipeline-root", tmp_path / "root-yaml").stdout
     assert f"pipeline {version}" in ran_ir
-    assert "BLESSED" in ran_ir and "BLESSED" in ran_yaml
+    assert ": BLESSED" in ran_ir and ": BLESSED" in ran_yaml
     [ir_manifest] = (tmp_path / "root").glob("ExampleGen/*/examples/manifest.csv")
     [yaml_manifest] = (tmp_path / "root-yaml").glob("ExampleGen/*/examples/manifest.csv")
     assert ir_manifest.read_text() == yaml_manifest.read_text()

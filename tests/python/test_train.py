@@ -226,6 +226,7 @@ def test_study_recipe_from_python_and_the_command_line(cli, tmp_path):
     # --schedule cosine, and an explicit --reduce-lr-patience 0 lifts the contradiction.
     clash = run_cli(cli, "train", "--data", tmp_path, "--recipe", "study", "--schedule", "cosine", check=False)
     assert clash.returncode != 0 and "reduce_lr_patience 20" in clash.stderr
+    # --preset is the older name of --recipe, kept as an alias.
     fixed = run_cli(cli, "train", "--data", tmp_path, "--preset", "study", "--schedule", "cosine",
                     "--reduce-lr-patience", "0", "--epochs", "0", check=False)
     assert fixed.returncode != 0 and "epochs" in fixed.stderr and "reduce_lr_patience" not in fixed.stderr

@@ -31,6 +31,10 @@ struct SlideGrid {
   int64_t at(int col, int row) const { return cells[static_cast<size_t>(row) * cols + col]; }
 };
 
+/// OpenCV's jet colour map as RGB, 0 (blue) to 1 (dark red): the probability colours of slide
+/// maps and whole-slide heatmaps.
+cv::Vec3b jet(double value);
+
 /// One grid per patient, patients in order of first appearance. The step is the patient's
 /// smallest positive coordinate difference (50 for the Kaggle patches). Throws
 /// std::invalid_argument when two patches of a patient share a place or the manifest is empty.

@@ -276,13 +276,10 @@ TEST_CASE("A run's validation predictions fit the head, and slide maps report it
 TEST_CASE("Training fits the head on the validation patients' complete slides when it balanced the classes",
           "[inference][context][train][slow]") {
   test::TempDir dir;
-  data::SyntheticOptions synth;
-  synth.patients = 10;
-  synth.patches_per_patient = 40;
+  auto synth = test::synthetic_options(10, 40);
   synth.seed = 11;
-  data::generate_synthetic(dir / "data", synth);
   train::RunOptions run;
-  run.data_dirs = {dir / "data"};
+  run.data_dirs = {test::synthetic_folder(dir, synth)};
   run.output_dir = dir / "runs";
   run.image_size = 50;
   run.model.backbone("simple_cnn").freeze_backbone(false).hidden1(32).hidden2(16);

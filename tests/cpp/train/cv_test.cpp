@@ -103,13 +103,10 @@ TEST_CASE("Several data folders join into one manifest; a patient in two folders
 
 TEST_CASE("Cross-validation tests every patient once, on models that never saw them, and resumes", "[cv][slow]") {
   test::TempDir dir;
-  data::SyntheticOptions synth;
-  synth.patients = 9;
-  synth.patches_per_patient = 30;
+  auto synth = test::synthetic_options(9, 30);
   synth.seed = 5;
-  data::generate_synthetic(dir / "data", synth);
   train::CrossValidationOptions cv;
-  cv.run.data_dirs = {dir / "data"};
+  cv.run.data_dirs = {test::synthetic_folder(dir, synth)};
   cv.run.output_dir = dir / "out";
   cv.run.image_size = 32;
   cv.run.model.backbone("simple_cnn").freeze_backbone(false).hidden1(16).hidden2(8);
