@@ -100,10 +100,14 @@ class Pipeline:
                                            "seconds"])
 
     def runs(self, limit: int = 0):
-        """Every component execution of the recorded runs (newest run first) as a pandas DataFrame."""
+        """Every component execution of the recorded runs (newest run first) as a pandas DataFrame.
+        Runs whose process ended without finishing (killed) show as CANCELED, as ``histocnn
+        pipeline runs`` shows them."""
         import pandas as pd
         rows = []
-        for run in self._store().runs(limit):
+        store = self._store()
+        store.cancel_orphans()
+        for run in store.runs(limit):
             for e in run["executions"]:
                 rows.append({"run": run["name"], "run_state": run["state"], "pipeline_version": run["pipeline_version"],
                              "component": e["component"], "state": e["state"], "seconds": e["seconds"],

@@ -4,11 +4,13 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <condition_variable>
 #include <exception>
 #include <map>
 #include <mutex>
 #include <random>
+#include <string>
 #include <thread>
 
 namespace histocnn::data {
@@ -19,6 +21,22 @@ BatchLoader::BatchLoader(PatchDataset dataset, LoaderOptions options)
   HISTOCNN_CHECK(options_.workers >= 0, "workers must be >= 0, got {}", options_.workers);
   HISTOCNN_CHECK(options_.prefetch >= 1, "prefetch must be >= 1, got {}", options_.prefetch);
   HISTOCNN_CHECK(dataset_.size() > 0, "cannot make batches from an empty dataset");
+  HISTOCNN_CHECK(options_.max_per_patient >= 0, "max_per_patient must be >= 0 (0: every patch), got {}",
+                 options_.max_per_patient);
+  HISTOCNN_CHECK(options_.max_per_patient == 0 || !options_.balanced,
+                 "a per-patient cap and class-balanced sampling cannot be combined: choose one");
+  epoch_size_ = static_cast<int64_t>(dataset_.size());
+  if (options_.shuffle && options_.max_per_patient > 0) {
+    std::map<std::string, size_t> slot;
+    const auto& rows = dataset_.manifest().rows();
+    for (size_t i = 0; i < rows.size(); ++i) {
+      const auto [it, added] = slot.emplace(rows[i].patient, patients_.size());
+      if (added) patients_.emplace_back();
+      patients_[it->second].push_back(static_cast<int64_t>(i));
+    }
+    epoch_size_ = 0;
+    for (const auto& p : patients_) epoch_size_ += std::min<int64_t>(options_.max_per_patient, p.size());
+  }
   HISTOCNN_CHECK(options_.shard_count >= 1 && options_.shard_index >= 0 && options_.shard_index < options_.shard_count,
                  "shard_index must be in [0, shard_count), got {} of {}", options_.shard_index, options_.shard_count);
 }
@@ -27,8 +45,16 @@ std::pair<int64_t, int64_t> shard_range(int64_t n, int index, int count) {
   return {n * index / count, n * (index + 1) / count};
 }
 
+namespace {
+// Fisher-Yates over the first n draws of `v` (our own draws: std::shuffle differs between standard
+// libraries): a full shuffle when n == v.size(), a uniform sample of n in front otherwise.
+void shuffle_prefix(std::vector<int64_t>& v, size_t n, std::mt19937_64& rng) {
+  for (size_t i = 0; i < n && i + 1 < v.size(); ++i) std::swap(v[i], v[i + rng() % (v.size() - i)]);
+}
+}  // namespace
+
 int64_t BatchLoader::num_batches() const {
-  const int64_t n = static_cast<int64_t>(dataset_.size());
+  const int64_t n = epoch_size_;
   return options_.drop_last ? n / options_.batch_size : (n + options_.batch_size - 1) / options_.batch_size;
 }
 
@@ -47,8 +73,18 @@ std::vector<int64_t> BatchLoader::epoch_order(int64_t epoch) const {
     }
     return order;
   }
+  if (options_.shuffle && !patients_.empty()) {
+    std::mt19937_64 rng(sample_seed(options_.seed, epoch, -3));
+    order.clear();
+    for (auto patient : patients_) {
+      const size_t n = std::min<size_t>(options_.max_per_patient, patient.size());
+      shuffle_prefix(patient, n, rng);
+      order.insert(order.end(), patient.begin(), patient.begin() + static_cast<std::ptrdiff_t>(n));
+    }
+    shuffle_prefix(order, order.size(), rng);
+    return order;
+  }
   if (options_.shuffle) {
-    // Fisher-Yates with our own draws: std::shuffle differs between standard libraries.
     std::mt19937_64 rng(sample_seed(options_.seed, epoch, -1));
     for (size_t i = order.size(); i > 1; --i) {
       size_t j = static_cast<size_t>(rng() % i);

@@ -132,6 +132,7 @@ const std::vector<Option>& options_list() {
       opt("early_stopping_patience", I, "Stop after N epochs without a better val_auc (0: off)", HISTOCNN_FIELD(int, o.trainer.early_stopping_patience), "--early-stopping-patience,--early-stopping"),
       opt("class_weight", S, "Loss weights inverse to class counts", HISTOCNN_CHOICE(ClassWeight, "class_weight", o.trainer.class_weight), "", choice_names<ClassWeight>()),
       opt("sampler", S, "shuffle, or balanced (equal classes per epoch)", HISTOCNN_CHOICE(Sampler, "sampler", o.trainer.sampler), "", choice_names<Sampler>()),
+      opt("per_patient", I, "At most N patches of each patient per epoch, drawn afresh each epoch (0: all)", HISTOCNN_FIELD(int64_t, o.trainer.per_patient)),
       // One seed for the split, the initialisation and the shuffling.
       opt("seed", I, "Random seed for split, initialisation and shuffling",
           {[](RunOptions& o, const json& v) { o.trainer.seed = o.split.seed = v.get<uint64_t>(); },

@@ -98,6 +98,7 @@ data::LoaderOptions loader_options(const TrainerOptions& o, bool shuffle, const 
   lo.batch_size = o.batch_size;
   lo.shuffle = shuffle;
   lo.balanced = shuffle && o.sampler == Sampler::balanced;
+  lo.max_per_patient = shuffle ? o.per_patient : 0;
   lo.workers = o.workers;
   lo.seed = o.seed;
   lo.augment = augment;
@@ -248,6 +249,9 @@ void TrainerOptions::validate() const {
   HISTOCNN_CHECK(dist_backend == "auto" || dist_backend == "gloo" || dist_backend == "nccl",
                  "dist_backend must be auto, gloo or nccl, got '{}'", dist_backend);
   HISTOCNN_CHECK(dist_timeout > 0, "dist_timeout must be positive (seconds), got {}", dist_timeout);
+  HISTOCNN_CHECK(per_patient >= 0, "per_patient must be >= 0 (0: every patch), got {}", per_patient);
+  HISTOCNN_CHECK(per_patient == 0 || sampler == Sampler::shuffle,
+                 "per_patient and sampler 'balanced' cannot be combined: choose one way of drawing an epoch");
   augment.validate();
 }
 
@@ -272,6 +276,7 @@ std::string TrainerOptions::learning_json() const {
   // Only when set, so that runs named before this option existed keep their names.
   if (backbone_lr_multiplier != 1.0) j["backbone_lr_multiplier"] = backbone_lr_multiplier;
   if (mixed_precision != MixedPrecision::automatic) j["mixed_precision"] = choice_name(mixed_precision);
+  if (per_patient > 0) j["per_patient"] = per_patient;
   return j.dump();
 }
 
@@ -447,6 +452,10 @@ History Trainer::fit(const data::PatchDataset& train, const data::PatchDataset* 
     reducer = std::make_unique<GradientReducer>(*dist, trainable);
   }
   data::BatchLoader loader(train, train_loader_options);
+  if (loader.epoch_size() < static_cast<int64_t>(train.size()) && (!dist || dist->is_main())) {
+    log_info("each epoch draws at most {} patches of each patient: {} of the {} training patches",
+             options_.per_patient, loader.epoch_size(), train.size());
+  }
 
   auto validate = [&](EpochRecord& rec) {
     if (!val) return;

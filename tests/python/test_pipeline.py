@@ -164,6 +164,12 @@ def test_kill_9_at_any_moment_then_the_same_command_finishes_with_one_version(cl
     proc.wait()
     assert_no_half_written_version(base)
     assert versions(base) == []
+    # Python sees what `pipeline runs` shows: the killed process's run and Trainer as CANCELED, not
+    # as RUNNING forever.
+    import histocnn
+    killed = histocnn.Pipeline(yaml).runs()
+    assert set(killed["run_state"]) == {"CANCELED"}
+    assert killed.set_index("component").loc["Trainer", "state"] == "CANCELED"
 
     resumed = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr
@@ -179,6 +185,7 @@ def test_kill_9_at_any_moment_then_the_same_command_finishes_with_one_version(cl
     # while it trains, and as soon as the Evaluator has blessed it (the Pusher's moment).
     cmd_seed = cmd + ["--set", "Trainer.seed=7", "--set", "Evaluator.change_thresholds=null"]
     blessings = lambda: len(list((tmp_path / "root" / "Evaluator").glob("*/blessing/BLESSED")))
+    kills = 0
     for moment in (1.0, 2.5, "blessed"):
         before = blessings()
         proc = subprocess.Popen(cmd_seed, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -189,9 +196,11 @@ def test_kill_9_at_any_moment_then_the_same_command_finishes_with_one_version(cl
             continue
         proc.send_signal(signal.SIGKILL)
         proc.wait()
+        kills += 1
         assert_no_half_written_version(base)
         with sqlite3.connect(store) as db:
             assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert kills >= 1, "every run finished before its moment came: nothing was killed"
     final = subprocess.run(cmd_seed, env=env, capture_output=True, text=True, timeout=600)
     assert final.returncode == 0, final.stderr
     assert versions(base) == [1, 2]

@@ -1,6 +1,7 @@
 """Python callbacks, Ctrl-C, and predictions from the inputs Python users hold."""
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -43,6 +44,26 @@ def test_python_callback_is_called_and_can_stop_and_change_lr(synthetic_data, tm
     assert len(history) == 2
     assert history[1]["learning_rate"] == pytest.approx(1e-5)  # set at the end of epoch 1
     assert history[0]["val_auc"] == pytest.approx(epochs[0][2])
+
+
+def test_per_patient_caps_each_epoch_at_n_patches_of_each_patient(synthetic_data, tmp_path, capfd):
+    batches = []
+
+    class Counter(histocnn.Callback):
+        def on_epoch_begin(self, epoch):
+            batches.append(0)
+
+        def on_batch_end(self, batch, loss):
+            batches[-1] += 1
+
+    small_trainer(synthetic_data, tmp_path, epochs=2, batch_size=4, per_patient=5, callbacks=[Counter()]).fit()
+    match = re.search(r"at most 5 patches of each patient: (\d+) of the (\d+) training patches", capfd.readouterr().err)
+    assert match, "the trainer did not say how many patches an epoch draws"
+    drawn, total = map(int, match.groups())
+    assert total % 30 == 0 and drawn == 5 * (total // 30)  # 30 patches per synthetic patient
+    assert batches == [-(-drawn // 4)] * 2
+    with pytest.raises(ValueError, match="cannot be combined"):
+        small_trainer(synthetic_data, tmp_path / "both", per_patient=5, sampler="balanced").fit()
 
 
 def test_an_exception_in_a_callback_reaches_the_caller(synthetic_data, tmp_path):

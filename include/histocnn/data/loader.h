@@ -31,6 +31,10 @@ struct LoaderOptions {
   /// With shuffle: draw each epoch's samples with replacement so both classes are equally likely
   /// (a weighted sampler), instead of a permutation.
   bool balanced = false;
+  /// With shuffle (not balanced): at most this many patches of each patient per epoch, a fresh
+  /// seeded draw each epoch, so that patients with thousands of patches do not drown those with
+  /// dozens (0: every patch, every epoch).
+  int64_t max_per_patient = 0;
   bool drop_last = false;
   int workers = 2;
   int prefetch = 4;
@@ -51,9 +55,11 @@ class BatchLoader {
  public:
   BatchLoader(PatchDataset dataset, LoaderOptions options);
 
+  /// Samples per epoch: the dataset's size, or fewer with max_per_patient.
+  int64_t epoch_size() const { return epoch_size_; }
   int64_t num_batches() const;
   /// The sample order of an epoch (a seeded permutation when shuffling; a class-balanced draw with
-  /// replacement when balanced).
+  /// replacement when balanced; a permutation of each patient's capped draw with max_per_patient).
   std::vector<int64_t> epoch_order(int64_t epoch) const;
   /// Calls `fn` for each batch of the epoch, in order. Exceptions from workers (a file that fails
   /// to decode) and from `fn` stop the epoch and are rethrown here.
@@ -66,6 +72,8 @@ class BatchLoader {
   Batch make_batch(const std::vector<int64_t>& order, int64_t b, int64_t epoch) const;
   PatchDataset dataset_;
   LoaderOptions options_;
+  std::vector<std::vector<int64_t>> patients_;  ///< sample indices by patient (max_per_patient only)
+  int64_t epoch_size_ = 0;
 };
 
 }  // namespace histocnn::data

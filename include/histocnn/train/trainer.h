@@ -50,6 +50,9 @@ struct TrainerOptions {
   int early_stopping_patience = 0;    ///< > 0: EarlyStopping on val_auc
   ClassWeight class_weight = ClassWeight::none;
   Sampler sampler = Sampler::shuffle;
+  /// > 0: at most this many patches of each patient per epoch, drawn afresh each epoch (shuffle
+  /// sampler only), so every patient weighs alike whether it has 50 patches or 2,000.
+  int64_t per_patient = 0;
   uint64_t seed = 42;
   int workers = 2;               ///< batch-preparation threads
   int threads = 0;               ///< LibTorch intra-op threads; <= 0: all cores

@@ -9,7 +9,10 @@
 #include <torch/torch.h>
 
 #include <fstream>
+#include <map>
 #include <set>
+#include <string>
+#include <vector>
 
 using namespace histocnn;
 
@@ -170,4 +173,52 @@ TEST_CASE("A stain-shifted view restains each patient one way, deterministically
   CHECK_FALSE(equal(ds.with_stain_shift(0.1, 8).image(2), shifted.image(2)));
   CHECK(equal(ds.with_stain_shift(0.0, 7).image(2), patch));
   CHECK_THROWS_WITH(ds.with_stain_shift(-0.1, 7), Catch::Contains("stain shift"));
+}
+
+TEST_CASE("A per-patient cap draws at most N patches of each patient per epoch, afresh each epoch", "[data]") {
+  test::TempDir dir;
+  // Patients of 40, 40 and 6 patches: the cap of 10 leaves 10 + 10 + 6 per epoch.
+  const auto full = synthetic_manifest(dir, 3, 40);
+  const auto first = full.rows().front().patient;
+  std::vector<data::PatchRecord> rows;
+  std::map<std::string, int> kept;
+  for (const auto& r : full.rows()) {
+    if (r.patient == first && kept[r.patient] >= 6) continue;
+    ++kept[r.patient];
+    rows.push_back(r);
+  }
+  data::Preprocessing pre;
+  pre.image_size = 16;
+  const data::PatchDataset ds(data::Manifest(full.root(), rows), pre);
+  data::LoaderOptions o;
+  o.shuffle = true;
+  o.batch_size = 4;
+  o.max_per_patient = 10;
+  const data::BatchLoader loader(ds, o);
+  CHECK(loader.epoch_size() == 26);
+  CHECK(loader.num_batches() == 7);
+  std::set<int64_t> seen;
+  for (int epoch = 0; epoch < 6; ++epoch) {
+    const auto order = loader.epoch_order(epoch);
+    REQUIRE(order.size() == 26);
+    CHECK(std::set<int64_t>(order.begin(), order.end()).size() == 26);  // without replacement
+    std::map<std::string, int> per_patient;
+    for (auto i : order) ++per_patient[ds.manifest().rows()[static_cast<size_t>(i)].patient];
+    for (const auto& [patient, n] : per_patient) CHECK(n == (patient == first ? 6 : 10));
+    seen.insert(order.begin(), order.end());
+  }
+  // Other epochs draw other patches of the large patients: six epochs reach most of their 80.
+  CHECK(seen.size() > 6 + 60);
+  // Seeded: an independent loader repeats the draw; the batches follow it.
+  CHECK(data::BatchLoader(ds, o).epoch_order(3) == loader.epoch_order(3));
+  int64_t batched = 0;
+  loader.run_epoch(0, [&](data::Batch& b) { batched += b.images.size(0); });
+  CHECK(batched == 26);
+
+  auto both = o;
+  both.balanced = true;
+  CHECK_THROWS_WITH(data::BatchLoader(ds, both), Catch::Contains("cannot be combined"));
+  auto unshuffled = o;
+  unshuffled.shuffle = false;  // evaluation: every patch, once
+  CHECK(data::BatchLoader(ds, unshuffled).epoch_size() == 86);
 }
