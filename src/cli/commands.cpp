@@ -9,6 +9,7 @@
 #include "histocnn/core/progress.h"
 #include "histocnn/data/augment.h"
 #include "histocnn/data/balance.h"
+#include "histocnn/data/csv.h"
 #include "histocnn/data/split.h"
 #include "histocnn/data/synthetic.h"
 #include "histocnn/inference/evaluate.h"
@@ -433,7 +434,7 @@ void add_predict_command(CLI::App& app) {
       }
       const auto& cls = predictor.class_names()[r.p_positive >= predictor.threshold() ? 1 : 0];
       if (p->format == "csv") {
-        text += fmt::format("{},{:.6f},{},{}\n", r.path.string(), r.p_positive, cls, version);
+        text += fmt::format("{},{:.6f},{},{}\n", data::csv_field(r.path.string()), r.p_positive, cls, version);
       } else {
         text += nlohmann::json{{"path", r.path.string()}, {"p_positive", r.p_positive}, {"class", cls},
                                {"threshold", predictor.threshold()}, {"version", version}}

@@ -12,6 +12,7 @@
 #include "histocnn/core/error.h"
 #include "histocnn/core/hash.h"
 #include "histocnn/core/log.h"
+#include "histocnn/data/csv.h"
 #include "histocnn/data/filename.h"
 #include "histocnn/io/atomic_file.h"
 
@@ -45,6 +46,34 @@ bool all_digits(const std::string& s) {
   return true;
 }
 
+
+bool parse_int(const std::string& s, int& out) {
+  if (s.empty()) return false;
+  const char* b = s.data();
+  const char* e = s.data() + s.size();
+  if (*b == '+') ++b;
+  auto [ptr, ec] = std::from_chars(b, e, out);
+  return ec == std::errc() && ptr == e;
+}
+
+std::string join_first(const std::vector<std::string>& items, size_t n, const char* sep) {
+  std::string out;
+  for (size_t i = 0; i < items.size() && i < n; ++i) {
+    if (i) out += sep;
+    out += items[i];
+  }
+  if (items.size() > n) out += fmt::format("{}... ({} more)", sep, items.size() - n);
+  return out;
+}
+
+bool ignored_file(const std::string& name) {
+  if (!name.empty() && name[0] == '.') return true;
+  const std::string ext = lower(fs::path(name).extension().string());
+  return ext == ".csv" || ext == ".md" || ext == ".txt" || ext == ".json";
+}
+
+}  // namespace
+
 std::string csv_field(const std::string& s) {
   if (s.find_first_of(",\"\r\n") == std::string::npos) return s;
   std::string out = "\"";
@@ -56,8 +85,6 @@ std::string csv_field(const std::string& s) {
   return out;
 }
 
-// Splits one CSV line into fields; "..." quoting with "" as an escaped quote. Returns false (and
-// sets *error) for an unterminated quote or text after a closing quote.
 bool split_csv_line(const std::string& line, std::vector<std::string>& fields, std::string* error) {
   fields.clear();
   std::string cur;
@@ -100,32 +127,21 @@ bool split_csv_line(const std::string& line, std::vector<std::string>& fields, s
   return true;
 }
 
-bool parse_int(const std::string& s, int& out) {
-  if (s.empty()) return false;
-  const char* b = s.data();
-  const char* e = s.data() + s.size();
-  if (*b == '+') ++b;
-  auto [ptr, ec] = std::from_chars(b, e, out);
-  return ec == std::errc() && ptr == e;
-}
-
-std::string join_first(const std::vector<std::string>& items, size_t n, const char* sep) {
-  std::string out;
-  for (size_t i = 0; i < items.size() && i < n; ++i) {
-    if (i) out += sep;
-    out += items[i];
+std::vector<std::string> csv_lines(const std::string& text) {
+  std::vector<std::string> lines;
+  size_t start = 0;
+  while (start <= text.size()) {
+    size_t end = text.find('\n', start);
+    if (end == std::string::npos) end = text.size();
+    std::string line = text.substr(start, end - start);
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    lines.push_back(std::move(line));
+    if (end == text.size()) break;
+    start = end + 1;
   }
-  if (items.size() > n) out += fmt::format("{}... ({} more)", sep, items.size() - n);
-  return out;
+  if (!lines.empty() && lines[0].rfind("\xEF\xBB\xBF", 0) == 0) lines[0].erase(0, 3);  // UTF-8 BOM
+  return lines;
 }
-
-bool ignored_file(const std::string& name) {
-  if (!name.empty() && name[0] == '.') return true;
-  const std::string ext = lower(fs::path(name).extension().string());
-  return ext == ".csv" || ext == ".md" || ext == ".txt" || ext == ".json";
-}
-
-}  // namespace
 
 Manifest::Manifest(fs::path root, std::vector<PatchRecord> rows)
     : root_(std::move(root)), rows_(std::move(rows)) {
@@ -222,20 +238,7 @@ Manifest Manifest::load_csv(const fs::path& csv, std::optional<fs::path> root) {
   const std::string text = io::read_file(csv);  // throws NotFoundError or std::runtime_error naming the file
   const std::string file = csv.string();
 
-  std::vector<std::string> lines;
-  {
-    size_t start = 0;
-    while (start <= text.size()) {
-      size_t end = text.find('\n', start);
-      if (end == std::string::npos) end = text.size();
-      std::string line = text.substr(start, end - start);
-      if (!line.empty() && line.back() == '\r') line.pop_back();
-      lines.push_back(std::move(line));
-      if (end == text.size()) break;
-      start = end + 1;
-    }
-  }
-  if (!lines.empty() && lines[0].rfind("\xEF\xBB\xBF", 0) == 0) lines[0].erase(0, 3);  // UTF-8 BOM
+  const std::vector<std::string> lines = csv_lines(text);
   HISTOCNN_CHECK(!lines.empty() && !trim(lines[0]).empty(),
                  "manifest '{}' is empty: expected a header line such as "
                  "'path,patient,label,x,y,split'",

@@ -1,6 +1,7 @@
 #include "histocnn/inference/context_model.h"
 
 #include "histocnn/core/error.h"
+#include "histocnn/data/csv.h"
 #include "histocnn/inference/slide_maps.h"
 #include "histocnn/io/atomic_file.h"
 #include "histocnn/metrics/curves.h"
@@ -360,36 +361,18 @@ PatchPredictions load_predictions_csv(const fs::path& csv, std::optional<fs::pat
   out.manifest = data::Manifest::load_csv(csv, root);
   // The manifest reader took path, patient and label (x and y from the file names); the
   // probabilities are read here, row for row (the same lines, blank ones skipped).
-  const auto text = io::read_file(csv);
-  std::vector<std::string> lines;
-  size_t start = 0;
-  while (start < text.size()) {
-    size_t end = text.find('\n', start);
-    if (end == std::string::npos) end = text.size();
-    std::string line = text.substr(start, end - start);
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    lines.push_back(std::move(line));
-    start = end + 1;
-  }
-  auto fields = [](const std::string& line) {
-    std::vector<std::string> f;
-    size_t s = 0;
-    while (true) {
-      const size_t comma = line.find(',', s);
-      f.push_back(line.substr(s, comma == std::string::npos ? std::string::npos : comma - s));
-      if (comma == std::string::npos) break;
-      s = comma + 1;
-    }
-    return f;
-  };
-  const auto header = fields(lines.empty() ? std::string() : lines[0]);
+  const auto lines = data::csv_lines(io::read_file(csv));
+  std::vector<std::string> header, f;
+  std::string error;
+  HISTOCNN_CHECK(!lines.empty() && data::split_csv_line(lines[0], header, &error), "'{}' line 1 (header): {}",
+                 csv.string(), lines.empty() ? "the file is empty" : error);
   const auto column = std::find(header.begin(), header.end(), "p_positive");
   HISTOCNN_CHECK(column != header.end(), "'{}' has no column 'p_positive'; expected a run's predictions CSV "
                  "(path,patient,label,p_positive)", csv.string());
   const size_t c = static_cast<size_t>(column - header.begin());
   for (size_t li = 1; li < lines.size(); ++li) {
     if (lines[li].find_first_not_of(" \t") == std::string::npos) continue;
-    const auto f = fields(lines[li]);
+    HISTOCNN_CHECK(data::split_csv_line(lines[li], f, &error), "'{}' line {}: {}", csv.string(), li + 1, error);
     HISTOCNN_CHECK(f.size() == header.size(), "'{}' line {}: {} fields, the header has {}", csv.string(), li + 1,
                    f.size(), header.size());
     double value = 0;

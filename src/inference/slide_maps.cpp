@@ -1,6 +1,7 @@
 #include "histocnn/inference/slide_maps.h"
 
 #include "histocnn/core/error.h"
+#include "histocnn/data/csv.h"
 #include "histocnn/inference/context_model.h"
 #include "histocnn/io/atomic_file.h"
 #include "histocnn/io/image.h"
@@ -182,7 +183,7 @@ SlideMapReport write_slide_maps(const data::Manifest& manifest, const std::vecto
                             context ? fmt::format(" {:>15}", "learned head") : "");
   for (size_t k = 0; k < grids.size(); ++k) {
     const auto& b = report.burden[k];
-    csv += fmt::format("{},{},{:.4f},{:.4f},{:.4f},{}\n", b.patient, b.patches, b.true_burden, b.predicted_burden,
+    csv += fmt::format("{},{},{:.4f},{:.4f},{:.4f},{}\n", data::csv_field(b.patient), b.patches, b.true_burden, b.predicted_burden,
                        burden_smoothed[k].predicted_burden,
                        context ? fmt::format("{:.4f}", burden_learned[k].predicted_burden) : "");
     report.text += fmt::format("{:<10} {:>8} {:>8.3f} {:>10.3f} {:>14}{}\n", b.patient, b.patches, b.true_burden,

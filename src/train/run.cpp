@@ -6,6 +6,7 @@
 #include "histocnn/core/hash.h"
 #include "histocnn/core/log.h"
 #include "histocnn/data/balance.h"
+#include "histocnn/data/csv.h"
 #include "histocnn/data/dataset.h"
 #include "histocnn/io/atomic_file.h"
 #include "histocnn/io/folder_lock.h"
@@ -212,7 +213,8 @@ Predictions predict_split(Trainer& trainer, const data::PatchDataset& ds, const 
   std::string csv = "path,patient,label,p_positive\n";
   const auto& rows = ds.manifest().rows();
   for (size_t i = 0; i < rows.size(); ++i) {
-    csv += fmt::format("{},{},{},{}\n", rows[i].path, rows[i].patient, rows[i].label, pred.p_positive[i]);
+    csv += fmt::format("{},{},{},{}\n", data::csv_field(rows[i].path), data::csv_field(rows[i].patient), rows[i].label,
+                       pred.p_positive[i]);
   }
   io::write_file_atomic(run_dir / fmt::format("predictions_{}.csv", split), csv);
   return pred;

@@ -1,5 +1,6 @@
 #include "histocnn/inference/context_model.h"
 #include "histocnn/core/error.h"
+#include "histocnn/data/csv.h"
 #include "histocnn/inference/slide_maps.h"
 #include "histocnn/io/atomic_file.h"
 #include "histocnn/io/image.h"
@@ -214,16 +215,21 @@ TEST_CASE("Fitting a context model refuses what it cannot learn from", "[inferen
 TEST_CASE("A run's validation predictions fit the head, and slide maps report it beside smoothing",
           "[inference][context]") {
   test::TempDir run;
-  // predictions_validation.csv as training writes it: path,patient,label,p_positive.
+  // predictions_validation.csv as training writes it: path,patient,label,p_positive, with CSV
+  // quoting; the first patch lies in a folder whose name holds a comma.
   const auto s = synthetic_slides(3, 7, true);
+  const std::string odd_folder = "scan 2, \"site A\"/";
   std::string csv = "path,patient,label,p_positive\n";
   for (size_t i = 0; i < s.p.size(); ++i) {
     const auto& r = s.manifest.rows()[i];
-    csv += fmt::format("{},{},{},{}\n", r.path, r.patient, r.label, s.p[i]);
+    csv += fmt::format("{},{},{},{}\n", data::csv_field(i == 0 ? odd_folder + r.path : r.path), r.patient, r.label,
+                       s.p[i]);
   }
   io::write_file_atomic(run / "predictions_validation.csv", csv);
   const auto loaded = hi::load_predictions_csv(run / "predictions_validation.csv");
   REQUIRE(loaded.p.size() == s.p.size());
+  CHECK(loaded.manifest.rows()[0].path == odd_folder + s.manifest.rows()[0].path);
+  CHECK(loaded.p[0] == Approx(s.p[0]).epsilon(1e-12));
   CHECK(loaded.manifest.rows()[10].x == s.manifest.rows()[10].x);
   CHECK(loaded.manifest.rows()[10].y == s.manifest.rows()[10].y);
   CHECK(loaded.p[10] == Approx(s.p[10]).epsilon(1e-12));
