@@ -23,8 +23,11 @@ def load(run):
     path = pathlib.Path(run) / "predictions_test.csv"
     if not path.is_file():
         sys.exit(f"{path}: not found; pass run folders of finished runs (each writes predictions_test.csv)")
+    # A patch is its patient and file name: the paths are relative to each run's manifest folder,
+    # which differs between runs made in different output folders.
     with open(path) as f:
-        return {r["path"]: (int(r["label"]), float(r["p_positive"])) for r in csv.DictReader(f)}
+        return {(r["patient"], pathlib.PurePosixPath(r["path"]).name): (int(r["label"]), float(r["p_positive"]))
+                for r in csv.DictReader(f)}
 
 
 def logit(p, eps=1e-6):

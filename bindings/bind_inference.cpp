@@ -276,6 +276,9 @@ void init_inference(py::module_& root) {
       "context_model_beside",
       [](const std::filesystem::path& model_dir) { return inference::context_model_beside(model_dir); },
       py::arg("model_dir"), "<run>/context_model.json for a model folder <run>/model[/<version>], or None.");
+  m.def("context_model_for", &inference::context_model_for, py::arg("model_dir"), py::arg("choice") = "",
+        "The ContextModel to map `model_dir`'s slides with: choice 'none' (None), a context_model.json path, or\n"
+        "'' for the one beside the model when there is one (None otherwise).");
 
   // Whole slides and large images (inference/slide.h).
   const auto mat_to_numpy = [](const cv::Mat& mat) -> py::array {

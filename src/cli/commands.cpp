@@ -214,30 +214,6 @@ void add_cv_command(CLI::App& app) {
   });
 }
 
-// --context-model: a file, "none", or (empty) the model's run's context_model.json when it exists.
-std::optional<inference::ContextModel> load_context_model(const std::string& option, const fs::path& model_dir) {
-  if (option == "none") return std::nullopt;
-  fs::path file = option;
-  if (option.empty()) {
-    const auto beside = inference::context_model_beside(model_dir);
-    if (!beside) return std::nullopt;
-    file = *beside;
-  }
-  const auto hint = option.empty() ? " (found beside the model; --context-model none maps without it)"
-                                   : " (give a context_model.json that histocnn train wrote, or --context-model none)";
-  try {
-    auto model = inference::ContextModel::load(file);
-    log_info("context model {}: {}", file.string(), model.summary());
-    return model;
-  } catch (const std::invalid_argument& ex) {
-    HISTOCNN_FAIL("cannot use the context model: {}{}", ex.what(), hint);
-  } catch (const NotFoundError& ex) {
-    throw_not_found(fmt::format("{}{}", ex.what(), hint));
-  } catch (const std::runtime_error& ex) {
-    HISTOCNN_FAIL_IO("cannot read the context model '{}': {}{}", file.string(), ex.what(), hint);
-  }
-}
-
 void add_evaluate_command(CLI::App& app) {
   struct Evaluate {
     fs::path model_dir, manifest, output, maps;
@@ -282,7 +258,7 @@ void add_evaluate_command(CLI::App& app) {
     std::cout << r.report;
     if (!e->output.empty()) io::write_file_atomic(e->output, inference::to_json(r) + "\n");
     if (!e->maps.empty()) {
-      const auto context = load_context_model(e->context_model, e->model_dir);
+      const auto context = inference::context_model_for(e->model_dir, e->context_model);
       std::cout << inference::write_slide_maps(m, r.predictions.p_positive, r.threshold, e->maps, 1, 0, 8,
                                                context ? &*context : nullptr)
                        .text;
@@ -383,7 +359,7 @@ void add_maps_command(CLI::App& app) {
   cmd->callback([mp] {
     configure_threads();
     const inference::Predictor predictor(mp->model_dir, mp->device);
-    const auto context = load_context_model(mp->context_model, mp->model_dir);
+    const auto context = inference::context_model_for(mp->model_dir, mp->context_model);
     const auto m = train::load_patch_manifest(mp->data_dirs, mp->manifest).select_split(mp->split);
     inference::PredictOptions po;
     po.progress = progress_enabled_by_default();

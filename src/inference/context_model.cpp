@@ -1,6 +1,7 @@
 #include "histocnn/inference/context_model.h"
 
 #include "histocnn/core/error.h"
+#include "histocnn/core/log.h"
 #include "histocnn/data/csv.h"
 #include "histocnn/inference/slide_maps.h"
 #include "histocnn/io/atomic_file.h"
@@ -419,6 +420,29 @@ std::optional<fs::path> context_model_beside(const fs::path& model_dir) {
     if (fs::is_regular_file(c, ec)) return c;
   }
   return std::nullopt;
+}
+
+std::optional<ContextModel> context_model_for(const fs::path& model_dir, const std::string& choice) {
+  if (choice == "none") return std::nullopt;
+  fs::path file = choice;
+  if (choice.empty()) {
+    const auto beside = context_model_beside(model_dir);
+    if (!beside) return std::nullopt;
+    file = *beside;
+  }
+  const auto hint = choice.empty() ? " (found beside the model; --context-model none maps without it)"
+                                   : " (give a context_model.json that histocnn train wrote, or --context-model none)";
+  try {
+    auto model = ContextModel::load(file);
+    log_info("context model {}: {}", file.string(), model.summary());
+    return model;
+  } catch (const std::invalid_argument& ex) {
+    HISTOCNN_FAIL("cannot use the context model: {}{}", ex.what(), hint);
+  } catch (const NotFoundError& ex) {
+    throw_not_found(fmt::format("{}{}", ex.what(), hint));
+  } catch (const std::runtime_error& ex) {
+    HISTOCNN_FAIL_IO("cannot read the context model '{}': {}{}", file.string(), ex.what(), hint);
+  }
 }
 
 }  // namespace histocnn::inference

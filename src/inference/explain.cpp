@@ -1,6 +1,7 @@
 #include "histocnn/inference/explain.h"
 
 #include "histocnn/core/error.h"
+#include "histocnn/models/eval_mode.h"
 
 #include <opencv2/imgproc.hpp>
 #include <torch/torch.h>
@@ -34,24 +35,6 @@ torch::Tensor scale_to_peak(const torch::Tensor& maps) {
   return torch::where(positive, maps / torch::where(positive, peak, torch::ones_like(peak)), torch::zeros_like(maps));
 }
 
-// Puts a model in inference mode for a scope, and back in training mode after, only when it was
-// training: a model that already is in inference mode (a served one) is not written to.
-class InferenceModeScope {
- public:
-  explicit InferenceModeScope(models::Classifier& model) : model_(model), was_training_(model->is_training()) {
-    if (was_training_) model_->eval();
-  }
-  ~InferenceModeScope() {
-    if (was_training_) model_->train();
-  }
-  InferenceModeScope(const InferenceModeScope&) = delete;
-  InferenceModeScope& operator=(const InferenceModeScope&) = delete;
-
- private:
-  models::Classifier& model_;
-  bool was_training_;
-};
-
 }  // namespace
 
 CamMethod parse_cam_method(const std::string& name) { return core::parse_choice<CamMethod>("method", name); }
@@ -63,7 +46,7 @@ torch::Tensor class_activation_maps(models::Classifier& model, const torch::Tens
   HISTOCNN_CHECK(options.target_class >= 0 && options.target_class < model->options().num_classes(),
                  "target_class must be in [0, {}), got {}", model->options().num_classes(), options.target_class);
   HISTOCNN_CHECK(options.batch_size >= 1, "batch_size must be >= 1, got {}", options.batch_size);
-  InferenceModeScope inference_mode(model);
+  models::EvalModeScope eval_mode(*model);
   const auto device = model->parameters().front().device();
   std::vector<torch::Tensor> out;
   for (int64_t begin = 0; begin < batch.size(0); begin += options.batch_size) {

@@ -3,6 +3,7 @@
 #include "histocnn/core/error.h"
 #include "histocnn/core/progress.h"
 #include "histocnn/data/loader.h"
+#include "histocnn/models/eval_mode.h"
 
 #include <torch/torch.h>
 
@@ -11,22 +12,10 @@ namespace histocnn::inference {
 namespace {
 
 // Eval mode and no gradient for the scope; the previous training mode comes back on exit.
-class InferenceScope {
- public:
-  explicit InferenceScope(models::Classifier& model) : model_(model), was_training_(model->is_training()) {
-    // A served model is always in eval mode: leave it untouched, so concurrent requests only read it.
-    if (was_training_) model_->eval();
-  }
-  ~InferenceScope() {
-    if (was_training_) model_->train(true);
-  }
-  InferenceScope(const InferenceScope&) = delete;
-  InferenceScope& operator=(const InferenceScope&) = delete;
-
- private:
-  models::Classifier& model_;
-  bool was_training_;
-  torch::NoGradGuard no_grad_;
+struct InferenceScope {
+  explicit InferenceScope(models::Classifier& model) : eval(*model) {}
+  models::EvalModeScope eval;
+  torch::NoGradGuard no_grad;
 };
 
 torch::Device device_of(models::Classifier& model) {

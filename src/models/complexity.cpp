@@ -1,6 +1,7 @@
 #include "histocnn/models/complexity.h"
 
 #include "histocnn/core/error.h"
+#include "histocnn/models/eval_mode.h"
 
 #include <ATen/record_function.h>
 #include <torch/torch.h>
@@ -46,8 +47,7 @@ void on_end(const at::RecordFunction& fn, at::ObserverContext* ctx) {
 int64_t count_macs(BackboneImpl& backbone, int64_t image_size) {
   HISTOCNN_CHECK(image_size >= 1, "count_macs needs a positive image size, got {}", image_size);
   int64_t macs = 0;
-  const bool was_training = backbone.is_training();
-  backbone.eval();
+  EvalModeScope eval_mode(backbone);
   torch::NoGradGuard no_grad;
   auto handle = at::addThreadLocalCallback(at::RecordFunctionCallback(on_start, on_end)
                                                .needsInputs(true)
@@ -64,12 +64,10 @@ int64_t count_macs(BackboneImpl& backbone, int64_t image_size) {
   } catch (...) {
     t_macs = nullptr;
     at::removeCallback(handle);
-    backbone.train(was_training);
     throw;
   }
   t_macs = nullptr;
   at::removeCallback(handle);
-  backbone.train(was_training);
   return macs;
 }
 

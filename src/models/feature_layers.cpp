@@ -1,6 +1,7 @@
 #include "histocnn/models/feature_layers.h"
 
 #include "histocnn/core/error.h"
+#include "histocnn/models/eval_mode.h"
 
 #include <fmt/format.h>
 #include <torch/torch.h>
@@ -110,17 +111,12 @@ torch::Tensor BackboneImpl::forward_tapped(torch::nn::SequentialImpl& seq, const
 std::vector<FeatureLayer> feature_layers(BackboneImpl& backbone, int64_t image_size) {
   HISTOCNN_CHECK(image_size >= 1, "image_size must be positive to list a backbone's layers, got {}", image_size);
   TapState state;
-  const bool was_training = backbone.is_training();
-  if (was_training) backbone.eval();
-  try {
+  {
+    EvalModeScope eval_mode(backbone);
     torch::NoGradGuard no_grad;
     TapScope scope(state);
     backbone.forward_features(torch::zeros({1, 3, image_size, image_size}, torch::TensorOptions().device(device_of(backbone))));
-  } catch (...) {
-    if (was_training) backbone.train();
-    throw;
   }
-  if (was_training) backbone.train();
   return state.seen;
 }
 

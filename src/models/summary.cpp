@@ -2,6 +2,7 @@
 
 #include "histocnn/core/error.h"
 #include "histocnn/models/classifier.h"
+#include "histocnn/models/eval_mode.h"
 
 #include <ATen/record_function.h>
 #include <fmt/format.h>
@@ -189,10 +190,9 @@ Traced trace_backbone(BackboneImpl& backbone, int64_t image_size) {
     device = p.device();
     break;
   }
-  const bool was_training = backbone.is_training();
-  backbone.eval();
   torch::Tensor maps;
   {
+    EvalModeScope eval_mode(backbone);
     torch::NoGradGuard no_grad;
     auto input = torch::zeros({1, 3, image_size, image_size}, torch::TensorOptions().device(device));
     t_trace = &trace;
@@ -205,13 +205,11 @@ Traced trace_backbone(BackboneImpl& backbone, int64_t image_size) {
     } catch (...) {
       at::removeCallback(handle);
       t_trace = nullptr;
-      backbone.train(was_training);
       throw;
     }
     at::removeCallback(handle);
     t_trace = nullptr;
   }
-  backbone.train(was_training);
 
   // Calls into layers: a -inf pad joins the max pool after it ("same" pooling is one Keras layer);
   // a depthwise and a 1x1 convolution that are the only weighted children of one module are one

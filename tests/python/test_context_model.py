@@ -65,6 +65,22 @@ def test_fit_predict_and_json_round_trip(tmp_path):
     with pytest.raises(ValueError, match="not a context model"):
         histocnn.ContextModel.from_json('{"format": "something else"}')
 
+    # Which head maps a model's slides: the one beside <run>/model[/<version>], a chosen file, or none.
+    run = tmp_path / "run"
+    (run / "model" / "3").mkdir(parents=True)
+    find = histocnn.inference.context_model_for
+    assert find(str(run / "model")) is None  # nothing beside it yet
+    head.save(str(run / "context_model.json"))
+    for model_dir in (run / "model", run / "model" / "3"):
+        assert find(str(model_dir)).weights == head.weights
+    assert find(str(run / "model"), "none") is None
+    assert find(str(tmp_path / "elsewhere"), str(tmp_path / "context_model.json")).weights == head.weights
+    with pytest.raises(FileNotFoundError, match="--context-model none"):
+        find(str(run / "model"), str(tmp_path / "missing.json"))
+    (run / "context_model.json").write_text('{"format": "something else"}')
+    with pytest.raises(ValueError, match="found beside the model"):
+        find(str(run / "model"))
+
 
 def test_auc_gain_matches_scikit_learn(tmp_path):
     skm = pytest.importorskip("sklearn.metrics", reason="scikit-learn is not importable: no independent AUC oracle")

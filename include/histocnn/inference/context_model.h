@@ -142,4 +142,9 @@ ContextModel fit_context_model(const std::filesystem::path& run_dir, ContextFitO
 /// that file exists.
 std::optional<std::filesystem::path> context_model_beside(const std::filesystem::path& model_dir);
 
+/// The context model to map a model's slides with, as --context-model chooses it: "none" (none),
+/// a context_model.json file, or "" for the one beside the model (context_model_beside) when there
+/// is one. A file that is missing or not a context model is an error that says what to give.
+std::optional<ContextModel> context_model_for(const std::filesystem::path& model_dir, const std::string& choice = "");
+
 }  // namespace histocnn::inference
