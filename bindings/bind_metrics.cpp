@@ -211,6 +211,13 @@ void init_evaluation(py::module_& m) {
       .def("to_json", [](const PatientMetrics& p) { return metrics::to_json(p); });
   m.def("aggregate_patients", &metrics::aggregate_patients, py::arg("y_true"), py::arg("p_positive"),
         py::arg("patients"), py::arg("aggregation") = "mean", py::arg("patch_threshold") = 0.5);
+  py::class_<metrics::WithinPatientAuc>(m, "WithinPatientAuc")
+      .def_readonly("patients", &metrics::WithinPatientAuc::patients)
+      .def_readonly("auc", &metrics::WithinPatientAuc::auc)
+      .def_readonly("median", &metrics::WithinPatientAuc::median);
+  m.def("within_patient_auc", &metrics::within_patient_auc, py::arg("y_true"), py::arg("p_positive"),
+        py::arg("patients"),
+        "Each patient's own ROC-AUC (patients with both classes) and their median: ranking within slides.");
   m.def("evaluate_patients", &metrics::evaluate_patients, py::arg("y_true"), py::arg("p_positive"),
         py::arg("patients"), py::arg("aggregation") = "mean", py::arg("threshold") = 0.5,
         py::arg("patch_threshold") = 0.5);

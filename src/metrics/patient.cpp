@@ -90,4 +90,29 @@ std::string to_json(const PatientMetrics& m) {
   return j.dump();
 }
 
+WithinPatientAuc within_patient_auc(const std::vector<int>& y_true, const std::vector<double>& p_positive,
+                                    const std::vector<std::string>& patients) {
+  detail::check_patients(patients, y_true.size());
+  HISTOCNN_CHECK(p_positive.size() == y_true.size(), "p_positive has {} values but y_true has {} samples",
+                 p_positive.size(), y_true.size());
+  std::map<std::string, std::pair<std::vector<int>, std::vector<double>>> by_patient;
+  for (size_t i = 0; i < y_true.size(); ++i) {
+    auto& yp = by_patient[patients[i]];
+    yp.first.push_back(y_true[i]);
+    yp.second.push_back(p_positive[i]);
+  }
+  WithinPatientAuc out;
+  for (const auto& [id, yp] : by_patient) {
+    const auto positives = std::count(yp.first.begin(), yp.first.end(), 1);
+    if (positives == 0 || positives == static_cast<int64_t>(yp.first.size())) continue;
+    out.patients.push_back(id);
+    out.auc.push_back(roc_auc(yp.first, yp.second));
+  }
+  std::vector<double> sorted = out.auc;
+  std::sort(sorted.begin(), sorted.end());
+  const size_t n = sorted.size();
+  out.median = n == 0 ? std::nan("") : n % 2 ? sorted[n / 2] : 0.5 * (sorted[n / 2 - 1] + sorted[n / 2]);
+  return out;
+}
+
 }  // namespace histocnn::metrics

@@ -7,6 +7,7 @@
 #include "histocnn/inference/evaluate.h"
 #include "histocnn/io/atomic_file.h"
 #include "histocnn/metrics/binary.h"
+#include "histocnn/metrics/patient.h"
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -86,13 +87,6 @@ std::string group_of(const data::PatchRecord& r, const std::vector<std::pair<std
   HISTOCNN_FAIL("patch '{}' lies in none of the data folders joined for cross-validation", r.path);
 }
 
-double median(std::vector<double> v) {
-  if (v.empty()) return std::nan("");
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
 FoldScore score(const data::Manifest& test, const inference::Predictions& pred, double threshold,
                 const std::vector<size_t>& rows, double sigma, const std::string& group) {
   FoldScore s;
@@ -100,27 +94,20 @@ FoldScore score(const data::Manifest& test, const inference::Predictions& pred, 
   s.group = group;
   std::vector<int> y;
   std::vector<double> p;
-  std::map<std::string, std::pair<std::vector<int>, std::vector<double>>> by_patient;
+  std::vector<std::string> patients;
   for (size_t i : rows) {
     y.push_back(pred.labels[i]);
     p.push_back(pred.p_positive[i]);
-    auto& bp = by_patient[test.rows()[i].patient];
-    bp.first.push_back(pred.labels[i]);
-    bp.second.push_back(pred.p_positive[i]);
+    patients.push_back(test.rows()[i].patient);
   }
   const auto m = metrics::evaluate_binary(y, p, threshold);
   s.patches = static_cast<int64_t>(rows.size());
-  s.patients = static_cast<int64_t>(by_patient.size());
+  s.patients = static_cast<int64_t>(std::set<std::string>(patients.begin(), patients.end()).size());
   s.roc_auc = m.roc_auc;
   s.sensitivity = m.recall;
   s.specificity = m.specificity;
   s.balanced_accuracy = 0.5 * (m.recall + m.specificity);
-  std::vector<double> aucs;
-  for (const auto& [patient, yp] : by_patient) {
-    const auto positives = std::count(yp.first.begin(), yp.first.end(), 1);
-    if (positives > 0 && positives < static_cast<int64_t>(yp.first.size())) aucs.push_back(metrics::roc_auc(yp.first, yp.second));
-  }
-  s.median_patient_auc = median(aucs);
+  s.median_patient_auc = metrics::within_patient_auc(y, p, patients).median;
   return s;
 }
 

@@ -204,3 +204,20 @@ def test_evaluate_full_and_plots_from_python(tmp_path):
         assert f.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(ValueError, match="val_loss has 1 values but train_loss has 2"):
         histocnn.metrics.plot_training_curves(tmp_path / "bad.png", train_loss=[0.7, 0.5], val_loss=[0.6])
+
+
+@pytest.mark.parametrize("seed", SEEDS[:6])
+def test_within_patient_auc_matches_sklearn_per_patient_and_numpy_median(seed):
+    y, p = random_case(seed)
+    rng = np.random.default_rng(seed)
+    patients = [f"p{k}" for k in rng.integers(0, 7, len(y))]
+    patients[0] = "all-negative"  # a patient with one class has no AUC of its own
+    y[0] = 0
+    got = histocnn.metrics.within_patient_auc(y.tolist(), p.tolist(), patients)
+    ids = np.array(patients)
+    expected = {q: skm.roc_auc_score(y[ids == q], p[ids == q]) for q in sorted(set(patients))
+                if 0 < y[ids == q].sum() < (ids == q).sum()}
+    assert got.patients == list(expected)
+    assert got.auc == pytest.approx(list(expected.values()), abs=TOL)
+    assert got.median == pytest.approx(float(np.median(list(expected.values()))), abs=TOL)
+    assert math.isnan(histocnn.metrics.within_patient_auc([0, 0, 1], [0.1, 0.2, 0.3], ["a", "a", "b"]).median)

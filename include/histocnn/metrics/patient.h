@@ -63,4 +63,15 @@ PatientMetrics evaluate_patients(const std::vector<int>& y_true, const std::vect
 /// and a per-patient array of {patient, label, score, n_patches, n_positive_patches}.
 std::string to_json(const PatientMetrics& m);
 
+/// Each patient's own patch-level ROC-AUC, for the patients with patches of both classes (sorted
+/// ids), and their median (NaN when no patient has both): how well a model ranks the patches of
+/// one slide, apart from how its scores shift from slide to slide, which the pooled AUC mixes in.
+struct WithinPatientAuc {
+  std::vector<std::string> patients;
+  std::vector<double> auc;
+  double median = 0.0;
+};
+WithinPatientAuc within_patient_auc(const std::vector<int>& y_true, const std::vector<double>& p_positive,
+                                    const std::vector<std::string>& patients);
+
 }  // namespace histocnn::metrics
