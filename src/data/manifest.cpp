@@ -13,6 +13,7 @@
 #include "histocnn/core/hash.h"
 #include "histocnn/core/log.h"
 #include "histocnn/data/csv.h"
+#include "histocnn/data/duplicates.h"
 #include "histocnn/data/filename.h"
 #include "histocnn/io/atomic_file.h"
 
@@ -330,28 +331,40 @@ Manifest Manifest::load_csv(const fs::path& csv, std::optional<fs::path> root) {
 
 namespace {
 
-// Keeps the first of each group of files with the same bytes (rows are in sorted path order); a
-// group whose names disagree on patient or label is rejected whole, since which one is right is
-// unknown.
-std::vector<PatchRecord> drop_duplicate_files(const fs::path& root, std::vector<PatchRecord> rows,
-                                              ScanReport& report) {
-  std::unordered_map<std::string, std::vector<size_t>> by_content;  // size:hash -> rows
-  std::vector<std::string> keys(rows.size());
-  for (size_t i = 0; i < rows.size(); ++i) {
-    const std::string bytes = io::read_file(root / rows[i].path);
-    keys[i] = fmt::format("{}:{:016x}", bytes.size(), fnv1a64(bytes));
+}  // namespace
+
+Manifest drop_duplicate_files(const Manifest& manifest, ScanReport& report, bool keep_unreadable) {
+  const auto& rows = manifest.rows();
+  std::vector<size_t> order(rows.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return rows[a].path < rows[b].path; });
+  auto read = [&](size_t i) -> std::optional<std::string> {
+    try {
+      return io::read_file(manifest.absolute_path(i));
+    } catch (const std::exception&) {
+      if (!keep_unreadable) throw;
+      return std::nullopt;
+    }
+  };
+  std::unordered_map<std::string, std::vector<size_t>> by_content;  // size:hash -> rows, in path order
+  std::vector<std::string> keys(rows.size());  // empty: unreadable
+  for (size_t i : order) {
+    const auto bytes = read(i);
+    if (!bytes) continue;
+    keys[i] = fmt::format("{}:{:016x}", bytes->size(), fnv1a64(*bytes));
     by_content[keys[i]].push_back(i);
   }
   std::vector<bool> drop(rows.size(), false);
-  for (size_t i = 0; i < rows.size(); ++i) {
+  for (size_t i : order) {
+    if (keys[i].empty()) continue;
     const auto& group = by_content[keys[i]];
     if (group.size() < 2 || group.front() != i) continue;
-    const std::string first = io::read_file(root / rows[i].path);
+    const auto first = read(i);
     bool conflict = false;
     std::vector<size_t> same;  // equal bytes, not just an equal hash
     for (size_t k = 1; k < group.size(); ++k) {
       const auto& other = rows[group[k]];
-      if (io::read_file(root / other.path) != first) continue;
+      if (read(group[k]) != first) continue;
       same.push_back(group[k]);
       conflict |= other.patient != rows[i].patient || other.label != rows[i].label;
     }
@@ -370,16 +383,14 @@ std::vector<PatchRecord> drop_duplicate_files(const fs::path& root, std::vector<
   std::vector<PatchRecord> kept;
   kept.reserve(rows.size());
   for (size_t i = 0; i < rows.size(); ++i) {
-    if (!drop[i]) kept.push_back(std::move(rows[i]));
+    if (!drop[i]) kept.push_back(rows[i]);
   }
   if (!report.duplicates.empty()) {
-    log_warn("scan of '{}': dropped {} duplicate file(s) with the same bytes as another, e.g. {}", root.string(),
+    log_warn("'{}': dropped {} duplicate file(s) with the same bytes as another, e.g. {}", manifest.root().string(),
              report.duplicates.size(), join_first(report.duplicates, 3, "; "));
   }
-  return kept;
+  return Manifest(manifest.root(), std::move(kept));
 }
-
-}  // namespace
 
 Manifest join_manifests(const std::vector<Manifest>& parts) {
   HISTOCNN_CHECK(!parts.empty(), "join_manifests: no manifests given");
@@ -489,7 +500,7 @@ ScanReport scan_directory(const fs::path& root) {
     rows.push_back(PatchRecord{rel, name->patient, name->label, name->x, name->y, ""});
   }
 
-  rows = drop_duplicate_files(root, std::move(rows), report);
+  rows = drop_duplicate_files(Manifest(root, std::move(rows)), report).rows();
 
   if (rows.empty()) {
     std::string msg = fmt::format(

@@ -1,8 +1,8 @@
 // ExampleGen: the data of a pipeline run as one manifest with its split.
 #include "histocnn/core/error.h"
-#include "histocnn/core/hash.h"
 #include "histocnn/core/log.h"
 #include "histocnn/data/balance.h"
+#include "histocnn/data/duplicates.h"
 #include "histocnn/data/split.h"
 #include "histocnn/data/synthetic.h"
 #include "histocnn/io/atomic_file.h"
@@ -45,32 +45,6 @@ fs::path synthetic_data(const fs::path& examples, const json& s) {
   return data;
 }
 
-// Files of a manifest with the bytes of an earlier one (in path order) are dropped, as a scan does.
-data::Manifest drop_identical_files(const data::Manifest& m, std::vector<std::string>& duplicates) {
-  std::vector<size_t> order(m.size());
-  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
-  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return m.rows()[a].path < m.rows()[b].path; });
-  std::map<std::pair<uint64_t, size_t>, size_t> first;  // (hash, size) -> row
-  std::vector<bool> keep(m.size(), true);
-  for (size_t i : order) {
-    std::string bytes;
-    try {
-      bytes = io::read_file(m.absolute_path(i));
-    } catch (const std::exception&) {
-      continue;  // StatisticsGen reports files it cannot read
-    }
-    auto [it, inserted] = first.emplace(std::make_pair(fnv1a64(bytes), bytes.size()), i);
-    if (inserted) continue;
-    keep[i] = false;
-    duplicates.push_back(fmt::format("{}: same bytes as {}", m.rows()[i].path, m.rows()[it->second].path));
-  }
-  std::vector<data::PatchRecord> rows;
-  for (size_t i = 0; i < m.size(); ++i) {
-    if (keep[i]) rows.push_back(m.rows()[i]);
-  }
-  return data::Manifest(m.root(), rows);
-}
-
 }  // namespace
 
 ComponentResult run_example_gen(const ComponentCall& call, const json& config) {
@@ -98,7 +72,11 @@ ComponentResult run_example_gen(const ComponentCall& call, const json& config) {
     source = {{"data_dirs", config["data_dirs"]}};
   } else {
     const fs::path csv = config["manifest"].get<std::string>();
-    manifest = drop_identical_files(data::Manifest::load_csv(csv), duplicates);
+    // Unreadable files are kept here: StatisticsGen reports them, by name.
+    data::ScanReport report;
+    manifest = data::drop_duplicate_files(data::Manifest::load_csv(csv), report, /*keep_unreadable=*/true);
+    duplicates = report.duplicates;
+    rejected = report.rejected;
     source = {{"manifest", csv.string()}};
   }
   HISTOCNN_CHECK(!manifest.empty(), "ExampleGen: no patches found in {}", source.dump());

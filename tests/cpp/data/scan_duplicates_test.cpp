@@ -1,3 +1,4 @@
+#include "histocnn/data/duplicates.h"
 #include "histocnn/data/manifest.h"
 #include "histocnn/data/synthetic.h"
 
@@ -8,6 +9,8 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <string>
+#include <vector>
 
 using namespace histocnn;
 namespace fs = std::filesystem;
@@ -68,4 +71,44 @@ TEST_CASE("scan_directory follows symlinked folders, and a link loop ends instea
   const auto looped = data::scan_directory(tmp / "linked");
   CHECK(looped.manifest.size() == stored.size());
   CHECK_FALSE(looped.duplicates.empty());
+}
+
+TEST_CASE("drop_duplicate_files on a manifest: copies dropped, conflicting copies rejected, order kept, "
+          "unreadable files kept or named", "[data]") {
+  test::TempDir tmp;
+  const fs::path root = tmp / "tree";
+  data::generate_synthetic(root, test::synthetic_options(2, 6));
+  const auto original = data::scan_directory(root).manifest;
+  REQUIRE(original.size() >= 4);
+  // Rows in reverse path order, with a copy of row 0 under its own patient (a duplicate), a copy
+  // of row 1 under another label (a conflict: both go) and a file that does not exist.
+  auto rows = original.rows();
+  std::reverse(rows.begin(), rows.end());
+  const auto& keep = original.rows()[0];
+  const auto& clash = original.rows()[1];
+  fs::create_directories(root / "copy");
+  fs::copy_file(root / keep.path, root / "copy/a.png");
+  fs::copy_file(root / clash.path, root / "copy/b.png");
+  rows.push_back({"copy/a.png", keep.patient, keep.label, 0, 0, ""});
+  rows.push_back({"copy/b.png", clash.patient, 1 - clash.label, 0, 0, ""});
+  rows.push_back({"missing.png", keep.patient, 0, 0, 0, ""});
+  const data::Manifest with_copies(root, rows);
+
+  data::ScanReport report;
+  const auto unique = data::drop_duplicate_files(with_copies, report, /*keep_unreadable=*/true);
+  std::vector<std::string> expected;
+  for (const auto& r : rows) {
+    if (r.path != "copy/a.png" && r.path != "copy/b.png" && r.path != clash.path) expected.push_back(r.path);
+  }
+  std::vector<std::string> got;
+  for (const auto& r : unique.rows()) got.push_back(r.path);
+  CHECK(got == expected);  // the input's order, the missing file kept for its reader to report
+  REQUIRE(report.duplicates.size() == 2);
+  CHECK(std::any_of(report.duplicates.begin(), report.duplicates.end(),
+                    [&](const std::string& s) { return s == "copy/a.png: same bytes as " + keep.path; }));
+  REQUIRE(report.rejected.size() == 1);
+  CHECK(report.rejected.front().find("copy/b.png: the same image as " + clash.path) == 0);
+
+  data::ScanReport strict;
+  CHECK_THROWS_WITH(data::drop_duplicate_files(with_copies, strict), Catch::Contains("missing.png"));
 }
