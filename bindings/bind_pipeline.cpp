@@ -28,6 +28,7 @@ py::dict event_dict(const pipeline::ComponentEvent& e) {
   d["summary"] = e.summary;
   d["execution_id"] = e.execution_id;
   d["outputs"] = e.outputs;
+  d["line"] = pipeline::format_event(e);  // the progress line `histocnn pipeline run` prints
   return d;
 }
 

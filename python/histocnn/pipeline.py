@@ -61,12 +61,7 @@ class Pipeline:
 
         def on_event(event: dict) -> None:
             if progress:
-                if event["state"] == "RUNNING":
-                    print(f"[{event['index']}/{event['total']}] {event['component']} ...", file=sys.stderr, flush=True)
-                else:
-                    summary = event["summary"].split("\n", 1)[0]
-                    print(f"[{event['index']}/{event['total']}] {event['component']:<17} {event['state']:<9} "
-                          f"{event['seconds']:7.1f}s  {summary}", file=sys.stderr, flush=True)
+                print(event["line"], file=sys.stderr, flush=True)
             if callback is not None:
                 callback(event)
 

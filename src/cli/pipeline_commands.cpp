@@ -23,13 +23,9 @@ namespace {
 namespace fs = std::filesystem;
 using namespace histocnn::pipeline;
 
+// A component's start goes to stderr, its end (the run's record) to stdout.
 void print_event(const ComponentEvent& e) {
-  if (e.state == "RUNNING") {
-    std::fprintf(stderr, "[%d/%d] %s ...\n", e.index, e.total, e.component.c_str());
-    return;
-  }
-  std::printf("[%d/%d] %-17s %-9s %7.1fs  %s\n", e.index, e.total, e.component.c_str(), e.state.c_str(), e.seconds,
-              e.summary.substr(0, e.state == "FAILED" ? e.summary.find('\n') : std::string::npos).c_str());
+  std::fprintf(e.state == "RUNNING" ? stderr : stdout, "%s\n", format_event(e).c_str());
   std::fflush(stdout);
 }
 

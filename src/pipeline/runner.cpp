@@ -193,4 +193,10 @@ PipelineRunResult run_pipeline(const PipelineSpec& spec_in, const RunnerOptions&
   return result;
 }
 
+std::string format_event(const ComponentEvent& e) {
+  if (e.state == "RUNNING") return fmt::format("[{}/{}] {} ...", e.index, e.total, e.component);
+  const auto summary = e.state == "FAILED" ? e.summary.substr(0, e.summary.find('\n')) : e.summary;
+  return fmt::format("[{}/{}] {:<17} {:<9} {:7.1f}s  {}", e.index, e.total, e.component, e.state, e.seconds, summary);
+}
+
 }  // namespace histocnn::pipeline

@@ -84,6 +84,10 @@ def test_python_pipeline_reports_progress_and_lineage(tmp_path, capsys):
     assert [(e["component"], e["state"]) for e in events] == [(c, s) for c in components for s in ("RUNNING", "COMPLETE")]
     err = capsys.readouterr().err
     assert "[6/8] Trainer" in err and "[8/8] Pusher" in err
+    # Each event carries the line the CLI prints for it, and that is what went to stderr.
+    assert events[10]["line"] == "[6/8] Trainer ..."
+    assert events[11]["line"].startswith("[6/8] Trainer           COMPLETE  ")
+    assert all(e["line"] in err.splitlines() for e in events)
 
     lineage = pipeline.lineage(1)
     assert set(lineage["component"]) == set(components)

@@ -35,6 +35,11 @@ struct ComponentEvent {
   std::vector<std::string> outputs;  ///< output folders, "name=path"
 };
 
+/// The progress line of an event, as `histocnn pipeline run` prints it: "[6/8] Trainer ..." when a
+/// component starts, "[6/8] Trainer           COMPLETE     12.3s  <summary>" when it ends (a
+/// failure's summary up to its first line break).
+std::string format_event(const ComponentEvent& e);
+
 struct RunnerOptions {
   bool use_cache = true;
   bool progress = false;  ///< the components' own progress bars (training, evaluation)
