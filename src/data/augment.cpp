@@ -1,6 +1,7 @@
 #include "histocnn/data/augment.h"
 
 #include "histocnn/core/error.h"
+#include "histocnn/data/stain.h"
 
 #include <nlohmann/json.hpp>
 #include <opencv2/imgproc.hpp>
@@ -204,8 +205,7 @@ cv::Mat jitter_stains(const cv::Mat& rgb, double sigma, std::mt19937_64& rng) {
     shift[k] = sigma * normal(rng);
   }
   // Optical density od = -log((I + 1) / 256); concentrations c = od * inv(M); jitter; back.
-  double lut[256];
-  for (int v = 0; v < 256; ++v) lut[v] = -std::log((v + 1.0) / 256.0);
+  const auto& lut = optical_density_table();
   cv::Mat out(rgb.size(), CV_8UC3);
   for (int y = 0; y < rgb.rows; ++y) {
     const auto* src = rgb.ptr<cv::Vec3b>(y);

@@ -37,15 +37,6 @@ void check_rgb(const cv::Mat& rgb, const char* what) {
                  "depth {}", what, rgb.channels(), rgb.depth());
 }
 
-const std::array<double, 256>& od_table() {
-  static const std::array<double, 256> table = [] {
-    std::array<double, 256> t{};
-    for (int v = 0; v < 256; ++v) t[v] = -std::log((v + 1.0) / 256.0);
-    return t;
-  }();
-  return table;
-}
-
 cv::Mat to_lab(const cv::Mat& rgb) {
   cv::Mat f, lab;
   rgb.convertTo(f, CV_32FC3, 1.0 / 255.0);
@@ -96,7 +87,7 @@ StainStats reinhard_stats(const std::vector<cv::Mat>& images) {
 
 // The optical densities of the tissue pixels (|OD| >= beta), as rows of 3.
 std::vector<std::array<double, 3>> tissue_densities(const std::vector<cv::Mat>& images) {
-  const auto& od = od_table();
+  const auto& od = optical_density_table();
   std::vector<std::array<double, 3>> out;
   for (const auto& rgb : images) {
     check_rgb(rgb, "stain statistics");
@@ -238,7 +229,7 @@ cv::Mat normalise_macenko(const cv::Mat& rgb, const StainStats& source, const St
       t[c][j] = target.haematoxylin[c] * scale[0] * p[0][j] + target.eosin[c] * scale[1] * p[1][j];
     }
   }
-  const auto& od = od_table();
+  const auto& od = optical_density_table();
   cv::Mat out(rgb.size(), CV_8UC3);
   for (int y = 0; y < rgb.rows; ++y) {
     const auto* src = rgb.ptr<cv::Vec3b>(y);
@@ -261,6 +252,15 @@ cv::Mat normalise_macenko(const cv::Mat& rgb, const StainStats& source, const St
 json array_json(const std::array<double, 3>& a) { return json::array({a[0], a[1], a[2]}); }
 
 }  // namespace
+
+const std::array<double, 256>& optical_density_table() {
+  static const std::array<double, 256> table = [] {
+    std::array<double, 256> t{};
+    for (int v = 0; v < 256; ++v) t[v] = -std::log((v + 1.0) / 256.0);
+    return t;
+  }();
+  return table;
+}
 
 StainMethod parse_stain_method(const std::string& name) {
   if (name == "reinhard") return StainMethod::reinhard;

@@ -43,6 +43,10 @@ enum class StainMethod { reinhard, macenko };
 enum class StainFit { patch, slide };
 
 /// "reinhard" / "macenko"; throws std::invalid_argument naming the allowed values.
+/// The optical density of each 8-bit intensity v, -ln((v + 1) / 256) (the inverse is
+/// 256 exp(-OD) - 1): the Macenko fit and the H&E jitter of augmentation both work in it.
+const std::array<double, 256>& optical_density_table();
+
 StainMethod parse_stain_method(const std::string& name);
 std::string stain_method_name(StainMethod method);
 /// "patch" / "slide"; throws std::invalid_argument naming the allowed values.
