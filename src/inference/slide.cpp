@@ -1,10 +1,10 @@
 #include "histocnn/inference/slide.h"
-#include "histocnn/inference/slide_maps.h"
 
 #include "histocnn/core/error.h"
 #include "histocnn/core/log.h"
 #include "histocnn/core/progress.h"
 #include "histocnn/core/version.h"
+#include "histocnn/inference/slide_maps.h"
 #include "histocnn/io/atomic_file.h"
 #include "histocnn/io/image.h"
 #include "histocnn/io/npy.h"
