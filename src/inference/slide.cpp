@@ -697,8 +697,9 @@ cv::Mat SlideResult::probability_grid() const {
   return grid;
 }
 
-SlideResult predict_slide(const Predictor& predictor, const fs::path& file, const SlideOptions& options) {
-  const auto start = std::chrono::steady_clock::now();
+namespace {
+
+void check_slide_options(const SlideOptions& options) {
   HISTOCNN_CHECK(options.batch_size > 0, "the tile batch size must be positive, got {}", options.batch_size);
   HISTOCNN_CHECK(options.region_size >= 64, "region_size must be at least 64 pixels, got {}", options.region_size);
   HISTOCNN_CHECK(options.min_tissue >= 0 && options.min_tissue <= 1, "min_tissue is a fraction in [0, 1], got {}",
@@ -714,6 +715,181 @@ SlideResult predict_slide(const Predictor& predictor, const fs::path& file, cons
     HISTOCNN_CHECK(*options.threshold >= 0 && *options.threshold <= 1, "the threshold is a probability, got {}",
                    *options.threshold);
   }
+}
+
+// The slide's scale (--mpp, else what the file records), the model's, and the tile grid they give.
+void set_scale_and_grid(SlideResult& r, const SlideReader& reader, const data::Preprocessing& pre,
+                        const SlideOptions& options) {
+  if (options.mpp) {
+    r.mpp = *options.mpp;
+    r.mpp_source = "option";
+  } else {
+    std::string hint;
+    if (auto it = r.properties.find(OPENSLIDE_PROPERTY_NAME_OBJECTIVE_POWER); it != r.properties.end()) {
+      hint = fmt::format(" (it says objective {}x; a scanner's 40x is about 0.25 um/px, 20x about 0.5)", it->second);
+    }
+    HISTOCNN_CHECK(reader.mpp().has_value(),
+                   "'{}' does not record its scale (microns per pixel: no openslide.mpp-x, TIFF resolution, PNG pHYs "
+                   "or JPEG density with a microscope's value){}; pass it with --mpp (mpp=... in Python), e.g. "
+                   "--mpp 0.25 for a 40x scan", r.file.string(), hint);
+    r.mpp = *reader.mpp();
+    r.mpp_source = reader.mpp_source();
+  }
+  r.target_mpp = options.target_mpp.value_or(pre.mpp);
+  r.tile_size = options.tile_size > 0 ? options.tile_size : pre.pad_to > 0 ? pre.pad_to : pre.image_size;
+  r.downsample = r.target_mpp / r.mpp;
+  if (r.downsample < 1) {
+    log_warn("'{}' is coarser ({:.3g} um/px) than the model's scale ({:.3g} um/px): tiles are enlarged {:.2f} times",
+             r.file.string(), r.mpp, r.target_mpp, 1 / r.downsample);
+  }
+  r.tile_size_level0 = r.tile_size * r.downsample;
+  r.cols = static_cast<int64_t>(std::ceil(r.width / r.tile_size_level0 - 1e-9));
+  r.rows = static_cast<int64_t>(std::ceil(r.height / r.tile_size_level0 - 1e-9));
+  r.score.tiles = r.cols * r.rows;
+}
+
+// The thumbnail's downsample: at most 2048 a side (a pyramid level of 1024 to 2048 pixels is taken
+// as it is), unless tiles would get fewer than 4 of its pixels a side.
+double choose_thumbnail_downsample(const SlideResult& r) {
+  const double longest = static_cast<double>(std::max(r.width, r.height));
+  double td = std::max(1.0, longest / 2048.0);
+  for (const auto& level : r.levels) {
+    if (level.downsample >= td * (1 - 1e-3) && level.downsample <= 2 * td) {
+      td = level.downsample;
+      break;
+    }
+  }
+  if (r.tile_size_level0 / td < 4) td = std::max({1.0, r.tile_size_level0 / 4, longest / 8192.0});
+  return td;
+}
+
+// A level-0 rectangle [x0, x1) x [y0, y1).
+struct Box {
+  double x0, y0, x1, y1;
+};
+
+// The grid cells [col0, col1) x [row0, row1), clipped to the slide.
+Box grid_box(const SlideResult& r, int64_t col0, int64_t row0, int64_t col1, int64_t row1) {
+  const double t0 = r.tile_size_level0;
+  return {col0 * t0, row0 * t0, std::min<double>(r.width, col1 * t0), std::min<double>(r.height, row1 * t0)};
+}
+
+// The grid's tiles that are at least min_tissue tissue, by the share of the mask pixels (thumbnail
+// pixels, level-0 pixels td apart) whose centres fall inside each.
+std::vector<SlideTile> tissue_tiles(const SlideResult& r, double min_tissue) {
+  cv::Mat sums;
+  cv::integral(r.mask / 255, sums, CV_64F);
+  const double td = r.thumbnail_downsample;
+  const auto mask_range = [&](double a, double b, int size) {
+    int lo = static_cast<int>(std::ceil(a / td - 0.5)), hi = static_cast<int>(std::ceil(b / td - 0.5));
+    lo = std::clamp(lo, 0, size - 1);
+    hi = std::clamp(hi, lo + 1, size);
+    return std::pair<int, int>{lo, hi};
+  };
+  std::vector<SlideTile> tiles;
+  for (int64_t row = 0; row < r.rows; ++row) {
+    for (int64_t col = 0; col < r.cols; ++col) {
+      const auto box = grid_box(r, col, row, col + 1, row + 1);
+      SlideTile t;
+      t.col = col;
+      t.row = row;
+      t.x = std::llround(box.x0);
+      t.y = std::llround(box.y0);
+      t.w = std::max<int64_t>(1, std::llround(box.x1) - t.x);
+      t.h = std::max<int64_t>(1, std::llround(box.y1) - t.y);
+      const auto [mx0, mx1] = mask_range(box.x0, box.x1, r.mask.cols);
+      const auto [my0, my1] = mask_range(box.y0, box.y1, r.mask.rows);
+      const double inside = sums.at<double>(my1, mx1) - sums.at<double>(my0, mx1) - sums.at<double>(my1, mx0) +
+                            sums.at<double>(my0, mx0);
+      t.tissue = inside / ((mx1 - mx0) * static_cast<double>(my1 - my0));
+      if (t.tissue >= min_tissue && t.tissue > 0) tiles.push_back(t);
+    }
+  }
+  return tiles;
+}
+
+// Tiles at the model's scale, cut from reads of the slide's level r.level.
+class TileCutter {
+ public:
+  // Pixels of the level read that cover a level-0 rectangle, and where they start.
+  struct Read {
+    cv::Mat pixels;
+    int64_t x0 = 0, y0 = 0;
+  };
+
+  TileCutter(SlideReader& reader, const SlideResult& r) : reader_(reader), r_(r), lv_(reader.levels()[r.level]) {}
+
+  Read read(const Box& box) const {
+    const auto [x0, x1] = span(box.x0, box.x1, lv_.width);
+    const auto [y0, y1] = span(box.y0, box.y1, lv_.height);
+    return {reader_.read_region(r_.level, std::llround(x0 * lv_.downsample), std::llround(y0 * lv_.downsample),
+                                static_cast<int>(x1 - x0), static_cast<int>(y1 - y0)),
+            x0, y0};
+  }
+
+  // Tile t cut from a read that covers it (smaller at the right and bottom edges, where the
+  // predictor pads it with white as the Kaggle border patches are padded); sets t's level place.
+  cv::Mat cut(SlideTile& t, const Read& read) const {
+    const auto box = grid_box(r_, t.col, t.row, t.col + 1, t.row + 1);
+    t.level = r_.level;
+    t.level_x = static_cast<int64_t>(std::floor(box.x0 / lv_.downsample));
+    t.level_y = static_cast<int64_t>(std::floor(box.y0 / lv_.downsample));
+    const cv::Mat& region = read.pixels;
+    const int rx0 = static_cast<int>(std::clamp<int64_t>(t.level_x - read.x0, 0, region.cols - 1));
+    const int ry0 = static_cast<int>(std::clamp<int64_t>(t.level_y - read.y0, 0, region.rows - 1));
+    const int rx1 = static_cast<int>(std::clamp<int64_t>(
+        span(box.x0, box.x1, lv_.width).second - read.x0, rx0 + 1, region.cols));
+    const int ry1 = static_cast<int>(std::clamp<int64_t>(
+        span(box.y0, box.y1, lv_.height).second - read.y0, ry0 + 1, region.rows));
+    const cv::Size size(static_cast<int>(std::max<int64_t>(1, std::llround((box.x1 - box.x0) / r_.downsample))),
+                        static_cast<int>(std::max<int64_t>(1, std::llround((box.y1 - box.y0) / r_.downsample))));
+    const cv::Mat part = region(cv::Rect(rx0, ry0, rx1 - rx0, ry1 - ry0));
+    if (part.size() == size) return part.clone();
+    cv::Mat tile;
+    cv::resize(part, tile, size, 0, 0, part.cols > size.width ? cv::INTER_AREA : cv::INTER_LINEAR);
+    return tile;
+  }
+
+  cv::Mat cut(SlideTile& t) const { return cut(t, read(grid_box(r_, t.col, t.row, t.col + 1, t.row + 1))); }
+
+ private:
+  // The level pixels [lo, hi) covering level-0 coordinates [a, b), inside [0, size).
+  std::pair<int64_t, int64_t> span(double a, double b, int64_t size) const {
+    const int64_t lo = std::min<int64_t>(size - 1, static_cast<int64_t>(std::floor(a / lv_.downsample)));
+    const int64_t hi = std::clamp<int64_t>(static_cast<int64_t>(std::ceil(b / lv_.downsample - 1e-6)), lo + 1, size);
+    return {lo, hi};
+  }
+
+  SlideReader& reader_;
+  const SlideResult& r_;
+  const SlideLevel& lv_;
+};
+
+// The tumour burden and the other slide-level numbers, from the predicted tiles.
+SlideScore score_tiles(const SlideResult& r) {
+  SlideScore s;
+  s.tiles = r.cols * r.rows;
+  const double mm2_per_px = r.mpp * r.mpp / 1e6;
+  double sum = 0;
+  for (const auto& t : r.tiles) {
+    const bool positive = t.p >= r.threshold;
+    s.positive_tiles += positive;
+    s.tissue_mm2 += t.w * t.h * mm2_per_px;
+    if (positive) s.positive_mm2 += t.w * t.h * mm2_per_px;
+    s.max_p = std::max(s.max_p, t.p);
+    sum += t.p;
+  }
+  s.tissue_tiles = static_cast<int64_t>(r.tiles.size());
+  s.positive_fraction = static_cast<double>(s.positive_tiles) / s.tissue_tiles;
+  s.mean_p = sum / s.tissue_tiles;
+  return s;
+}
+
+}  // namespace
+
+SlideResult predict_slide(const Predictor& predictor, const fs::path& file, const SlideOptions& options) {
+  const auto start = std::chrono::steady_clock::now();
+  check_slide_options(options);
   auto reader = SlideReader::open(file, options.reader);
   const auto& pre = predictor.preprocessing();
 
@@ -727,78 +903,14 @@ SlideResult predict_slide(const Predictor& predictor, const fs::path& file, cons
   r.model = predictor.directory().string();
   r.min_tissue = options.min_tissue;
   r.threshold = options.threshold.value_or(predictor.threshold());
-  if (options.mpp) {
-    r.mpp = *options.mpp;
-    r.mpp_source = "option";
-  } else {
-    std::string hint;
-    if (auto it = r.properties.find(OPENSLIDE_PROPERTY_NAME_OBJECTIVE_POWER); it != r.properties.end()) {
-      hint = fmt::format(" (it says objective {}x; a scanner's 40x is about 0.25 um/px, 20x about 0.5)", it->second);
-    }
-    HISTOCNN_CHECK(reader->mpp().has_value(),
-                   "'{}' does not record its scale (microns per pixel: no openslide.mpp-x, TIFF resolution, PNG pHYs "
-                   "or JPEG density with a microscope's value){}; pass it with --mpp (mpp=... in Python), e.g. "
-                   "--mpp 0.25 for a 40x scan", file.string(), hint);
-    r.mpp = *reader->mpp();
-    r.mpp_source = reader->mpp_source();
-  }
-  r.target_mpp = options.target_mpp.value_or(pre.mpp);
-  r.tile_size = options.tile_size > 0 ? options.tile_size : pre.pad_to > 0 ? pre.pad_to : pre.image_size;
-  r.downsample = r.target_mpp / r.mpp;
-  if (r.downsample < 1) {
-    log_warn("'{}' is coarser ({:.3g} um/px) than the model's scale ({:.3g} um/px): tiles are enlarged {:.2f} times",
-             file.string(), r.mpp, r.target_mpp, 1 / r.downsample);
-  }
-  const double t0 = r.tile_size * r.downsample;  // tile side in level-0 pixels
-  r.tile_size_level0 = t0;
-  r.cols = static_cast<int64_t>(std::ceil(r.width / t0 - 1e-9));
-  r.rows = static_cast<int64_t>(std::ceil(r.height / t0 - 1e-9));
-  r.score.tiles = r.cols * r.rows;
+  set_scale_and_grid(r, *reader, pre, options);
 
-  // The thumbnail: at most 2048 a side, unless tiles would get fewer than 4 of its pixels a side.
-  const double longest = static_cast<double>(std::max(r.width, r.height));
-  double td = std::max(1.0, longest / 2048.0);
-  for (const auto& level : r.levels) {  // a pyramid level of 1024 to 2048 pixels is the thumbnail as it is
-    if (level.downsample >= td * (1 - 1e-3) && level.downsample <= 2 * td) {
-      td = level.downsample;
-      break;
-    }
-  }
-  if (t0 / td < 4) td = std::max({1.0, t0 / 4, longest / 8192.0});
-  r.thumbnail_downsample = td;
-  r.thumbnail = read_downsampled(*reader, td, options.region_size, options.progress);
-  auto mask = tissue_mask(r.thumbnail, options.tissue_threshold);
+  r.thumbnail_downsample = choose_thumbnail_downsample(r);
+  r.thumbnail = read_downsampled(*reader, r.thumbnail_downsample, options.region_size, options.progress);
+  const auto mask = tissue_mask(r.thumbnail, options.tissue_threshold);
   r.mask = mask.mask;
   r.tissue_threshold = mask.threshold;
-  // Thumbnail pixels are level-0 pixels td apart; a tile's tissue fraction is the share of the mask
-  // pixels whose centres fall inside it.
-  cv::Mat sums;
-  cv::integral(r.mask / 255, sums, CV_64F);
-  const auto mask_range = [&](double a, double b, int size) {
-    int lo = static_cast<int>(std::ceil(a / td - 0.5)), hi = static_cast<int>(std::ceil(b / td - 0.5));
-    lo = std::clamp(lo, 0, size - 1);
-    hi = std::clamp(hi, lo + 1, size);
-    return std::pair<int, int>{lo, hi};
-  };
-  for (int64_t row = 0; row < r.rows; ++row) {
-    for (int64_t col = 0; col < r.cols; ++col) {
-      SlideTile t;
-      t.col = col;
-      t.row = row;
-      const double x0 = col * t0, y0 = row * t0;
-      const double x1 = std::min<double>(r.width, (col + 1) * t0), y1 = std::min<double>(r.height, (row + 1) * t0);
-      t.x = std::llround(x0);
-      t.y = std::llround(y0);
-      t.w = std::max<int64_t>(1, std::llround(x1) - t.x);
-      t.h = std::max<int64_t>(1, std::llround(y1) - t.y);
-      const auto [mx0, mx1] = mask_range(x0, x1, r.mask.cols);
-      const auto [my0, my1] = mask_range(y0, y1, r.mask.rows);
-      const double inside = sums.at<double>(my1, mx1) - sums.at<double>(my0, mx1) - sums.at<double>(my1, mx0) +
-                            sums.at<double>(my0, mx0);
-      t.tissue = inside / ((mx1 - mx0) * static_cast<double>(my1 - my0));
-      if (t.tissue >= options.min_tissue && t.tissue > 0) r.tiles.push_back(t);
-    }
-  }
+  r.tiles = tissue_tiles(r, options.min_tissue);
   HISTOCNN_CHECK(!r.tiles.empty(),
                  "no tissue found in '{}': {:.1f} % of its thumbnail is tissue (HSV saturation above {:.3f}) and no "
                  "tile of {:.0f} um is at least {:.0f} % tissue; check that the file shows stained tissue, or lower "
@@ -814,44 +926,7 @@ SlideResult predict_slide(const Predictor& predictor, const fs::path& file, cons
     log_warn("'{}' is read at 1/{:.0f} of its size, coarser than the model's scale (1/{:.2f}): a smaller decode "
              "does not fit max_image_pixels", file.string(), lv.downsample, r.downsample);
   }
-  // The level pixels covering a level-0 rectangle, and where that read starts.
-  struct LevelRead {
-    cv::Mat pixels;
-    int64_t x0 = 0, y0 = 0;
-  };
-  const auto read_level_rect = [&](double x0, double y0, double x1, double y1) {
-    LevelRead out;
-    out.x0 = std::min<int64_t>(lv.width - 1, static_cast<int64_t>(std::floor(x0 / lv.downsample)));
-    out.y0 = std::min<int64_t>(lv.height - 1, static_cast<int64_t>(std::floor(y0 / lv.downsample)));
-    const int64_t lx1 = std::clamp<int64_t>(static_cast<int64_t>(std::ceil(x1 / lv.downsample - 1e-6)), out.x0 + 1, lv.width);
-    const int64_t ly1 = std::clamp<int64_t>(static_cast<int64_t>(std::ceil(y1 / lv.downsample - 1e-6)), out.y0 + 1, lv.height);
-    out.pixels = reader->read_region(r.level, std::llround(out.x0 * lv.downsample), std::llround(out.y0 * lv.downsample),
-                                     static_cast<int>(lx1 - out.x0), static_cast<int>(ly1 - out.y0));
-    return out;
-  };
-  // A tile cut from a read that covers it, at the model's scale (smaller at the right and bottom
-  // edges, where the predictor pads it with white as the Kaggle border patches are padded).
-  const auto cut_tile = [&](SlideTile& t, const LevelRead& read) {
-    const double x0 = t.col * t0, y0 = t.row * t0;
-    const double x1 = std::min<double>(r.width, x0 + t0), y1 = std::min<double>(r.height, y0 + t0);
-    t.level = r.level;
-    t.level_x = static_cast<int64_t>(std::floor(x0 / lv.downsample));
-    t.level_y = static_cast<int64_t>(std::floor(y0 / lv.downsample));
-    const cv::Mat& region = read.pixels;
-    const int rx0 = static_cast<int>(std::clamp<int64_t>(t.level_x - read.x0, 0, region.cols - 1));
-    const int ry0 = static_cast<int>(std::clamp<int64_t>(t.level_y - read.y0, 0, region.rows - 1));
-    const int rx1 = static_cast<int>(std::clamp<int64_t>(
-        static_cast<int64_t>(std::ceil(x1 / lv.downsample - 1e-6)) - read.x0, rx0 + 1, region.cols));
-    const int ry1 = static_cast<int>(std::clamp<int64_t>(
-        static_cast<int64_t>(std::ceil(y1 / lv.downsample - 1e-6)) - read.y0, ry0 + 1, region.rows));
-    const cv::Size size(static_cast<int>(std::max<int64_t>(1, std::llround((x1 - x0) / r.downsample))),
-                        static_cast<int>(std::max<int64_t>(1, std::llround((y1 - y0) / r.downsample))));
-    const cv::Mat part = region(cv::Rect(rx0, ry0, rx1 - rx0, ry1 - ry0));
-    if (part.size() == size) return part.clone();
-    cv::Mat tile;
-    cv::resize(part, tile, size, 0, 0, part.cols > size.width ? cv::INTER_AREA : cv::INTER_LINEAR);
-    return tile;
-  };
+  const TileCutter cutter(*reader, r);
 
   // A model whose stain normalisation fits per slide gets the statistics of this slide: fitted once
   // on up to 256 tissue tiles spread evenly over it, then used for every tile.
@@ -861,9 +936,7 @@ SlideResult predict_slide(const Predictor& predictor, const fs::path& file, cons
     std::vector<cv::Mat> sample;
     for (size_t k = 0; k < samples; ++k) {
       SlideTile t = r.tiles[k * r.tiles.size() / samples];
-      const double x0 = t.col * t0, y0 = t.row * t0;
-      sample.push_back(cut_tile(t, read_level_rect(x0, y0, std::min<double>(r.width, x0 + t0),
-                                                   std::min<double>(r.height, y0 + t0))));
+      sample.push_back(cutter.cut(t));
     }
     slide_stain = pre.stain_source(sample);
     r.stain = fmt::format("{} fitted on {} tiles of the slide", data::stain_method_name(pre.stain->method()), samples);
@@ -871,7 +944,8 @@ SlideResult predict_slide(const Predictor& predictor, const fs::path& file, cons
     r.stain = fmt::format("{} fitted on each tile", data::stain_method_name(pre.stain->method()));
   }
 
-  const double level_tile = t0 / lv.downsample;  // tile side in pixels of the level read
+  // Blocks of per_block x per_block tiles, each one read of about region_size pixels a side.
+  const double level_tile = r.tile_size_level0 / lv.downsample;  // tile side in pixels of the level read
   const int64_t per_block = std::max<int64_t>(1, static_cast<int64_t>(options.region_size / level_tile));
   const int64_t block_cols = (r.cols + per_block - 1) / per_block;
   std::vector<std::vector<size_t>> blocks(static_cast<size_t>(block_cols * ((r.rows + per_block - 1) / per_block)));
@@ -895,11 +969,9 @@ SlideResult predict_slide(const Predictor& predictor, const fs::path& file, cons
   for (size_t b = 0; b < blocks.size(); ++b) {
     if (blocks[b].empty()) continue;
     const int64_t bc = static_cast<int64_t>(b) % block_cols, br = static_cast<int64_t>(b) / block_cols;
-    const LevelRead region = read_level_rect(bc * per_block * t0, br * per_block * t0,
-                                             std::min<double>(r.width, (bc + 1) * per_block * t0),
-                                             std::min<double>(r.height, (br + 1) * per_block * t0));
+    const auto region = cutter.read(grid_box(r, bc * per_block, br * per_block, (bc + 1) * per_block, (br + 1) * per_block));
     for (size_t i : blocks[b]) {
-      pending.push_back(cut_tile(r.tiles[i], region));
+      pending.push_back(cutter.cut(r.tiles[i], region));
       pending_index.push_back(i);
       if (static_cast<int64_t>(pending.size()) >= options.batch_size) flush();
     }
@@ -907,19 +979,7 @@ SlideResult predict_slide(const Predictor& predictor, const fs::path& file, cons
   flush();
   bar.finish();
 
-  const double mm2_per_px = r.mpp * r.mpp / 1e6;
-  double sum = 0;
-  for (const auto& t : r.tiles) {
-    const bool positive = t.p >= r.threshold;
-    r.score.positive_tiles += positive;
-    r.score.tissue_mm2 += t.w * t.h * mm2_per_px;
-    if (positive) r.score.positive_mm2 += t.w * t.h * mm2_per_px;
-    r.score.max_p = std::max(r.score.max_p, t.p);
-    sum += t.p;
-  }
-  r.score.tissue_tiles = static_cast<int64_t>(r.tiles.size());
-  r.score.positive_fraction = static_cast<double>(r.score.positive_tiles) / r.score.tissue_tiles;
-  r.score.mean_p = sum / r.score.tissue_tiles;
+  r.score = score_tiles(r);
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   r.peak_rss_mb = peak_rss_mb();
   return r;
