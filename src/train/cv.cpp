@@ -297,10 +297,23 @@ CrossValidationResult cross_validate(const CrossValidationOptions& options) {
       eo.stain_shift = sigma;
       eo.seed = run.trainer.seed;
       eo.tta = options.tta;
-      const auto ev = inference::evaluate_bundle(trained.model_dir, test, eo);
+      // As stained, without TTA, these are the predictions training made of its test split.
+      const auto& made = trained.test_predictions;
+      const bool reuse = sigma == 0 && !options.tta && made.labels.size() == test.size() &&
+                         std::equal(made.labels.begin(), made.labels.end(), test.rows().begin(),
+                                    [](int y, const data::PatchRecord& r) { return y == r.label; });
+      inference::EvaluationResult ev;
+      if (reuse) {
+        ev.predictions = made;
+        ev.threshold = trained.test.threshold;
+      } else {
+        ev = inference::evaluate_bundle(trained.model_dir, test, eo);
+      }
       fold.threshold = ev.threshold;
-      for (const auto& [group, idx] : groups) fold.scores.push_back(score(test, ev.predictions, ev.threshold, idx, sigma, group));
-      log_info("fold {}: AUC {:.3f} {}", k, ev.metrics.roc_auc, sigma_name(sigma));
+      for (const auto& [group, idx] : groups) {
+        fold.scores.push_back(score(test, ev.predictions, ev.threshold, idx, sigma, group));
+        if (group == "all") log_info("fold {}: AUC {:.3f} {}", k, fold.scores.back().roc_auc, sigma_name(sigma));
+      }
     }
     fold.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     io::write_file_atomic(fold_json_path, fold_json(fold).dump(2));

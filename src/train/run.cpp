@@ -321,6 +321,7 @@ void evaluate_test(const RunOptions& options, Trainer& trainer, const data::Patc
   if (test_ds.size() == 0) return;
   const auto& class_names = eval_options.class_names;
   auto pred = predict_split(trainer, test_ds, result.run_dir, "test");
+  result.test_predictions = pred;
   std::vector<std::string> patients;
   for (const auto& r : test_ds.manifest().rows()) patients.push_back(r.patient);
   auto full = metrics::evaluate_full(pred.labels, pred.p_positive, patients, eval_options);

@@ -15,6 +15,7 @@
 // finds the same folder and resumes from its checkpoint (or, when finished, only re-evaluates).
 #include "histocnn/data/preprocessing.h"
 #include "histocnn/data/split.h"
+#include "histocnn/inference/predict.h"
 #include "histocnn/metrics/binary.h"
 #include "histocnn/models/classifier.h"
 #include "histocnn/train/callbacks.h"
@@ -72,6 +73,7 @@ struct RunResult {
   metrics::BinaryMetrics validation;
   metrics::BinaryMetrics test;
   metrics::BinaryMetrics test_stain_shift;  ///< the test split restained (RunOptions::stain_shift)
+  inference::Predictions test_predictions;  ///< the test split as stained, in manifest order (empty: none)
   std::string test_report;  ///< the classification report on the test split
   std::filesystem::path run_dir;
   std::filesystem::path model_dir;
