@@ -1,0 +1,78 @@
+"""The result scripts of bench/ that docs/results.md quotes, on prediction files whose answers are
+known by construction."""
+import math
+import subprocess
+import sys
+
+from conftest import ROOT
+
+
+def write_predictions(path, rows):
+    """A run's predictions_test.csv: rows of (path, patient, label, logit)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = ["path,patient,label,p_positive"]
+    for file, patient, label, z in rows:
+        lines.append(f"{file},{patient},{label},{1 / (1 + math.exp(-z))!r}")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def run_script(name, *args):
+    return subprocess.run([sys.executable, str(ROOT / "bench" / name), *map(str, args)], capture_output=True,
+                          text=True, timeout=120)
+
+
+def table(stdout):
+    """A markdown table's rows as lists of cells, header and rule left out."""
+    rows = [line.strip("|").split("|") for line in stdout.splitlines() if line.startswith("|")]
+    return [[cell.strip() for cell in row] for row in rows[2:]]
+
+
+def test_ensemble_scores_the_mean_logit_of_the_patches_the_runs_share(tmp_path):
+    # Each run alone ranks one positive below one negative (AUC 3/4); their mean logit separates
+    # the classes (AUC 1). The runs name the same patches by other folders, as runs made in other
+    # output folders do, and the second has a patch the first lacks (left out).
+    write_predictions(tmp_path / "a" / "predictions_test.csv",
+                      [("x/p1/0/n1.png", "p1", 0, 0.0), ("x/p1/0/n2.png", "p1", 0, 3.0),
+                       ("x/p2/1/t1.png", "p2", 1, 1.0), ("x/p2/1/t2.png", "p2", 1, 4.0)])
+    write_predictions(tmp_path / "b" / "predictions_test.csv",
+                      [("y/p1/0/n1.png", "p1", 0, 3.0), ("y/p1/0/n2.png", "p1", 0, 0.0),
+                       ("y/p2/1/t1.png", "p2", 1, 4.0), ("y/p2/1/t2.png", "p2", 1, 1.0),
+                       ("y/p3/1/t3.png", "p3", 1, -9.0)])
+    proc = run_script("ensemble_predictions.py", tmp_path / "a", tmp_path / "b")
+    assert proc.returncode == 0, proc.stderr
+    assert "4 test patches shared by 2 runs" in proc.stdout
+    aucs = {name: float(auc) for name, auc in table(proc.stdout)}
+    a, b = str(tmp_path / "a"), str(tmp_path / "b")
+    assert aucs == {a: 0.75, b: 0.75, f"{a} + {b}": 1.0}
+
+
+def test_ensemble_refuses_runs_of_other_patients_or_labels(tmp_path):
+    write_predictions(tmp_path / "a" / "predictions_test.csv", [("p1/0/n1.png", "p1", 0, 0.0)])
+    write_predictions(tmp_path / "b" / "predictions_test.csv", [("p9/0/n1.png", "p9", 0, 0.0)])
+    write_predictions(tmp_path / "c" / "predictions_test.csv", [("p1/0/n1.png", "p1", 1, 0.0)])
+    proc = run_script("ensemble_predictions.py", tmp_path / "a", tmp_path / "b")
+    assert proc.returncode != 0 and "share no test patch" in proc.stderr
+    proc = run_script("ensemble_predictions.py", tmp_path / "a", tmp_path / "c")
+    assert proc.returncode != 0 and "disagree on a label" in proc.stderr
+    proc = run_script("ensemble_predictions.py", tmp_path / "missing")
+    assert proc.returncode != 0 and "predictions_test.csv: not found" in proc.stderr
+
+
+def test_patient_calibration_removes_a_shift_between_patients(tmp_path):
+    # Within each patient the classes separate; the second patient's logits sit 10 higher, so pooled
+    # the first's positives rank below the second's negatives (AUC 12/16). Any per-patient shift or
+    # standardisation lines the two patients up (AUC 1).
+    rows = []
+    for patient, offset in (("p1", 0.0), ("p2", 10.0)):
+        for i, (label, z) in enumerate([(0, 0.0), (0, 1.0), (1, 2.0), (1, 3.0)]):
+            rows.append((f"{patient}/{label}/{i}.png", patient, label, z + offset))
+    for fold in (1, 2):
+        write_predictions(tmp_path / f"fold-{fold}" / "predictions_test.csv", rows)
+    proc = run_script("patient_calibration.py", tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    rows = table(proc.stdout)
+    assert [r[0] for r in rows] == ["fold-1", "fold-2", "mean"]
+    for r in rows:
+        assert r[1:] == ["0.750", "1.000", "1.000", "1.000", "1.000"]
+    proc = run_script("patient_calibration.py", tmp_path / "nothing-here")
+    assert proc.returncode != 0 and "no fold-*/predictions_test.csv" in proc.stderr
