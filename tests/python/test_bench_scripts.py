@@ -1,10 +1,15 @@
 """The result scripts of bench/ that docs/results.md quotes, on prediction files whose answers are
 known by construction."""
+import csv
 import math
+import pathlib
+import statistics
 import subprocess
 import sys
 
-from conftest import ROOT
+from sklearn.metrics import roc_auc_score
+
+from conftest import ROOT, run_cli
 
 
 def write_predictions(path, rows):
@@ -76,3 +81,57 @@ def test_patient_calibration_removes_a_shift_between_patients(tmp_path):
         assert r[1:] == ["0.750", "1.000", "1.000", "1.000", "1.000"]
     proc = run_script("patient_calibration.py", tmp_path / "nothing-here")
     assert proc.returncode != 0 and "no fold-*/predictions_test.csv" in proc.stderr
+
+
+def read_csv(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def auc_and_median_per_patient(rows):
+    """scikit-learn's pooled ROC-AUC, the median of each patient's own (patients with both classes),
+    and how many patients have both classes."""
+    labels = [int(r["label"]) for r in rows]
+    scores = [float(r["p_positive"]) for r in rows]
+    per_patient = []
+    for patient in {r["patient"] for r in rows}:
+        y = [int(r["label"]) for r in rows if r["patient"] == patient]
+        p = [float(r["p_positive"]) for r in rows if r["patient"] == patient]
+        if 0 < sum(y) < len(y):
+            per_patient.append(roc_auc_score(y, p))
+    return roc_auc_score(labels, scores), statistics.median(per_patient), len(per_patient)
+
+
+def test_stain_shift_table_scores_a_run_on_its_own_test_patients(serving_runs):
+    run = serving_runs[0]
+    proc = run_script("stain_shift_table.py", "--sigmas", "0,0.2", "--per-patient", run)
+    assert proc.returncode == 0, proc.stderr
+    [row] = table(proc.stdout)
+    assert row[0].startswith("simple_cnn, scratch, all layers train, 50 px, 1 epochs")
+    auc0, auc2, drop, median = map(float, row[1:])
+    # The oracle: the predictions training made of its test split, scored by scikit-learn.
+    expected_auc, expected_median, _ = auc_and_median_per_patient(read_csv(run / "predictions_test.csv"))
+    assert auc0 == round(expected_auc, 3)
+    assert median == round(expected_median, 3)
+    assert drop == round(auc2 - auc0, 3)
+
+
+def test_unseen_patients_table_pools_every_patch_of_a_folder(cli, serving_runs, synthetic_data, tmp_path):
+    run = serving_runs[0]
+    proc = run_script("unseen_patients_table.py", "--data", synthetic_data, "--sigmas", "0", run)
+    assert proc.returncode == 0, proc.stderr
+    [row] = table(proc.stdout)
+    pooled, median, patients = float(row[1]), float(row[2]), int(row[3])
+    # The oracle: `histocnn predict` over the same folder (P to 6 decimals), labels and patients from
+    # the file names, scikit-learn.
+    run_cli(cli, "predict", "--model", run / "model", "-o", tmp_path / "p.csv", synthetic_data)
+    rows = read_csv(tmp_path / "p.csv")
+    for r in rows:
+        name = pathlib.PurePath(r["path"]).name
+        r["patient"] = name.split("_idx5_")[0]
+        r["label"] = name.rsplit("class", 1)[1].split(".")[0]
+    assert len(rows) == 8 * 30
+    expected_auc, expected_median, expected_patients = auc_and_median_per_patient(rows)
+    assert abs(pooled - expected_auc) <= 0.0005 + 1e-6
+    assert abs(median - expected_median) <= 0.0005 + 1e-6
+    assert patients == expected_patients
