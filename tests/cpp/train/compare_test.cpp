@@ -182,7 +182,10 @@ TEST_CASE("The robust-cnn recipe trains the small CNN from scratch with stain ji
   CHECK_FALSE(o.model.freeze_backbone());
   CHECK(o.image_size == 50);
   CHECK(o.trainer.optimizer == train::OptimizerKind::adam);
-  CHECK(o.trainer.epochs == 6);
+  CHECK(o.trainer.epochs == 5);
+  CHECK(o.split.train == Approx(0.72));
+  CHECK(o.split.val == Approx(0.08));
+  CHECK(o.split.test == Approx(0.2));
   CHECK(o.trainer.augment.enabled);
   CHECK(o.trainer.augment.stain_jitter == Approx(0.1));
   CHECK(o.trainer.augment.rotate90);
