@@ -157,6 +157,8 @@ void init_train(py::module_& root) {
       .def_readonly("validation", &train::RunResult::validation)
       .def_readonly("test", &train::RunResult::test)
       .def_readonly("test_stain_shift", &train::RunResult::test_stain_shift)
+      .def_readonly("test_predictions", &train::RunResult::test_predictions,
+                    "The test split as stained (labels, p_positive), in manifest order")
       .def_readonly("test_report", &train::RunResult::test_report)
       .def_readonly("run_dir", &train::RunResult::run_dir)
       .def_readonly("model_dir", &train::RunResult::model_dir)

@@ -1,4 +1,5 @@
 """Python callbacks, Ctrl-C, and predictions from the inputs Python users hold."""
+import csv
 import json
 import os
 import re
@@ -127,6 +128,11 @@ def test_predict_accepts_paths_numpy_torch_and_pil(synthetic_data, tmp_path):
                                    split="all")
     by_name = {os.path.basename(r.path): p for r, p in zip(manifest.rows, evaluation.predictions.p_positive)}
     np.testing.assert_allclose(from_paths, [by_name[f.name] for f in files], atol=1e-6)
+    # The run's own test predictions, as training wrote them to predictions_test.csv.
+    with open(trainer.result.run_dir / "predictions_test.csv") as f:
+        written = list(csv.DictReader(f))
+    assert list(trainer.result.test_predictions.labels) == [int(r["label"]) for r in written]
+    np.testing.assert_allclose(trainer.result.test_predictions.p_positive, [float(r["p_positive"]) for r in written])
     feats = predictor.features(arrays[:2])
     assert isinstance(feats, torch.Tensor) and feats.shape == (2, 256)
     with pytest.raises(ValueError, match="HxWx3"):
