@@ -745,7 +745,6 @@ void set_scale_and_grid(SlideResult& r, const SlideReader& reader, const data::P
   r.tile_size_level0 = r.tile_size * r.downsample;
   r.cols = static_cast<int64_t>(std::ceil(r.width / r.tile_size_level0 - 1e-9));
   r.rows = static_cast<int64_t>(std::ceil(r.height / r.tile_size_level0 - 1e-9));
-  r.score.tiles = r.cols * r.rows;
 }
 
 // The thumbnail's downsample: at most 2048 a side (a pyramid level of 1024 to 2048 pixels is taken
