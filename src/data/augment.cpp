@@ -219,8 +219,7 @@ cv::Mat jitter_stains(const cv::Mat& rgb, double sigma, std::mt19937_64& rng) {
       }
       for (int ch = 0; ch < 3; ++ch) {
         const double o = c[0] * stains.m[0][ch] + c[1] * stains.m[1][ch] + c[2] * stains.m[2][ch];
-        const double v = 256.0 * std::exp(-o) - 1.0;
-        dst[x][ch] = cv::saturate_cast<uint8_t>(v);
+        dst[x][ch] = intensity_from_optical_density(o);
       }
     }
   }

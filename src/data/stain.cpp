@@ -242,7 +242,7 @@ cv::Mat normalise_macenko(const cv::Mat& rgb, const StainStats& source, const St
       const double d[3] = {od[src[x][0]], od[src[x][1]], od[src[x][2]]};
       for (int c = 0; c < 3; ++c) {
         const double o = t[c][0] * d[0] + t[c][1] * d[1] + t[c][2] * d[2];
-        dst[x][c] = cv::saturate_cast<uint8_t>(256.0 * std::exp(-o) - 1.0);
+        dst[x][c] = intensity_from_optical_density(o);
       }
     }
   }
@@ -261,6 +261,8 @@ const std::array<double, 256>& optical_density_table() {
   }();
   return table;
 }
+
+uint8_t intensity_from_optical_density(double od) { return cv::saturate_cast<uint8_t>(256.0 * std::exp(-od) - 1.0); }
 
 StainMethod parse_stain_method(const std::string& name) {
   if (name == "reinhard") return StainMethod::reinhard;

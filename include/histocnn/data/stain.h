@@ -42,11 +42,13 @@ enum class StainMethod { reinhard, macenko };
 /// (patient, request) together.
 enum class StainFit { patch, slide };
 
-/// "reinhard" / "macenko"; throws std::invalid_argument naming the allowed values.
-/// The optical density of each 8-bit intensity v, -ln((v + 1) / 256) (the inverse is
-/// 256 exp(-OD) - 1): the Macenko fit and the H&E jitter of augmentation both work in it.
+/// The optical density of each 8-bit intensity v, -ln((v + 1) / 256): the Macenko fit and the
+/// H&E jitter of augmentation both work in it.
 const std::array<double, 256>& optical_density_table();
+/// Back from optical density: the 8-bit intensity 256 exp(-od) - 1, saturated to [0, 255].
+uint8_t intensity_from_optical_density(double od);
 
+/// "reinhard" / "macenko"; throws std::invalid_argument naming the allowed values.
 StainMethod parse_stain_method(const std::string& name);
 std::string stain_method_name(StainMethod method);
 /// "patch" / "slide"; throws std::invalid_argument naming the allowed values.
