@@ -207,7 +207,13 @@ def test_full_queue_answers_503_at_once_and_slow_clients_time_out(cli, serving):
         assert refused, "no request met a full queue of one patch under 16 clients"
         assert codes.count(200) > 0
         assert all("queue is full" in b["error"] for b, _ in refused)
-        assert max(seconds for _, seconds in refused) < 1.0  # refused at once, not after waiting
+        # Refused at once, not after waiting for a free slot or for the 1 s request timeout. Idle,
+        # refusals take about 20 ms (at most about 0.15 s) and answers about 60 ms; on a loaded
+        # machine a few client threads are scheduled late, so the bound is on the median and on
+        # nine refusals in ten, not on the slowest one. A server that waited would fail both.
+        waits = sorted(seconds for _, seconds in refused)
+        assert waits[len(waits) // 2] < 0.25, waits
+        assert waits[(9 * len(waits)) // 10] < 1.0, waits
         # Too many instances for the whole queue: the client's to change (400), not "retry".
         r = requests.post(url, data=json.dumps({"instances": [b64(serving.patch)] * 2}))
         assert r.status_code == 400 and "more than the batch queue holds" in r.json()["error"]
