@@ -24,10 +24,12 @@ void save_checkpoint(const fs::path& dir, const TrainingCheckpoint& ck) {
                           {"best_epoch", ck.history.best_epoch},
                           {"best_val_auc", ck.history.best_epoch > 0 ? nlohmann::json(ck.history.best_val_auc) : nlohmann::json()},
                           {"stopped_early", ck.history.stopped_early},
+                          {"average_updates", ck.average_updates},
                           {"fingerprint", ck.fingerprint}};
   io::save_safetensors(staging / "model.safetensors", ck.model);
   io::save_safetensors(staging / "best.safetensors", ck.best_model);
   io::save_safetensors(staging / "rng.safetensors", ck.rng);
+  if (!ck.average.empty()) io::save_safetensors(staging / "average.safetensors", ck.average);
   io::write_file_atomic(staging / "optimizer.pt", ck.optimizer);
   io::write_file_atomic(staging / "state.json", state.dump(2));
   const fs::path target = dir / name;
@@ -60,6 +62,7 @@ std::optional<TrainingCheckpoint> load_checkpoint(const fs::path& dir) {
     if (!state.at("best_val_auc").is_null()) ck.history.best_val_auc = state.at("best_val_auc").get<double>();
     ck.history.stopped_early = state.at("stopped_early").get<bool>();
     ck.fingerprint = state.at("fingerprint").get<std::string>();
+    ck.average_updates = state.value("average_updates", int64_t{0});  // absent before weight averages
   } catch (const nlohmann::json::exception& e) {
     HISTOCNN_FAIL("checkpoint state '{}' is damaged ({}); delete the checkpoint folder to start over",
                   (folder / "state.json").string(), e.what());
@@ -67,6 +70,7 @@ std::optional<TrainingCheckpoint> load_checkpoint(const fs::path& dir) {
   ck.model = io::load_safetensors(folder / "model.safetensors").tensors;
   ck.best_model = io::load_safetensors(folder / "best.safetensors").tensors;
   ck.rng = io::load_safetensors(folder / "rng.safetensors").tensors;
+  if (fs::exists(folder / "average.safetensors")) ck.average = io::load_safetensors(folder / "average.safetensors").tensors;
   ck.optimizer = io::read_file(folder / "optimizer.pt");
   return ck;
 }

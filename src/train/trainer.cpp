@@ -11,6 +11,7 @@
 #include "histocnn/metrics/binary.h"
 #include "histocnn/train/checkpoint.h"
 #include "histocnn/train/distributed.h"
+#include "histocnn/train/weight_average.h"
 
 #include <ATen/autocast_mode.h>
 #include <nlohmann/json.hpp>
@@ -18,6 +19,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <optional>
 #include <set>
 #include <sstream>
 
@@ -249,6 +251,8 @@ void TrainerOptions::validate() const {
   HISTOCNN_CHECK(dist_backend == "auto" || dist_backend == "gloo" || dist_backend == "nccl",
                  "dist_backend must be auto, gloo or nccl, got '{}'", dist_backend);
   HISTOCNN_CHECK(dist_timeout > 0, "dist_timeout must be positive (seconds), got {}", dist_timeout);
+  HISTOCNN_CHECK(ema_decay == 0 || (ema_decay > 0 && ema_decay < 1),
+                 "ema_decay must be 0 (off) or in (0, 1), e.g. 0.999, got {}", ema_decay);
   HISTOCNN_CHECK(per_patient >= 0, "per_patient must be >= 0 (0: every patch), got {}", per_patient);
   HISTOCNN_CHECK(per_patient == 0 || sampler == Sampler::shuffle,
                  "per_patient and sampler 'balanced' cannot be combined: choose one way of drawing an epoch");
@@ -277,6 +281,7 @@ std::string TrainerOptions::learning_json() const {
   if (backbone_lr_multiplier != 1.0) j["backbone_lr_multiplier"] = backbone_lr_multiplier;
   if (mixed_precision != MixedPrecision::automatic) j["mixed_precision"] = choice_name(mixed_precision);
   if (per_patient > 0) j["per_patient"] = per_patient;
+  if (ema_decay > 0) j["ema_decay"] = ema_decay;
   return j.dump();
 }
 
@@ -398,7 +403,8 @@ History Trainer::fit(const data::PatchDataset& train, const data::PatchDataset* 
 
   // Resume from the last checkpoint when it was written by the same run.
   History history;
-  io::TensorMap best_state;
+  io::TensorMap best_state, resumed_average;
+  int64_t resumed_average_updates = 0;
   const std::string print = fingerprint(options_, model_, train, val);
   if (dist) dist->check_same(print, "training data and options");
   if (!options_.checkpoint_dir.empty()) {
@@ -409,6 +415,8 @@ History Trainer::fit(const data::PatchDataset& train, const data::PatchDataset* 
                      options_.checkpoint_dir);
       models::load_state_dict(*model_, ck->model);
       best_state = std::move(ck->best_model);
+      resumed_average = std::move(ck->average);
+      resumed_average_updates = ck->average_updates;
       deserialize_optimizer(*optimizer_, ck->optimizer);
       set_rng_state(ck->rng);
       history = std::move(ck->history);
@@ -417,6 +425,19 @@ History Trainer::fit(const data::PatchDataset& train, const data::PatchDataset* 
     }
   }
   if (dist) dist->broadcast_module(*model_);  // every rank starts from rank 0's weights
+  std::optional<WeightAverage> average;
+  if (options_.ema_decay > 0) {
+    average.emplace(model_, options_.ema_decay);
+    if (!resumed_average.empty()) {
+      average->load(resumed_average, resumed_average_updates);
+    } else if (!history.epochs.empty()) {
+      HISTOCNN_FAIL("the checkpoint in '{}' holds no weight average; delete it to start over",
+                    options_.checkpoint_dir);
+    }
+    if (!dist || dist->is_main()) {
+      log_info("validating and keeping a moving average of the weights (decay {:g})", options_.ema_decay);
+    }
+  }
 
   const bool use_cache = options_.cache_features && model_->backbone_frozen() && !options_.augment.enabled;
   const bool amp = use_mixed_precision(options_, device_);
@@ -460,6 +481,8 @@ History Trainer::fit(const data::PatchDataset& train, const data::PatchDataset* 
   auto validate = [&](EpochRecord& rec) {
     if (!val) return;
     if (!dist || dist->is_main()) {
+      std::optional<WeightAverage::Applied> averaged;
+      if (average) averaged.emplace(*average);
       std::vector<double> p;
       if (use_cache) {
         p = inference::predict_from_features(model_, val_features);
@@ -542,6 +565,7 @@ History Trainer::fit(const data::PatchDataset& train, const data::PatchDataset* 
         n = y.size(0);
         batch_correct = logits.argmax(1).eq(y).sum().item<int64_t>();
       }
+      if (average) average->update();
       loss_sum += batch_loss * n;
       correct += batch_correct;
       seen += n;
@@ -613,7 +637,7 @@ History Trainer::fit(const data::PatchDataset& train, const data::PatchDataset* 
     if (val && std::isfinite(rec.val_auc) && (history.best_epoch == 0 || rec.val_auc > history.best_val_auc)) {
       history.best_epoch = epoch;
       history.best_val_auc = rec.val_auc;
-      if (options_.restore_best) best_state = clone_state(model_);
+      if (options_.restore_best) best_state = average ? average->state() : clone_state(model_);
     }
     context.stop_training = false;
     for (auto& cb : callbacks) cb->on_epoch_end(context, rec);
@@ -628,6 +652,10 @@ History Trainer::fit(const data::PatchDataset& train, const data::PatchDataset* 
       ck.history = history;
       ck.model = clone_state(model_);
       ck.best_model = best_state;
+      if (average) {
+        ck.average = average->state();
+        ck.average_updates = average->updates();
+      }
       ck.optimizer = serialize_optimizer(*optimizer_);
       ck.rng = rng_state();
       ck.fingerprint = print;
@@ -638,7 +666,10 @@ History Trainer::fit(const data::PatchDataset& train, const data::PatchDataset* 
   for (auto& cb : callbacks) cb->on_train_end(context);
   if (options_.restore_best && !best_state.empty() && history.best_epoch != static_cast<int>(history.epochs.size())) {
     models::load_state_dict(*model_, best_state);
-    log_info("restored the weights of epoch {} (best validation AUC {:.4f})", history.best_epoch, history.best_val_auc);
+    log_info("restored the {}weights of epoch {} (best validation AUC {:.4f})", average ? "averaged " : "",
+             history.best_epoch, history.best_val_auc);
+  } else if (average) {
+    average->swap();  // the model ends with the average, the weights its validation measured
   }
   if (dist) dist->broadcast_module(*model_);  // rank 0's final weights (it alone kept a resumed best epoch)
   model_->eval();

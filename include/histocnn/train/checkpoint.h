@@ -6,7 +6,7 @@
 //   if (auto back = histocnn::train::load_checkpoint("runs/x/checkpoint")) { ... }
 //
 // Layout: <dir>/epoch-<N>/{state.json, model.safetensors, best.safetensors, optimizer.pt,
-// rng.safetensors} and <dir>/latest naming the newest complete epoch folder. A new epoch folder is
+// rng.safetensors, and average.safetensors with a weight average} and <dir>/latest naming the newest complete epoch folder. A new epoch folder is
 // filled under a temporary name and renamed into place before `latest` is switched (both atomic),
 // so a process killed at any moment leaves the previous checkpoint intact.
 #include "histocnn/io/safetensors.h"
@@ -22,6 +22,8 @@ struct TrainingCheckpoint {
   History history;
   io::TensorMap model;        ///< weights after the last completed epoch
   io::TensorMap best_model;   ///< weights of the best epoch so far (may be empty)
+  io::TensorMap average;      ///< the moving average of the weights (empty unless ema_decay is set)
+  int64_t average_updates = 0;  ///< steps the average has taken
   std::string optimizer;      ///< the optimizer's serialized state (LibTorch archive bytes)
   io::TensorMap rng;          ///< random generator states ("cpu", and "cuda" when used)
   std::string fingerprint;    ///< what the run was (options, data); a resume must match it
