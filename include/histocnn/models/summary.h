@@ -53,7 +53,7 @@ struct LayerInfo {
   /// Of these, the parameters that train (requires_grad).
   int64_t trainable_params = 0;
   /// Names of the parameters and buffers it holds, relative to the module it was listed from.
-  std::vector<std::string> weights;
+  std::vector<std::string> weights{};
 };
 
 /// The backbone's layers in forward order, found on one forward pass of a 1x3xSxS input on the
