@@ -503,6 +503,8 @@ std::optional<TrainingCheckpoint> load_checkpoint_of_rank0(ProcessGroup& group, 
                 {"best_epoch", ck->history.best_epoch},
                 {"best_val_auc", ck->history.best_val_auc},
                 {"stopped_early", ck->history.stopped_early},
+                {"average", !ck->average.empty()},
+                {"average_updates", ck->average_updates},
                 {"tensors", tensors}};
     }
   }
@@ -521,13 +523,18 @@ std::optional<TrainingCheckpoint> load_checkpoint_of_rank0(ProcessGroup& group, 
     if (header["best_val_auc"].is_number()) ck->history.best_val_auc = header["best_val_auc"].get<double>();
     ck->history.stopped_early = header["stopped_early"].get<bool>();
     ck->optimizer = optimizer;
+    ck->average_updates = header["average_updates"].get<int64_t>();
     for (const auto& t : header["tensors"]) {
-      ck->model[t[0].get<std::string>()] =
-          torch::empty(t[2].get<std::vector<int64_t>>(), static_cast<c10::ScalarType>(t[1].get<int>()));
+      const auto shape = t[2].get<std::vector<int64_t>>();
+      const auto type = static_cast<c10::ScalarType>(t[1].get<int>());
+      ck->model[t[0].get<std::string>()] = torch::empty(shape, type);
+      // The moving average of the weights (ema_decay) has the model's names and shapes.
+      if (header["average"].get<bool>()) ck->average[t[0].get<std::string>()] = torch::empty(shape, type);
     }
   }
   std::vector<torch::Tensor> tensors;
   for (auto& kv : ck->model) tensors.push_back(kv.second);
+  for (auto& kv : ck->average) tensors.push_back(kv.second);
   if (!tensors.empty()) {
     flat_collective(tensors, [&](torch::Tensor& flat) {
       std::vector<torch::Tensor> v{flat};

@@ -6,9 +6,10 @@
 //   if (auto back = histocnn::train::load_checkpoint("runs/x/checkpoint")) { ... }
 //
 // Layout: <dir>/epoch-<N>/{state.json, model.safetensors, best.safetensors, optimizer.pt,
-// rng.safetensors, and average.safetensors with a weight average} and <dir>/latest naming the newest complete epoch folder. A new epoch folder is
-// filled under a temporary name and renamed into place before `latest` is switched (both atomic),
-// so a process killed at any moment leaves the previous checkpoint intact.
+// rng.safetensors, and average.safetensors with a moving average of the weights} and <dir>/latest
+// naming the newest complete epoch folder. A new epoch folder is filled under a temporary name and
+// renamed into place before `latest` is switched (both atomic), so a process killed at any moment
+// leaves the previous checkpoint intact.
 #include "histocnn/io/safetensors.h"
 #include "histocnn/train/history.h"
 
