@@ -29,7 +29,6 @@ class WeightAverage {
   /// Moves the average towards the model's current weights (call after each optimiser step).
   void update();
   int64_t updates() const { return updates_; }
-  double decay() const { return decay_; }
   /// The factor the next update will use: min(decay, (1 + n) / (10 + n)) after n updates.
   double next_factor() const;
 
