@@ -481,6 +481,26 @@ StepTotals GradientReducer::reduce(const StepTotals& local) {
   return total;
 }
 
+namespace {
+
+// A tensor map's names, types and shapes, from which the other ranks allocate it before a broadcast.
+nlohmann::json describe_tensors(const io::TensorMap& tensors) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& [name, t] : tensors) out.push_back({name, static_cast<int>(t.scalar_type()), t.sizes().vec()});
+  return out;
+}
+
+io::TensorMap allocate_tensors(const nlohmann::json& described) {
+  io::TensorMap out;
+  for (const auto& t : described) {
+    out[t[0].get<std::string>()] =
+        torch::empty(t[2].get<std::vector<int64_t>>(), static_cast<c10::ScalarType>(t[1].get<int>()));
+  }
+  return out;
+}
+
+}  // namespace
+
 std::optional<TrainingCheckpoint> load_checkpoint_of_rank0(ProcessGroup& group, const fs::path& dir) {
   std::optional<TrainingCheckpoint> ck;
   std::exception_ptr error;
@@ -493,19 +513,15 @@ std::optional<TrainingCheckpoint> load_checkpoint_of_rank0(ProcessGroup& group, 
       header["error"] = e.what();
     }
     if (ck) {
-      nlohmann::json tensors = nlohmann::json::array();
-      for (const auto& [name, t] : ck->model) {
-        tensors.push_back({name, static_cast<int>(t.scalar_type()), t.sizes().vec()});
-      }
       header = {{"present", true},
                 {"fingerprint", ck->fingerprint},
                 {"history", ck->history.to_csv()},
                 {"best_epoch", ck->history.best_epoch},
                 {"best_val_auc", ck->history.best_val_auc},
                 {"stopped_early", ck->history.stopped_early},
-                {"average", !ck->average.empty()},
                 {"average_updates", ck->average_updates},
-                {"tensors", tensors}};
+                {"model", describe_tensors(ck->model)},
+                {"average", describe_tensors(ck->average)}};
     }
   }
   header = nlohmann::json::parse(group.broadcast_bytes(header.dump()));
@@ -524,13 +540,8 @@ std::optional<TrainingCheckpoint> load_checkpoint_of_rank0(ProcessGroup& group, 
     ck->history.stopped_early = header["stopped_early"].get<bool>();
     ck->optimizer = optimizer;
     ck->average_updates = header["average_updates"].get<int64_t>();
-    for (const auto& t : header["tensors"]) {
-      const auto shape = t[2].get<std::vector<int64_t>>();
-      const auto type = static_cast<c10::ScalarType>(t[1].get<int>());
-      ck->model[t[0].get<std::string>()] = torch::empty(shape, type);
-      // The moving average of the weights (ema_decay) has the model's names and shapes.
-      if (header["average"].get<bool>()) ck->average[t[0].get<std::string>()] = torch::empty(shape, type);
-    }
+    ck->model = allocate_tensors(header["model"]);
+    ck->average = allocate_tensors(header["average"]);
   }
   std::vector<torch::Tensor> tensors;
   for (auto& kv : ck->model) tensors.push_back(kv.second);
