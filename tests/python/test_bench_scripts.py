@@ -51,6 +51,28 @@ def test_ensemble_scores_the_mean_logit_of_the_patches_the_runs_share(tmp_path):
     assert aucs == {a: 0.75, b: 0.75, f"{a} + {b}": 1.0}
 
 
+def test_ensemble_of_cross_validations_scores_each_shared_fold_and_their_mean(tmp_path):
+    # fold-1: each run alone 3/4, their mean logit 1 (as above); fold-2: every run separates the
+    # classes. fold-3, which only the first has, is left out.
+    a = [("p1/0/n1.png", "p1", 0, 0.0), ("p1/0/n2.png", "p1", 0, 3.0),
+         ("p2/1/t1.png", "p2", 1, 1.0), ("p2/1/t2.png", "p2", 1, 4.0)]
+    b = [("p1/0/n1.png", "p1", 0, 3.0), ("p1/0/n2.png", "p1", 0, 0.0),
+         ("p2/1/t1.png", "p2", 1, 4.0), ("p2/1/t2.png", "p2", 1, 1.0)]
+    clean = [("p3/0/n.png", "p3", 0, -1.0), ("p4/1/t.png", "p4", 1, 1.0)]
+    for cv, rows in (("a", a), ("b", b)):
+        write_predictions(tmp_path / cv / "fold-1" / "predictions_test.csv", rows)
+        write_predictions(tmp_path / cv / "fold-2" / "predictions_test.csv", clean)
+    write_predictions(tmp_path / "a" / "fold-3" / "predictions_test.csv", clean)
+    proc = run_script("ensemble_predictions.py", "--cv", tmp_path / "a", tmp_path / "b")
+    assert proc.returncode == 0, proc.stderr
+    sd = f"{statistics.stdev([0.75, 1.0]):.4f}"
+    assert table(proc.stdout) == [["fold-1", "0.7500", "0.7500", "1.0000"],
+                                  ["fold-2", "1.0000", "1.0000", "1.0000"],
+                                  ["mean +- sd", f"0.8750 +- {sd}", f"0.8750 +- {sd}", "1.0000 +- 0.0000"]]
+    proc = run_script("ensemble_predictions.py", "--cv", tmp_path / "a", tmp_path / "nothing-here")
+    assert proc.returncode != 0 and "no fold-*/predictions_test.csv that every folder has" in proc.stderr
+
+
 def test_ensemble_refuses_runs_of_other_patients_or_labels(tmp_path):
     write_predictions(tmp_path / "a" / "predictions_test.csv", [("p1/0/n1.png", "p1", 0, 0.0)])
     write_predictions(tmp_path / "b" / "predictions_test.csv", [("p9/0/n1.png", "p9", 0, 0.0)])
