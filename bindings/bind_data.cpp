@@ -126,6 +126,20 @@ void init_stain(py::module_& m) {
       .def("to_json", &data::StainNormaliser::to_json)
       .def_static("from_json", &data::StainNormaliser::from_json, py::arg("json"));
   m.def(
+      "haematoxylin_image",
+      [](const RgbArray& image) {
+        const cv::Mat rgb = rgb_mat(image);
+        cv::Mat out;
+        {
+          py::gil_scoped_release release;
+          out = data::haematoxylin_image(rgb);
+        }
+        return rgb_array(out);
+      },
+      py::arg("image"),
+      "The haematoxylin channel of Ruifrok & Johnston's colour deconvolution as a grey HxWx3 uint8 image "
+      "(intensity 256 exp(-c_H) - 1): what a model trained with colour='haematoxylin' sees.");
+  m.def(
       "augment_image",
       [](const RgbArray& image, const std::string& preset, uint64_t seed) {
         const cv::Mat rgb = rgb_mat(image);

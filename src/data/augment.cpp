@@ -27,32 +27,6 @@ double normal(std::mt19937_64& rng) {
   return std::sqrt(-2.0 * std::log(u1)) * std::cos(2.0 * M_PI * u2);
 }
 
-// Ruifrok & Johnston's H&E stain vectors (rows: haematoxylin, eosin, residual), normalised.
-struct StainMatrix {
-  double m[3][3];
-  double inv[3][3];
-  StainMatrix() {
-    const double h[3] = {0.65, 0.70, 0.29}, e[3] = {0.07, 0.99, 0.11};
-    double r[3] = {h[1] * e[2] - h[2] * e[1], h[2] * e[0] - h[0] * e[2], h[0] * e[1] - h[1] * e[0]};
-    const double* rows[3] = {h, e, r};
-    for (int i = 0; i < 3; ++i) {
-      double n = std::sqrt(rows[i][0] * rows[i][0] + rows[i][1] * rows[i][1] + rows[i][2] * rows[i][2]);
-      for (int j = 0; j < 3; ++j) m[i][j] = rows[i][j] / n;
-    }
-    const double det = m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1]) -
-                       m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0]) +
-                       m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0]);
-    inv[0][0] = (m[1][1] * m[2][2] - m[1][2] * m[2][1]) / det;
-    inv[0][1] = (m[0][2] * m[2][1] - m[0][1] * m[2][2]) / det;
-    inv[0][2] = (m[0][1] * m[1][2] - m[0][2] * m[1][1]) / det;
-    inv[1][0] = (m[1][2] * m[2][0] - m[1][0] * m[2][2]) / det;
-    inv[1][1] = (m[0][0] * m[2][2] - m[0][2] * m[2][0]) / det;
-    inv[1][2] = (m[0][2] * m[1][0] - m[0][0] * m[1][2]) / det;
-    inv[2][0] = (m[1][0] * m[2][1] - m[1][1] * m[2][0]) / det;
-    inv[2][1] = (m[0][1] * m[2][0] - m[0][0] * m[2][1]) / det;
-    inv[2][2] = (m[0][0] * m[1][1] - m[0][1] * m[1][0]) / det;
-  }
-};
 }  // namespace
 
 uint64_t sample_seed(uint64_t seed, int64_t epoch, int64_t index) {
@@ -198,7 +172,7 @@ cv::Mat jitter_hsv(const cv::Mat& rgb, const AugmentOptions& options, std::mt199
 }
 
 cv::Mat jitter_stains(const cv::Mat& rgb, double sigma, std::mt19937_64& rng) {
-  static const StainMatrix stains;
+  const StainMatrix& stains = ruifrok_stain_matrix();
   double scale[3], shift[3];
   for (int k = 0; k < 3; ++k) {
     scale[k] = 1.0 + sigma * normal(rng);
@@ -214,11 +188,11 @@ cv::Mat jitter_stains(const cv::Mat& rgb, double sigma, std::mt19937_64& rng) {
       const double od[3] = {lut[src[x][0]], lut[src[x][1]], lut[src[x][2]]};
       double c[3];
       for (int k = 0; k < 3; ++k) {
-        c[k] = od[0] * stains.inv[0][k] + od[1] * stains.inv[1][k] + od[2] * stains.inv[2][k];
+        c[k] = od[0] * stains.inverse[0][k] + od[1] * stains.inverse[1][k] + od[2] * stains.inverse[2][k];
         c[k] = c[k] * scale[k] + shift[k];
       }
       for (int ch = 0; ch < 3; ++ch) {
-        const double o = c[0] * stains.m[0][ch] + c[1] * stains.m[1][ch] + c[2] * stains.m[2][ch];
+        const double o = c[0] * stains.stains[0][ch] + c[1] * stains.stains[1][ch] + c[2] * stains.stains[2][ch];
         dst[x][ch] = intensity_from_optical_density(o);
       }
     }

@@ -8,6 +8,22 @@
 
 namespace histocnn::data {
 
+Colour parse_colour(const std::string& name) {
+  if (name == "rgb") return Colour::rgb;
+  if (name == "grey") return Colour::grey;
+  if (name == "haematoxylin") return Colour::haematoxylin;
+  HISTOCNN_FAIL("unknown colour input '{}'; use rgb, grey or haematoxylin", name);
+}
+
+std::string colour_name(Colour colour) {
+  switch (colour) {
+    case Colour::grey: return "grey";
+    case Colour::haematoxylin: return "haematoxylin";
+    case Colour::rgb: break;
+  }
+  return "rgb";
+}
+
 void Preprocessing::validate() const {
   HISTOCNN_CHECK(image_size >= 8 && image_size <= 4096, "preprocessing.image_size must be in [8, 4096], got {}",
                  image_size);
@@ -38,6 +54,15 @@ cv::Mat Preprocessing::prepare(const cv::Mat& rgb, const StainStats* stain_sourc
   cv::Mat padded = pad(rgb);
   // White padding counts in no stain statistic and stays white, so padding before or after is the same.
   if (stain) padded = stain_source ? stain->normalise(padded, *stain_source) : stain->normalise(padded);
+  if (colour == Colour::grey) {
+    // Into new images: `padded` may still be the caller's patch (the dataset's cache).
+    cv::Mat grey, out;
+    cv::cvtColor(padded, grey, cv::COLOR_RGB2GRAY);
+    cv::cvtColor(grey, out, cv::COLOR_GRAY2RGB);
+    padded = out;
+  } else if (colour == Colour::haematoxylin) {
+    padded = haematoxylin_image(padded);
+  }
   if (padded.rows == image_size && padded.cols == image_size) return padded;
   cv::Mat resized;
   cv::resize(padded, resized, cv::Size(image_size, image_size), 0, 0, cv::INTER_LINEAR);
@@ -75,6 +100,7 @@ torch::Tensor Preprocessing::to_tensor(const cv::Mat& rgb) const {
 std::string Preprocessing::to_json() const {
   nlohmann::json j = {{"image_size", image_size}, {"pad_to", pad_to}, {"mpp", mpp}, {"mean", mean}, {"std", std}};
   if (stain) j["stain"] = nlohmann::json::parse(stain->to_json());
+  j["colour"] = colour_name(colour);
   return j.dump();
 }
 
@@ -93,6 +119,7 @@ Preprocessing Preprocessing::from_json(const std::string& text) {
     p.mean = j.at("mean").get<std::array<double, 3>>();
     p.std = j.at("std").get<std::array<double, 3>>();
     if (j.contains("stain") && !j["stain"].is_null()) p.stain = StainNormaliser::from_json(j["stain"].dump());
+    p.colour = parse_colour(j.value("colour", "rgb"));  // bundles written before the field: all colour
   } catch (const nlohmann::json::exception& e) {
     HISTOCNN_FAIL("preprocessing JSON lacks a field or has a wrong type ({}); expected image_size, mean[3], std[3]",
                   e.what());

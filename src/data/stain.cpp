@@ -264,6 +264,49 @@ const std::array<double, 256>& optical_density_table() {
 
 uint8_t intensity_from_optical_density(double od) { return cv::saturate_cast<uint8_t>(256.0 * std::exp(-od) - 1.0); }
 
+const StainMatrix& ruifrok_stain_matrix() {
+  static const StainMatrix matrix = [] {
+    StainMatrix s;
+    const std::array<double, 3> h = {0.65, 0.70, 0.29}, e = {0.07, 0.99, 0.11};
+    const std::array<double, 3> r = {h[1] * e[2] - h[2] * e[1], h[2] * e[0] - h[0] * e[2], h[0] * e[1] - h[1] * e[0]};
+    const std::array<double, 3>* rows[3] = {&h, &e, &r};
+    cv::Matx33d m;
+    for (int i = 0; i < 3; ++i) {
+      const auto& v = *rows[i];
+      const double n = std::sqrt(v[0] * v[0] + v[1] * v[1] + v[2] * v[2]);
+      for (int j = 0; j < 3; ++j) m(i, j) = s.stains[i][j] = v[j] / n;
+    }
+    const cv::Matx33d inv = m.inv();
+    for (int i = 0; i < 3; ++i)
+      for (int j = 0; j < 3; ++j) s.inverse[i][j] = inv(i, j);
+    return s;
+  }();
+  return matrix;
+}
+
+cv::Mat haematoxylin_image(const cv::Mat& rgb) {
+  check_rgb(rgb, "haematoxylin image");
+  // One lookup per channel: the haematoxylin concentration is linear in the three optical densities.
+  static const auto part = [] {
+    std::array<std::array<double, 256>, 3> t{};
+    const auto& inv = ruifrok_stain_matrix().inverse;
+    const auto& od = optical_density_table();
+    for (int c = 0; c < 3; ++c)
+      for (int v = 0; v < 256; ++v) t[c][v] = od[v] * inv[c][0];
+    return t;
+  }();
+  cv::Mat out(rgb.size(), CV_8UC3);
+  for (int y = 0; y < rgb.rows; ++y) {
+    const auto* src = rgb.ptr<cv::Vec3b>(y);
+    auto* dst = out.ptr<cv::Vec3b>(y);
+    for (int x = 0; x < rgb.cols; ++x) {
+      const uint8_t v = intensity_from_optical_density(part[0][src[x][0]] + part[1][src[x][1]] + part[2][src[x][2]]);
+      dst[x] = cv::Vec3b(v, v, v);
+    }
+  }
+  return out;
+}
+
 StainMethod parse_stain_method(const std::string& name) {
   if (name == "reinhard") return StainMethod::reinhard;
   if (name == "macenko") return StainMethod::macenko;

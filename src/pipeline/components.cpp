@@ -22,6 +22,12 @@ namespace histocnn::pipeline {
 using detail::json;
 namespace fs = std::filesystem;
 
+const std::vector<std::string>& preprocessing_option_names() {
+  static const std::vector<std::string> names = {"image_size",      "normalisation", "weights", "backbone",
+                                                 "stain_normalise", "stain_fit",     "stain_reference", "colour"};
+  return names;
+}
+
 const ComponentSignature& signature(Component c) {
   static const std::vector<ComponentSignature> table = [] {
     const ArtifactSlot examples{"examples", "Examples", "system.Dataset"};
@@ -233,8 +239,7 @@ void validate_component_config(Component c, const std::string& config_json) {
       }
       break;
     case Component::transform:
-      check_keys(c, config, {"image_size", "normalisation", "weights", "backbone", "stain_normalise", "stain_fit",
-                             "stain_reference"});
+      check_keys(c, config, std::set<std::string>(preprocessing_option_names().begin(), preprocessing_option_names().end()));
       break;
     case Component::trainer:
       break;  // run options: checked by the options table when the spec is read and when it runs

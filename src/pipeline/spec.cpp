@@ -268,8 +268,7 @@ PipelineSpec parse_pipeline_spec(const std::string& yaml_text, const std::string
   // Transform fits the preprocessing the Trainer will use: it reads the Trainer's input options.
   json transform = section(Component::transform);
   const auto option_names = train::run_option_names();
-  for (const char* key : {"image_size", "normalisation", "weights", "backbone", "stain_normalise", "stain_fit",
-                          "stain_reference"}) {
+  for (const auto& key : preprocessing_option_names()) {
     HISTOCNN_CHECK(!transform.contains(key), "{}: Transform.{} is the Trainer's option; set Trainer.{}", source, key,
                    key);
     if (std::count(option_names.begin(), option_names.end(), key)) {

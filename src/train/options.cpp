@@ -173,6 +173,9 @@ const std::vector<Option>& options_list() {
           HISTOCNN_FIELD(std::string, o.stain_fit), "", {"patch", "slide"}),
       opt("stain_reference", P, "Image whose stain is the normalisation target (default: patches of the training split)",
           path_field([](auto& o) -> auto& { return o.stain_reference; })),
+      opt("colour", S, "What of the colour the model sees, saved with the model: rgb, grey (the grey level) or "
+          "haematoxylin (colour deconvolution's haematoxylin channel: the nuclei, without eosin)",
+          HISTOCNN_FIELD(std::string, o.colour), "", {"rgb", "grey", "haematoxylin"}),
       opt("tensorboard", B, "Do not write TensorBoard event files", HISTOCNN_FIELD(bool, o.tensorboard), "--no-tensorboard"),
       opt("wait_for_lock", B, "When another process is writing the same run folder, wait for it instead of stopping", HISTOCNN_FIELD(bool, o.wait_for_lock), "--wait"),
       // split

@@ -74,6 +74,7 @@ std::string RunOptions::to_json() const {
   if (stain_normalise != "none") j["stain_normalise"] = stain_normalise;
   if (stain_fit != "patch") j["stain_fit"] = stain_fit;
   if (!stain_reference.empty()) j["stain_reference"] = stain_reference.string();
+  if (colour != "rgb") j["colour"] = colour;
   return j.dump(2);
 }
 
@@ -122,6 +123,7 @@ void RunOptions::validate() const {
   check_run_option_choice("threshold_method", threshold_method);
   check_run_option_choice("stain_normalise", stain_normalise);
   check_run_option_choice("stain_fit", stain_fit);
+  check_run_option_choice("colour", colour);
   HISTOCNN_CHECK(stain_normalise != "none" || stain_reference.empty(),
                  "stain_reference '{}' is given but stain_normalise is none; choose reinhard or macenko",
                  stain_reference.string());
@@ -187,6 +189,7 @@ RunModel build_run_model(const RunOptions& options) {
   if (normalisation.empty()) normalisation = weights.normalisation;
   if (normalisation.empty()) normalisation = m.model->backbone()->normalisation();
   m.preprocessing = data::preprocessing_for(normalisation, options.image_size);
+  m.preprocessing.colour = data::parse_colour(options.colour);
   if (!weights.path.empty()) {
     auto report = m.model->load_backbone_weights(weights.path);
     log_info("backbone weights from {}: {}", weights.path.string(), report.summary());

@@ -94,3 +94,22 @@ def test_hsv_augmentation_by_name():
     with pytest.raises(ValueError, match="hsv-light"):
         histocnn.data.augment_image(patch, "hsv-medium")
     assert histocnn.Trainer(augment="hsv:0.5", progress=False).option_values()["augment"] == "hsv:0.5"
+
+
+def test_haematoxylin_image_is_the_deconvolved_haematoxylin():
+    """Against colour deconvolution done here with numpy (Ruifrok & Johnston's matrix, residual =
+    H x E, inverted by numpy): the grey image is 256 exp(-c_H) - 1, and eosin does not reach it."""
+    img = stained(RUIFROK, 1.0, 3)
+    h, e = (unit(v) for v in RUIFROK)
+    stains = np.stack([h, e, unit(np.cross(h, e))])
+    od = -np.log((img.astype(np.float64) + 1) / 256)
+    c_h = (od.reshape(-1, 3) @ np.linalg.inv(stains))[:, 0]
+    expected = np.clip(256 * np.exp(-c_h) - 1, 0, 255).reshape(img.shape[:2])
+    out = histocnn.data.haematoxylin_image(img)
+    assert out.shape == img.shape and out.dtype == np.uint8
+    assert (out[..., 0] == out[..., 1]).all() and (out[..., 1] == out[..., 2]).all()
+    assert np.abs(out[..., 0] - expected).max() <= 0.51  # the library's image is rounded to whole levels
+    # Only the eosin changed: the RGB moves, the haematoxylin image does not.
+    pinker = np.clip(np.rint(256 * np.exp(-(od + 0.4 * e)) - 1), 0, 255).astype(np.uint8)
+    assert np.abs(pinker.astype(int) - img).mean() > 10
+    assert np.abs(histocnn.data.haematoxylin_image(pinker).astype(int) - out).mean() < 1.0

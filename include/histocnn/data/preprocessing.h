@@ -21,6 +21,15 @@
 
 namespace histocnn::data {
 
+/// What of a patch's colour the model sees, after stain normalisation: all of it (rgb), its grey
+/// level (grey: OpenCV's 0.299 R + 0.587 G + 0.114 B on all three channels), or its haematoxylin
+/// (haematoxylin_image in data/stain.h: the nuclei, without the eosin whose shade varies most
+/// between laboratories).
+enum class Colour { rgb, grey, haematoxylin };
+/// "rgb" / "grey" / "haematoxylin"; throws std::invalid_argument naming the allowed values.
+Colour parse_colour(const std::string& name);
+std::string colour_name(Colour colour);
+
 struct Preprocessing {
   int image_size = 224;
   int pad_to = 50;
@@ -33,12 +42,14 @@ struct Preprocessing {
   /// padding; none when empty. With fit "slide", callers that know a patch's slide, patient or
   /// request fit stain_source() over the group and pass it to prepare().
   std::optional<StainNormaliser> stain;
+  /// Applied by prepare() after stain normalisation; bundles written before the field are rgb.
+  Colour colour = Colour::rgb;
 
   /// Throws std::invalid_argument naming the field when a value is out of range.
   void validate() const;
 
-  /// RGB uint8 patch -> padded, stain-normalised (with the patch's own statistics), resized uint8
-  /// patch (image_size x image_size).
+  /// RGB uint8 patch -> padded, stain-normalised (with the patch's own statistics), reduced to
+  /// `colour`, resized uint8 patch (image_size x image_size).
   cv::Mat prepare(const cv::Mat& rgb) const;
   /// The same with the stain statistics of the patch's group (from stain_source); nullptr: the
   /// patch's own.

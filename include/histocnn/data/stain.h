@@ -48,6 +48,21 @@ const std::array<double, 256>& optical_density_table();
 /// Back from optical density: the 8-bit intensity 256 exp(-od) - 1, saturated to [0, 255].
 uint8_t intensity_from_optical_density(double od);
 
+/// Ruifrok & Johnston's H&E stain matrix: rows haematoxylin, eosin and the residual (their cross
+/// product), each a unit optical-density vector over R, G, B; a pixel's stain concentrations are
+/// c[k] = sum_i od[i] * inverse[i][k]. The H&E jitter of augmentation and restaining, and the
+/// haematoxylin input of preprocessing, work in it.
+struct StainMatrix {
+  std::array<std::array<double, 3>, 3> stains{}, inverse{};
+};
+const StainMatrix& ruifrok_stain_matrix();
+
+/// The haematoxylin channel of colour deconvolution (Ruifrok & Johnston) rendered as a grey image:
+/// each pixel's haematoxylin concentration c_H becomes the intensity 256 exp(-c_H) - 1 on all three
+/// channels, as the patch would look stained with haematoxylin alone and seen through a grey
+/// filter. Eosin and residual are dropped; white stays white. RGB uint8 in and out.
+cv::Mat haematoxylin_image(const cv::Mat& rgb);
+
 /// "reinhard" / "macenko"; throws std::invalid_argument naming the allowed values.
 StainMethod parse_stain_method(const std::string& name);
 std::string stain_method_name(StainMethod method);

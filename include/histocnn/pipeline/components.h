@@ -50,6 +50,10 @@ struct ComponentSignature {
 
 const ComponentSignature& signature(Component c);
 
+/// The Trainer's options that fix the preprocessing saved with the model: Transform reads them from
+/// the Trainer's section of a spec, and a Transform section may not set them itself.
+const std::vector<std::string>& preprocessing_option_names();
+
 struct ComponentCall {
   Component component = Component::example_gen;
   std::string config_json = "{}";

@@ -58,6 +58,9 @@ struct RunOptions {
   std::string stain_normalise = "none";
   std::string stain_fit = "patch";  ///< source statistics per "patch" or per "slide" (patient)
   std::filesystem::path stain_reference;
+  /// What of the colour the model sees, stored in the bundle's preprocessing: "rgb", "grey" or
+  /// "haematoxylin" (data::Colour).
+  std::string colour = "rgb";
   bool tensorboard = true;          ///< write TensorBoard scalars to <run>/tensorboard
   bool wait_for_lock = false;       ///< another process writing the run folder: wait (else stop, naming it)
   std::vector<std::shared_ptr<Callback>> callbacks;  ///< extra callbacks (not part of the options)

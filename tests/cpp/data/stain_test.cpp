@@ -13,6 +13,8 @@
 
 #include "test_support.h"
 
+#include <nlohmann/json.hpp>
+
 #include <opencv2/imgproc.hpp>
 
 #include <algorithm>
@@ -478,4 +480,118 @@ TEST_CASE("A run fits the stain reference on its training split and every predic
   const auto p = predictor.predict(patient);
   REQUIRE(p.size() == expected.size());
   for (size_t k = 0; k < p.size(); ++k) CHECK(p[k] == Approx(expected[k]).margin(1e-5));
+}
+
+namespace {
+// Beer-Lambert with Ruifrok & Johnston's vectors from given concentrations (no residual).
+cv::Mat render_stains(const std::vector<double>& ch, const std::vector<double>& ce, double eosin_scale, int size) {
+  cv::Mat rgb(size, size, CV_8UC3);
+  for (int i = 0; i < size * size; ++i) {
+    auto& p = rgb.at<cv::Vec3b>(i / size, i % size);
+    for (int c = 0; c < 3; ++c) {
+      p[c] = cv::saturate_cast<uint8_t>(256.0 * std::exp(-(ch[i] * kRuifrokH[c] + eosin_scale * ce[i] * kRuifrokE[c])) - 1.0);
+    }
+  }
+  return rgb;
+}
+}  // namespace
+
+TEST_CASE("Colour input: the haematoxylin image is the haematoxylin a patch was stained with, whatever its eosin",
+          "[stain]") {
+  const int size = 64;
+  const auto stained = beer_lambert(kRuifrokH, kRuifrokE, 1.0, 7, size);
+  const cv::Mat h = data::haematoxylin_image(stained.rgb);
+  REQUIRE(h.type() == CV_8UC3);
+  // Against the published deconvolution's answer, the intensity of haematoxylin alone: 256 exp(-cH) - 1.
+  // The patch is rendered to 8 bits first, so each channel's optical density is off by up to half a
+  // level: at most about 1.5 levels of the grey in the light range this test image spans.
+  double sum_err = 0, max_err = 0;
+  for (int i = 0; i < size * size; ++i) {
+    const auto& p = h.at<cv::Vec3b>(i / size, i % size);
+    CHECK((p[0] == p[1] && p[1] == p[2]));
+    const double expected = std::clamp(256.0 * std::exp(-stained.ch[i]) - 1.0, 0.0, 255.0);
+    const double err = std::abs(p[0] - expected);
+    sum_err += err;
+    max_err = std::max(max_err, err);
+  }
+  INFO("mean error " << sum_err / (size * size) << ", max " << max_err);
+  CHECK(sum_err / (size * size) < 1.0);
+  CHECK(max_err <= 2.0);
+
+  // The same haematoxylin under a third or 1.7 times the eosin: the RGB patches differ a lot, their
+  // haematoxylin images hardly (8-bit rounding), and white glass stays white.
+  const cv::Mat pale = render_stains(stained.ch, stained.ce, 0.3, size);
+  const cv::Mat pink = render_stains(stained.ch, stained.ce, 1.7, size);
+  CHECK(mean_abs_diff(pale, pink) > 15);
+  CHECK(mean_abs_diff(data::haematoxylin_image(pale), data::haematoxylin_image(pink)) < 1.0);
+  cv::Mat glass(8, 8, CV_8UC3, cv::Scalar(255, 255, 255));
+  CHECK(mean_abs_diff(data::haematoxylin_image(glass), glass) == 0);
+
+  // A model sees it through its preprocessing, which saves the choice in the bundle's JSON.
+  data::Preprocessing pre;
+  pre.image_size = size;
+  pre.colour = data::Colour::haematoxylin;
+  CHECK(mean_abs_diff(pre.prepare(stained.rgb), h) == 0);
+  const auto back = data::Preprocessing::from_json(pre.to_json());
+  CHECK(back.colour == data::Colour::haematoxylin);
+  // A bundle written before the field sees colour; an unknown value names the choices.
+  auto j = nlohmann::json::parse(pre.to_json());
+  j.erase("colour");
+  CHECK(data::Preprocessing::from_json(j.dump()).colour == data::Colour::rgb);
+  j["colour"] = "sepia";
+  CHECK_THROWS_WITH(data::Preprocessing::from_json(j.dump()), Catch::Contains("'sepia'") && Catch::Contains("rgb, grey or haematoxylin"));
+}
+
+TEST_CASE("Colour input: grey is the luma of ITU-R BT.601 on every channel, and never writes into the patch",
+          "[stain]") {
+  const auto stained = beer_lambert(kMacenkoH, kMacenkoE, 1.0, 9, 50);
+  const cv::Mat before = stained.rgb.clone();
+  data::Preprocessing pre;
+  pre.image_size = 50;  // the patch's own size: nothing is resized, so nothing else makes a copy
+  pre.colour = data::Colour::grey;
+  const cv::Mat g = pre.prepare(stained.rgb);
+  CHECK(mean_abs_diff(stained.rgb, before) == 0);
+  int worst = 0;
+  for (int y = 0; y < g.rows; ++y) {
+    for (int x = 0; x < g.cols; ++x) {
+      const auto& p = stained.rgb.at<cv::Vec3b>(y, x);
+      const auto& q = g.at<cv::Vec3b>(y, x);
+      const int luma = static_cast<int>(std::lround(0.299 * p[0] + 0.587 * p[1] + 0.114 * p[2]));
+      worst = std::max({worst, std::abs(q[0] - luma), std::abs(q[1] - luma), std::abs(q[2] - luma)});
+    }
+  }
+  CHECK(worst <= 1);  // OpenCV's fixed-point weights may round the other way
+  CHECK(data::Preprocessing::from_json(pre.to_json()).colour == data::Colour::grey);
+}
+
+TEST_CASE("A run with haematoxylin input saves it in the bundle, and the bundle reproduces the run's test AUC",
+          "[stain]") {
+  test::TempDir dir;
+  data::SyntheticOptions synth = test::synthetic_options(6, 16);
+  synth.seed = 6;
+  train::RunOptions run;
+  run.data_dirs = {test::synthetic_folder(dir, synth)};
+  run.output_dir = dir / "runs";
+  run.image_size = 32;
+  run.model.backbone("simple_cnn").freeze_backbone(false).hidden1(16).hidden2(8);
+  run.trainer.epochs = 1;
+  run.trainer.progress = false;
+  run.trainer.workers = 1;
+  run.tensorboard = false;
+  run.stain_shift = 0;
+  const auto rgb_name = train::default_run_name(run);
+  CHECK_THROWS_WITH(train::set_run_option(run, "colour", "\"sepia\""), Catch::Contains("rgb, grey, haematoxylin"));
+  train::set_run_option(run, "colour", "\"haematoxylin\"");
+  CHECK(train::default_run_name(run) != rgb_name);  // another input, another run folder
+  const auto result = train::run_training(run);
+
+  const auto predictor = inference::Predictor(result.model_dir, "cpu");
+  CHECK(predictor.preprocessing().colour == data::Colour::haematoxylin);
+  inference::EvaluateOptions eo;
+  eo.device = "cpu";
+  eo.progress = false;
+  eo.workers = 1;
+  const auto manifest = data::Manifest::load_csv(result.run_dir / "manifest.csv");
+  const auto evaluation = inference::evaluate_bundle(result.model_dir, manifest.subset("test"), eo);
+  CHECK(evaluation.metrics.roc_auc == Approx(result.test.roc_auc).margin(1e-6));
 }
