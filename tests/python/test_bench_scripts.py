@@ -1,6 +1,7 @@
 """The result scripts of bench/ that docs/results.md quotes, on prediction files whose answers are
 known by construction."""
 import csv
+import json
 import math
 import pathlib
 import statistics
@@ -157,3 +158,44 @@ def test_unseen_patients_table_pools_every_patch_of_a_folder(cli, serving_runs, 
     assert abs(pooled - expected_auc) <= 0.0005 + 1e-6
     assert abs(median - expected_median) <= 0.0005 + 1e-6
     assert patients == expected_patients
+
+
+def write_cv(folder, folds):
+    """A cv.json as `histocnn cv` writes it: per fold, scores by (group, stain shift)."""
+    folder.mkdir(parents=True)
+    results = []
+    for fold, (stained, restained_01, restained_02, median, real) in folds.items():
+        scores = [{"group": "all", "stain_shift": 0.0, "roc_auc": stained, "median_patient_auc": median},
+                  {"group": "all", "stain_shift": 0.1, "roc_auc": restained_01, "median_patient_auc": 0.5},
+                  {"group": "all", "stain_shift": 0.2, "roc_auc": restained_02, "median_patient_auc": 0.5},
+                  {"group": "idc_real", "stain_shift": 0.0, "roc_auc": real, "median_patient_auc": 0.5},
+                  {"group": "idc_real", "stain_shift": 0.2, "roc_auc": 0.0, "median_patient_auc": 0.5}]
+        results.append({"fold": fold, "run_dir": str(folder / f"fold-{fold}"), "scores": scores})
+    (folder / "cv.json").write_text(json.dumps({"folds": len(folds), "results": results}))
+
+
+def test_cv_seeds_averages_seeds_and_counts_the_fold_seed_pairs_won(tmp_path):
+    # Two seeds of a base and of a variant, on folds 1 and 2 (a third fold that one folder alone
+    # finished is left out). The variant gains 0.02 as stained in three pairs and loses 0.02 in one.
+    write_cv(tmp_path / "base-s1", {1: (0.80, 0.80, 0.70, 0.90, 0.75), 2: (0.90, 0.88, 0.80, 0.94, 0.85),
+                                    3: (0.1, 0.1, 0.1, 0.1, 0.1)})
+    write_cv(tmp_path / "base-s2", {1: (0.84, 0.82, 0.72, 0.92, 0.77), 2: (0.86, 0.86, 0.78, 0.92, 0.83)})
+    write_cv(tmp_path / "var-s1", {1: (0.82, 0.80, 0.75, 0.90, 0.75), 2: (0.92, 0.88, 0.85, 0.94, 0.85)})
+    write_cv(tmp_path / "var-s2", {1: (0.86, 0.82, 0.77, 0.92, 0.77), 2: (0.84, 0.86, 0.83, 0.92, 0.83)})
+    proc = run_script("cv_seeds.py", "--variant", "base", tmp_path / "base-s1", tmp_path / "base-s2",
+                      "--variant", "var", tmp_path / "var-s1", tmp_path / "var-s2")
+    assert proc.returncode == 0, proc.stderr
+    assert "Folds 1, 2;" in proc.stdout
+    rows = table(proc.stdout)
+    sd = statistics.stdev([0.80, 0.90])
+    assert rows[0] == ["base", str(tmp_path / "base-s1"), f"0.850 +- {sd:.3f}", "0.840 +- 0.057", "0.750 +- 0.071",
+                       "0.920 +- 0.028", "0.800 +- 0.071"]
+    assert rows[2] == ["base", "mean of 2 seeds", "0.850", "0.840", "0.750", "0.920", "0.800"]
+    assert rows[5] == ["var", "mean of 2 seeds", "0.860", "0.840", "0.800", "0.920", "0.800"]
+    assert rows[-2] == ["difference", "+0.010", "+0.000", "+0.050", "+0.000", "+0.000"]
+    assert rows[-1] == ["wins / losses", "3 / 1", "0 / 0", "4 / 0", "0 / 0", "0 / 0"]
+
+    proc = run_script("cv_seeds.py", "--variant", "base", tmp_path / "nothing-here")
+    assert proc.returncode != 0 and "cv.json: not found" in proc.stderr
+    proc = run_script("cv_seeds.py", "--variant", "base")
+    assert proc.returncode != 0 and "at least one cv folder" in proc.stderr

@@ -1,10 +1,12 @@
 """Leave-patients-out cross-validation from Python and the command line, on synthetic patches."""
 import json
+import subprocess
+import sys
 
 import sklearn.metrics
 
 import histocnn
-from conftest import run_cli
+from conftest import ROOT, run_cli
 
 
 def test_cross_validate_scores_every_patient_once_and_matches_sklearn(synthetic_data, tmp_path):
@@ -25,6 +27,17 @@ def test_cross_validate_scores_every_patient_once_and_matches_sklearn(synthetic_
         assert abs(got - expected) < 1e-9
     summary = json.loads((result.output_dir / "cv.json").read_text())
     assert len(summary["results"]) == 2
+    # bench/cv_seeds.py, which docs/results.md quotes, reads the same numbers from cv.json.
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "cv_seeds.py"), "--variant", "a",
+                           str(result.output_dir)], capture_output=True, text=True, timeout=60, check=True)
+    row = next(line for line in proc.stdout.splitlines() if line.startswith("| a |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    header = next(line for line in proc.stdout.splitlines() if line.startswith("| variant |"))
+    columns = [c.strip() for c in header.strip("|").split("|")]
+    mean = float(cells[columns.index("as stained")].split(" +- ")[0])
+    assert abs(mean - as_stained[as_stained.group == "all"].roc_auc.mean()) < 5e-4
+    restained = table[(table.stain_shift == 0.2) & (table.group == "all")].roc_auc.mean()
+    assert abs(float(cells[columns.index("restained 0.2")].split(" +- ")[0]) - restained) < 5e-4
 
 
 def test_cv_command_joins_folders_and_reports_each(synthetic_data, tmp_path, cli):
