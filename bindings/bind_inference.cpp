@@ -113,6 +113,8 @@ void init_inference(py::module_& root) {
       .def_property_readonly("threshold", &inference::Predictor::threshold)
       .def_property_readonly("model_json", &inference::Predictor::model_json)
       .def_property_readonly("image_size", [](const inference::Predictor& p) { return p.preprocessing().image_size; })
+      .def_property_readonly("colour",
+                             [](const inference::Predictor& p) { return data::colour_name(p.preprocessing().colour); })
       .def_property_readonly("directory", &inference::Predictor::directory);
 
   py::class_<inference::Predictions>(m, "Predictions")

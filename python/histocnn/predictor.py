@@ -59,6 +59,11 @@ class Predictor:
     def image_size(self) -> int:
         return self._cpp.image_size
 
+    @property
+    def colour(self) -> str:
+        """What of the colour the model sees: "rgb", "grey" or "haematoxylin" (the ``colour`` option)."""
+        return self._cpp.colour
+
     def predict_proba(self, images, batch_size: int = 64) -> np.ndarray:
         items = images if isinstance(images, (list, tuple)) else [images]
         if items and all(isinstance(i, (str, os.PathLike)) for i in items):

@@ -113,3 +113,20 @@ def test_haematoxylin_image_is_the_deconvolved_haematoxylin():
     pinker = np.clip(np.rint(256 * np.exp(-(od + 0.4 * e)) - 1), 0, 255).astype(np.uint8)
     assert np.abs(pinker.astype(int) - img).mean() > 10
     assert np.abs(histocnn.data.haematoxylin_image(pinker).astype(int) - out).mean() < 1.0
+
+
+def test_a_model_trained_on_the_grey_level_sees_only_it(synthetic_data, tmp_path):
+    trainer = histocnn.Trainer(data_dir=str(synthetic_data), output_dir=str(tmp_path), backbone="simple_cnn",
+                               image_size=32, hidden1=16, hidden2=8, epochs=1, stain_shift=0.0, tensorboard=False,
+                               freeze_backbone=False, workers=1, progress=False, colour="grey")
+    trainer.fit()
+    predictor = histocnn.Predictor(trainer.result.model_dir)
+    assert predictor.colour == "grey"
+    # A colourful patch and its grey level (ITU-R BT.601 luma, computed here) score the same.
+    rng = np.random.default_rng(0)
+    colourful = rng.integers(0, 256, (32, 32, 3)).astype(np.uint8)
+    luma = np.rint(colourful @ np.array([0.299, 0.587, 0.114])).astype(np.uint8)
+    p = predictor.predict([colourful, np.repeat(luma[..., None], 3, axis=2)])
+    assert abs(p[0] - p[1]) < 1e-4  # OpenCV's fixed-point luma may round a pixel the other way
+    with pytest.raises(ValueError, match="rgb, grey, haematoxylin"):
+        histocnn.Trainer(data_dir=str(synthetic_data), colour="sepia")
