@@ -1,7 +1,6 @@
 // Transform and Trainer: the preprocessing fitted on the training split, and the training run.
 #include "histocnn/core/error.h"
 #include "histocnn/core/log.h"
-#include "histocnn/data/stain.h"
 #include "histocnn/inference/saved_model.h"
 #include "histocnn/io/atomic_file.h"
 #include "histocnn/train/distributed.h"
@@ -40,11 +39,7 @@ ComponentResult run_transform(const ComponentCall& call, const json& config) {
   // split only.
   const auto data = train::prepare_run_data(o);
   auto model = train::build_run_model(o);
-  if (o.stain_normalise != "none") {
-    model.preprocessing.stain = data::fit_stain_reference(data::parse_stain_method(o.stain_normalise),
-                                                          data::parse_stain_fit(o.stain_fit), data.train,
-                                                          o.stain_reference);
-  }
+  model.preprocessing.stain = train::fit_run_stain_reference(o, data.train);
   const fs::path out = output_dir(call, "transform_graph");
   io::write_file_atomic(out / "preprocessing.json", model.preprocessing.to_json());
   write_json_file(out / "transform.json", {{"fitted_on", "train"},

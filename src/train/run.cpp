@@ -200,6 +200,15 @@ RunModel build_run_model(const RunOptions& options) {
   return m;
 }
 
+std::optional<data::StainNormaliser> fit_run_stain_reference(const RunOptions& options, const data::Manifest& train) {
+  if (options.stain_normalise == "none") return std::nullopt;
+  auto normaliser = data::fit_stain_reference(data::parse_stain_method(options.stain_normalise),
+                                              data::parse_stain_fit(options.stain_fit), train, options.stain_reference);
+  log_info("stain normalisation: {} fitted per {}, reference {}", options.stain_normalise, options.stain_fit,
+           options.stain_reference.empty() ? "from the training split" : options.stain_reference.string());
+  return normaliser;
+}
+
 namespace {
 
 // What the evaluation steps produce: metrics.json's content and report.txt's text.
@@ -430,14 +439,7 @@ RunResult run_training(const RunOptions& options) {
   const bool writes = !dist || dist->is_main();
   const RunData data = prepare_run_data(options);
   RunModel m = build_run_model(options);
-  if (options.stain_normalise != "none") {
-    // The reference comes from the training split only: no validation or test patient shapes it.
-    m.preprocessing.stain = data::fit_stain_reference(data::parse_stain_method(options.stain_normalise),
-                                                      data::parse_stain_fit(options.stain_fit), data.train,
-                                                      options.stain_reference);
-    log_info("stain normalisation: {} fitted per {}, reference {}", options.stain_normalise, options.stain_fit,
-             options.stain_reference.empty() ? "from the training split" : options.stain_reference.string());
-  }
+  m.preprocessing.stain = fit_run_stain_reference(options, data.train);
 
   // The run folder is named after what the run learns, so the same command finds (and resumes) it.
   RunResult result;

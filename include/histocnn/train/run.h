@@ -22,6 +22,7 @@
 #include "histocnn/train/trainer.h"
 
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include <filesystem>
@@ -103,6 +104,9 @@ struct RunModel {
   std::filesystem::path weights;  ///< the resolved weight file ("" = random initialisation)
 };
 RunModel build_run_model(const RunOptions& options);
+/// The stain normaliser the options ask for (none: nullopt), its reference fitted to
+/// RunOptions::stain_reference or to the training split, so no validation or test patient shapes it.
+std::optional<data::StainNormaliser> fit_run_stain_reference(const RunOptions& options, const data::Manifest& train);
 
 /// The run folder name used when RunOptions::name is empty: <backbone>-<head>-<8 hex digits>.
 std::string default_run_name(const RunOptions& options);
