@@ -147,6 +147,30 @@ std::pair<Vec3, Vec3> lab_stats(const std::vector<cv::Mat>& images) {
   return {mean, sd};
 }
 
+// One epoch of a small CNN on 32 px synthetic patches, written under dir/runs: a run whose
+// preprocessing the stain tests follow through the bundle.
+train::RunOptions one_epoch_run(const test::TempDir& dir, const data::SyntheticOptions& synth) {
+  train::RunOptions run;
+  run.data_dirs = {test::synthetic_folder(dir, synth)};
+  run.output_dir = dir / "runs";
+  run.image_size = 32;
+  run.model.backbone("simple_cnn").freeze_backbone(false).hidden1(16).hidden2(8);
+  run.trainer.epochs = 1;
+  run.trainer.progress = false;
+  run.trainer.workers = 1;
+  run.tensorboard = false;
+  run.stain_shift = 0;
+  return run;
+}
+
+inference::EvaluateOptions quiet_cpu_evaluation() {
+  inference::EvaluateOptions eo;
+  eo.device = "cpu";
+  eo.progress = false;
+  eo.workers = 1;
+  return eo;
+}
+
 double mean_abs_diff(const cv::Mat& a, const cv::Mat& b) {
   cv::Mat d;
   cv::absdiff(a, b, d);
@@ -428,17 +452,8 @@ TEST_CASE("A run fits the stain reference on its training split and every predic
   test::TempDir dir;
   data::SyntheticOptions synth = test::synthetic_options(6, 16);
   synth.seed = 5;
-  train::RunOptions run;
-  run.data_dirs = {test::synthetic_folder(dir, synth)};
-  run.output_dir = dir / "runs";
+  train::RunOptions run = one_epoch_run(dir, synth);
   run.name = "stain";
-  run.image_size = 32;
-  run.model.backbone("simple_cnn").freeze_backbone(false).hidden1(16).hidden2(8);
-  run.trainer.epochs = 1;
-  run.trainer.progress = false;
-  run.trainer.workers = 1;
-  run.tensorboard = false;
-  run.stain_shift = 0;
   train::set_run_option(run, "stain_normalise", "\"macenko\"");
   train::set_run_option(run, "stain_fit", "\"slide\"");
   const auto result = train::run_training(run);
@@ -455,10 +470,7 @@ TEST_CASE("A run fits the stain reference on its training split and every predic
   CHECK(stain->to_json() == train_ref.to_json());
 
   // The saved bundle reproduces the run's test numbers (per-patient fits in both).
-  inference::EvaluateOptions eo;
-  eo.device = "cpu";
-  eo.progress = false;
-  eo.workers = 1;
+  auto eo = quiet_cpu_evaluation();
   const auto test_split = manifest.subset("test");
   const auto evaluation = inference::evaluate_bundle(result.model_dir, test_split, eo);
   CHECK(evaluation.metrics.roc_auc == Approx(result.test.roc_auc).margin(1e-6));
@@ -569,16 +581,7 @@ TEST_CASE("A run with haematoxylin input saves it in the bundle, and the bundle 
   test::TempDir dir;
   data::SyntheticOptions synth = test::synthetic_options(6, 16);
   synth.seed = 6;
-  train::RunOptions run;
-  run.data_dirs = {test::synthetic_folder(dir, synth)};
-  run.output_dir = dir / "runs";
-  run.image_size = 32;
-  run.model.backbone("simple_cnn").freeze_backbone(false).hidden1(16).hidden2(8);
-  run.trainer.epochs = 1;
-  run.trainer.progress = false;
-  run.trainer.workers = 1;
-  run.tensorboard = false;
-  run.stain_shift = 0;
+  train::RunOptions run = one_epoch_run(dir, synth);
   const auto rgb_name = train::default_run_name(run);
   CHECK_THROWS_WITH(train::set_run_option(run, "colour", "\"sepia\""), Catch::Contains("rgb, grey, haematoxylin"));
   train::set_run_option(run, "colour", "\"haematoxylin\"");
@@ -587,10 +590,7 @@ TEST_CASE("A run with haematoxylin input saves it in the bundle, and the bundle 
 
   const auto predictor = inference::Predictor(result.model_dir, "cpu");
   CHECK(predictor.preprocessing().colour == data::Colour::haematoxylin);
-  inference::EvaluateOptions eo;
-  eo.device = "cpu";
-  eo.progress = false;
-  eo.workers = 1;
+  const auto eo = quiet_cpu_evaluation();
   const auto manifest = data::Manifest::load_csv(result.run_dir / "manifest.csv");
   const auto evaluation = inference::evaluate_bundle(result.model_dir, manifest.subset("test"), eo);
   CHECK(evaluation.metrics.roc_auc == Approx(result.test.roc_auc).margin(1e-6));
