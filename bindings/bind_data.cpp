@@ -55,6 +55,7 @@ void init_stain(py::module_& m) {
       .def_readonly("eosin", &data::StainStats::eosin)
       .def_readonly("max_concentration", &data::StainStats::max_concentration)
       .def_readonly("borrowed_vectors", &data::StainStats::borrowed_vectors)
+      .def_readonly("background", &data::StainStats::background)
       .def_readonly("pixels", &data::StainStats::pixels)
       .def_property_readonly("fitted", &data::StainStats::fitted)
       .def("to_json", &data::StainStats::to_json)
@@ -74,17 +75,21 @@ void init_stain(py::module_& m) {
                                     "Stain normalisation to a reference: Reinhard or Macenko, per patch or per slide")
       .def_static(
           "fit",
-          [](const std::string& method, const std::vector<RgbArray>& reference, const std::string& fit) {
+          [](const std::string& method, const std::vector<RgbArray>& reference, const std::string& fit,
+             bool white_balance) {
             const auto mats = rgb_mats(reference);
             py::gil_scoped_release release;
-            return data::StainNormaliser::fit(data::parse_stain_method(method), mats, data::parse_stain_fit(fit));
+            return data::StainNormaliser::fit(data::parse_stain_method(method), mats, data::parse_stain_fit(fit),
+                                              white_balance);
           },
-          py::arg("method"), py::arg("reference"), py::arg("fit") = "patch",
-          "The normaliser whose target is the pooled statistics of the reference images.")
-      .def(py::init([](const data::StainStats& target, const std::string& fit) {
-             return data::StainNormaliser(target, data::parse_stain_fit(fit));
+          py::arg("method"), py::arg("reference"), py::arg("fit") = "patch", py::arg("white_balance") = false,
+          "The normaliser whose target is the pooled statistics of the reference images. white_balance "
+          "(Macenko): each source's glass is subtracted in optical density before its stains are fitted.")
+      .def(py::init([](const data::StainStats& target, const std::string& fit, bool white_balance) {
+             return data::StainNormaliser(target, data::parse_stain_fit(fit), white_balance);
            }),
-           py::arg("target"), py::arg("fit") = "patch")
+           py::arg("target"), py::arg("fit") = "patch", py::arg("white_balance") = false)
+      .def_property_readonly("white_balance", &data::StainNormaliser::white_balance)
       .def_property_readonly("method", [](const data::StainNormaliser& n) { return data::stain_method_name(n.method()); })
       .def_property_readonly("fit_mode", [](const data::StainNormaliser& n) { return data::stain_fit_name(n.fit_mode()); })
       .def_property_readonly("target", &data::StainNormaliser::target)

@@ -21,6 +21,8 @@ using json = nlohmann::json;
 constexpr double kBeta = 0.15;
 constexpr double kAlphaPercent = 1.0;
 constexpr double kMaxPercent = 99.0;
+// The percentile of each channel's optical density taken as the glass's, for white balance.
+constexpr double kGlassPercent = 1.0;
 // Fewer pixels than these give no statistics worth trusting.
 constexpr int64_t kMinReinhardPixels = 16;
 constexpr int64_t kMinTissuePixels = 32;
@@ -85,8 +87,31 @@ StainStats reinhard_stats(const std::vector<cv::Mat>& images) {
   return s;
 }
 
-// The optical densities of the tissue pixels (|OD| >= beta), as rows of 3.
-std::vector<std::array<double, 3>> tissue_densities(const std::vector<cv::Mat>& images) {
+// The optical density of the images' glass: per channel, the 1st percentile over the pixels that
+// are not pure white (padding); zero when there are none.
+std::array<double, 3> glass_density(const std::vector<cv::Mat>& images) {
+  const auto& od = optical_density_table();
+  std::array<std::vector<double>, 3> channels;
+  for (const auto& rgb : images) {
+    check_rgb(rgb, "stain statistics");
+    for (int y = 0; y < rgb.rows; ++y) {
+      const auto* src = rgb.ptr<cv::Vec3b>(y);
+      for (int x = 0; x < rgb.cols; ++x) {
+        if (is_white(src[x])) continue;
+        for (int c = 0; c < 3; ++c) channels[c].push_back(od[src[x][c]]);
+      }
+    }
+  }
+  std::array<double, 3> glass{};
+  if (channels[0].empty()) return glass;
+  for (int c = 0; c < 3; ++c) glass[c] = percentile(channels[c], kGlassPercent);
+  return glass;
+}
+
+// The optical densities of the tissue pixels (|OD - background| >= beta), background subtracted,
+// as rows of 3.
+std::vector<std::array<double, 3>> tissue_densities(const std::vector<cv::Mat>& images,
+                                                    const std::array<double, 3>& background) {
   const auto& od = optical_density_table();
   std::vector<std::array<double, 3>> out;
   for (const auto& rgb : images) {
@@ -94,7 +119,9 @@ std::vector<std::array<double, 3>> tissue_densities(const std::vector<cv::Mat>& 
     for (int y = 0; y < rgb.rows; ++y) {
       const auto* src = rgb.ptr<cv::Vec3b>(y);
       for (int x = 0; x < rgb.cols; ++x) {
-        const std::array<double, 3> d = {od[src[x][0]], od[src[x][1]], od[src[x][2]]};
+        if (is_white(src[x])) continue;  // padding: no density, whatever the background
+        const std::array<double, 3> d = {od[src[x][0]] - background[0], od[src[x][1]] - background[1],
+                                         od[src[x][2]] - background[2]};
         if (d[0] * d[0] + d[1] * d[1] + d[2] * d[2] >= kBeta * kBeta) out.push_back(d);
       }
     }
@@ -183,9 +210,13 @@ StainStats macenko_stats(const std::vector<std::array<double, 3>>& od, const Sta
   return s;
 }
 
-StainStats fit_stats(StainMethod method, const std::vector<cv::Mat>& rgb, const StainStats* fallback) {
+StainStats fit_stats(StainMethod method, const std::vector<cv::Mat>& rgb, const StainStats* fallback,
+                     bool white_balance) {
   if (method == StainMethod::reinhard) return reinhard_stats(rgb);
-  return macenko_stats(tissue_densities(rgb), fallback);
+  const std::array<double, 3> glass = white_balance ? glass_density(rgb) : std::array<double, 3>{};
+  StainStats s = macenko_stats(tissue_densities(rgb, glass), fallback);
+  s.background = glass;
+  return s;
 }
 
 cv::Mat normalise_reinhard(const cv::Mat& rgb, const StainStats& source, const StainStats& target) {
@@ -239,7 +270,8 @@ cv::Mat normalise_macenko(const cv::Mat& rgb, const StainStats& source, const St
         dst[x] = src[x];
         continue;
       }
-      const double d[3] = {od[src[x][0]], od[src[x][1]], od[src[x][2]]};
+      const double d[3] = {od[src[x][0]] - source.background[0], od[src[x][1]] - source.background[1],
+                           od[src[x][2]] - source.background[2]};
       for (int c = 0; c < 3; ++c) {
         const double o = t[c][0] * d[0] + t[c][1] * d[1] + t[c][2] * d[2];
         dst[x][c] = intensity_from_optical_density(o);
@@ -336,6 +368,7 @@ std::string StainStats::to_json() const {
     j["eosin"] = array_json(eosin);
     j["max_concentration"] = json::array({max_concentration[0], max_concentration[1]});
     if (borrowed_vectors) j["borrowed_vectors"] = true;
+    if (background != std::array<double, 3>{}) j["background"] = array_json(background);
   }
   return j.dump();
 }
@@ -359,6 +392,7 @@ StainStats StainStats::from_json(const std::string& text) {
       s.eosin = j.at("eosin").get<std::array<double, 3>>();
       s.max_concentration = j.at("max_concentration").get<std::array<double, 2>>();
       s.borrowed_vectors = j.value("borrowed_vectors", false);
+      if (j.contains("background")) s.background = j["background"].get<std::array<double, 3>>();
     }
   } catch (const json::exception& e) {
     HISTOCNN_FAIL("stain statistics lack a field or have a wrong type ({}); expected method, pixels and "
@@ -368,12 +402,15 @@ StainStats StainStats::from_json(const std::string& text) {
 }
 
 StainStats fit_stain_stats(StainMethod method, const std::vector<cv::Mat>& rgb) {
-  return fit_stats(method, rgb, nullptr);
+  return fit_stats(method, rgb, nullptr, false);
 }
 
-StainNormaliser::StainNormaliser(StainStats target, StainFit fit) : target_(std::move(target)), fit_(fit) {
+StainNormaliser::StainNormaliser(StainStats target, StainFit fit, bool white_balance)
+    : target_(std::move(target)), fit_(fit), white_balance_(white_balance) {
   HISTOCNN_CHECK(target_.fitted(), "a stain normaliser needs fitted reference statistics (the reference had too "
                  "little tissue); choose a reference with tissue of both stains");
+  HISTOCNN_CHECK(!white_balance_ || target_.method == StainMethod::macenko,
+                 "white balance to the glass is part of Macenko normalisation; use macenko, or turn it off");
   if (target_.method == StainMethod::macenko) {
     double p[2][3];
     HISTOCNN_CHECK(stain_pseudo_inverse(target_.haematoxylin, target_.eosin, p) &&
@@ -383,17 +420,20 @@ StainNormaliser::StainNormaliser(StainStats target, StainFit fit) : target_(std:
   }
 }
 
-StainNormaliser StainNormaliser::fit(StainMethod method, const std::vector<cv::Mat>& reference, StainFit fit) {
+StainNormaliser StainNormaliser::fit(StainMethod method, const std::vector<cv::Mat>& reference, StainFit fit,
+                                     bool white_balance) {
   HISTOCNN_CHECK(!reference.empty(), "stain normalisation needs at least one reference image");
-  StainStats target = fit_stats(method, reference, nullptr);
+  HISTOCNN_CHECK(!white_balance || method == StainMethod::macenko,
+                 "white balance to the glass is part of Macenko normalisation; use macenko, or turn it off");
+  StainStats target = fit_stats(method, reference, nullptr, white_balance);
   HISTOCNN_CHECK(target.fitted(), "the {} reference ({} image(s)) has too little tissue{} to fit; choose images "
                  "with stained tissue", stain_method_name(method), reference.size(),
                  method == StainMethod::macenko ? " or only one stain" : "");
-  return StainNormaliser(std::move(target), fit);
+  return StainNormaliser(std::move(target), fit, white_balance);
 }
 
 StainStats StainNormaliser::source_stats(const std::vector<cv::Mat>& rgb) const {
-  return fit_stats(target_.method, rgb, &target_);
+  return fit_stats(target_.method, rgb, &target_, white_balance_);
 }
 
 cv::Mat StainNormaliser::normalise(const cv::Mat& rgb) const { return normalise(rgb, source_stats({rgb})); }
@@ -419,6 +459,7 @@ std::string StainNormaliser::to_json() const {
   json j = {{"method", stain_method_name(target_.method)},
             {"fit", stain_fit_name(fit_)},
             {"target", json::parse(target_.to_json())}};
+  if (white_balance_) j["white_balance"] = true;  // bundles written before the field: none
   return j.dump();
 }
 
@@ -436,15 +477,16 @@ StainNormaliser StainNormaliser::from_json(const std::string& text) {
   HISTOCNN_CHECK(stain_method_name(target.method) == j["method"].get<std::string>(),
                  "stain normaliser JSON: method '{}' but its target holds {} statistics", j["method"].dump(),
                  stain_method_name(target.method));
-  return StainNormaliser(std::move(target), parse_stain_fit(j.value("fit", std::string("patch"))));
+  return StainNormaliser(std::move(target), parse_stain_fit(j.value("fit", std::string("patch"))),
+                         j.value("white_balance", false));
 }
 
 StainNormaliser fit_stain_reference(StainMethod method, StainFit fit, const Manifest& manifest,
-                                    const std::filesystem::path& reference, int max_patches) {
+                                    const std::filesystem::path& reference, int max_patches, bool white_balance) {
   if (!reference.empty()) {
     HISTOCNN_CHECK_FOUND(std::filesystem::exists(reference), "stain reference image '{}' does not exist",
                          reference.string());
-    return StainNormaliser::fit(method, {io::read_image_rgb(reference)}, fit);
+    return StainNormaliser::fit(method, {io::read_image_rgb(reference)}, fit, white_balance);
   }
   HISTOCNN_CHECK(max_patches > 0, "max_patches must be positive, got {}", max_patches);
   HISTOCNN_CHECK(manifest.size() > 0, "no patches to fit the stain reference on; give a reference image instead");
@@ -452,7 +494,7 @@ StainNormaliser fit_stain_reference(StainMethod method, StainFit fit, const Mani
   std::vector<cv::Mat> images;
   images.reserve(take);
   for (size_t k = 0; k < take; ++k) images.push_back(io::read_image_rgb(manifest.absolute_path(k * n / take)));
-  return StainNormaliser::fit(method, images, fit);
+  return StainNormaliser::fit(method, images, fit, white_balance);
 }
 
 }  // namespace histocnn::data

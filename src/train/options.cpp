@@ -173,6 +173,9 @@ const std::vector<Option>& options_list() {
           HISTOCNN_FIELD(std::string, o.stain_fit), "", {"patch", "slide"}),
       opt("stain_reference", P, "Image whose stain is the normalisation target (default: patches of the training split)",
           path_field([](auto& o) -> auto& { return o.stain_reference; })),
+      opt("stain_white_balance", B, "With macenko: estimate each slide's glass (1st percentile of optical density) and "
+          "subtract it before fitting the stains, so a tint the whole slide shares cancels (use with --stain-fit slide)",
+          HISTOCNN_FIELD(bool, o.stain_white_balance)),
       opt("colour", S, "What of the colour the model sees, saved with the model: rgb, grey (the grey level) or "
           "haematoxylin (colour deconvolution's haematoxylin channel: the nuclei, without eosin)",
           HISTOCNN_FIELD(std::string, o.colour), "", {"rgb", "grey", "haematoxylin"}),

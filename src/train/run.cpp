@@ -75,6 +75,7 @@ std::string RunOptions::to_json() const {
   if (stain_fit != "patch") j["stain_fit"] = stain_fit;
   if (!stain_reference.empty()) j["stain_reference"] = stain_reference.string();
   if (colour != "rgb") j["colour"] = colour;
+  if (stain_white_balance) j["stain_white_balance"] = true;
   return j.dump(2);
 }
 
@@ -124,6 +125,9 @@ void RunOptions::validate() const {
   check_run_option_choice("stain_normalise", stain_normalise);
   check_run_option_choice("stain_fit", stain_fit);
   check_run_option_choice("colour", colour);
+  HISTOCNN_CHECK(!stain_white_balance || stain_normalise == "macenko",
+                 "stain_white_balance is part of Macenko normalisation; set stain_normalise to macenko (got {})",
+                 stain_normalise);
   HISTOCNN_CHECK(stain_normalise != "none" || stain_reference.empty(),
                  "stain_reference '{}' is given but stain_normalise is none; choose reinhard or macenko",
                  stain_reference.string());
@@ -203,8 +207,10 @@ RunModel build_run_model(const RunOptions& options) {
 std::optional<data::StainNormaliser> fit_run_stain_reference(const RunOptions& options, const data::Manifest& train) {
   if (options.stain_normalise == "none") return std::nullopt;
   auto normaliser = data::fit_stain_reference(data::parse_stain_method(options.stain_normalise),
-                                              data::parse_stain_fit(options.stain_fit), train, options.stain_reference);
-  log_info("stain normalisation: {} fitted per {}, reference {}", options.stain_normalise, options.stain_fit,
+                                              data::parse_stain_fit(options.stain_fit), train, options.stain_reference,
+                                              512, options.stain_white_balance);
+  log_info("stain normalisation: {} fitted per {}{}, reference {}", options.stain_normalise, options.stain_fit,
+           options.stain_white_balance ? ", white-balanced to the glass" : "",
            options.stain_reference.empty() ? "from the training split" : options.stain_reference.string());
   return normaliser;
 }

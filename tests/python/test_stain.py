@@ -130,3 +130,26 @@ def test_a_model_trained_on_the_grey_level_sees_only_it(synthetic_data, tmp_path
     assert abs(p[0] - p[1]) < 1e-4  # OpenCV's fixed-point luma may round a pixel the other way
     with pytest.raises(ValueError, match="rgb, grey, haematoxylin"):
         histocnn.Trainer(data_dir=str(synthetic_data), colour="sepia")
+
+
+def test_white_balance_to_the_glass_cancels_a_slide_wide_tint():
+    """A uniform optical density added to every pixel of a slide (computed here) is the glass the
+    white-balanced Macenko fit subtracts; the normalised slides then agree."""
+    slide = [stained(RUIFROK, 1.0, seed) for seed in (31, 32, 33)]
+    tint = np.array([0.10, 0.18, 0.06])
+    tinted = [np.clip(np.rint(256 * np.exp(-(-np.log((s + 1.0) / 256) + tint)) - 1), 0, 255).astype(np.uint8)
+              for s in slide]
+    ref = stained(MACENKO, 1.2, 3)
+    diffs = {}
+    for wb in (False, True):
+        norm = histocnn.data.StainNormaliser.fit("macenko", [ref], fit="slide", white_balance=wb)
+        assert norm.white_balance == wb
+        a, b = norm.normalise_group(slide), norm.normalise_group(tinted)
+        diffs[wb] = np.mean([np.abs(x.astype(int) - y).mean() for x, y in zip(a, b)])
+        if wb:
+            glass = np.array(norm.source_stats(tinted).background) - np.array(norm.source_stats(slide).background)
+            assert np.abs(glass - tint).max() < 0.02
+            assert histocnn.data.StainNormaliser.from_json(norm.to_json()).white_balance
+    assert diffs[True] < 1.5 < 5 < diffs[False]
+    with pytest.raises(ValueError, match="part of Macenko"):
+        histocnn.data.StainNormaliser.fit("reinhard", [ref], white_balance=True)

@@ -16,7 +16,10 @@
 //   directions at the 1st and 99th percentile of the angle in that plane are the stain vectors
 //   (haematoxylin: the one absorbing more red). Each pixel's H and E concentrations (least squares)
 //   are scaled so that their 99th percentile becomes the reference's and recombined with the
-//   reference's stain vectors.
+//   reference's stain vectors. With white balance, the OD of each group's glass (per channel, its
+//   1st percentile) is first subtracted from every pixel (the OD measured against the slide's own
+//   light instead of pure white): an absorption the whole slide shares, such as a tinted
+//   illumination or restaining's shift, cancels instead of being taken for stain.
 //
 // Pure white pixels (255, 255, 255: background glass, and the padding of border patches) count in
 // no statistic and stay white, so a patch gives the same result padded or not. A source with too
@@ -81,6 +84,10 @@ struct StainStats {
   std::array<double, 2> max_concentration{};
   /// Macenko: the stains could not be separated and these are the reference's vectors.
   bool borrowed_vectors = false;
+  /// Macenko with white balance: the optical density of the group's glass (per channel, the 1st
+  /// percentile over its non-white pixels), subtracted from every pixel before fitting and
+  /// normalising. Zero without white balance.
+  std::array<double, 3> background{};
   /// Pixels the statistics came from (tissue pixels for Macenko); 0: nothing to fit.
   int64_t pixels = 0;
 
@@ -95,15 +102,20 @@ StainStats fit_stain_stats(StainMethod method, const std::vector<cv::Mat>& rgb);
 
 class StainNormaliser {
  public:
-  /// Throws std::invalid_argument when `target` is not fitted.
-  explicit StainNormaliser(StainStats target, StainFit fit = StainFit::patch);
+  /// Throws std::invalid_argument when `target` is not fitted. `white_balance` (Macenko only): each
+  /// source's glass is estimated and subtracted in optical density before its stains are fitted, so
+  /// that a tint the whole slide shares (illumination, a scanner's white balance, an absorbing film)
+  /// cancels; meant for fits per slide, whose patches show glass (a patch of tissue alone would
+  /// lose its lightest tissue instead). The target must have been fitted the same way.
+  explicit StainNormaliser(StainStats target, StainFit fit = StainFit::patch, bool white_balance = false);
   /// The reference statistics of `reference` (one image or many, pooled). Throws
   /// std::invalid_argument when they hold too little tissue to fit.
   static StainNormaliser fit(StainMethod method, const std::vector<cv::Mat>& reference,
-                             StainFit fit = StainFit::patch);
+                             StainFit fit = StainFit::patch, bool white_balance = false);
 
   StainMethod method() const { return target_.method; }
   StainFit fit_mode() const { return fit_; }
+  bool white_balance() const { return white_balance_; }
   void set_fit_mode(StainFit fit) { fit_ = fit; }
   const StainStats& target() const { return target_; }
 
@@ -124,12 +136,14 @@ class StainNormaliser {
  private:
   StainStats target_;
   StainFit fit_;
+  bool white_balance_ = false;
 };
 
 /// A training run's reference: fitted to the image `reference` when one is given, otherwise to up
 /// to `max_patches` patches of `manifest` spread evenly over its rows (the training split, so the
 /// reference never sees a test patient). Patches are decoded from the manifest's files.
 StainNormaliser fit_stain_reference(StainMethod method, StainFit fit, const Manifest& manifest,
-                                    const std::filesystem::path& reference = {}, int max_patches = 512);
+                                    const std::filesystem::path& reference = {}, int max_patches = 512,
+                                    bool white_balance = false);
 
 }  // namespace histocnn::data

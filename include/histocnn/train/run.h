@@ -59,6 +59,9 @@ struct RunOptions {
   std::string stain_normalise = "none";
   std::string stain_fit = "patch";  ///< source statistics per "patch" or per "slide" (patient)
   std::filesystem::path stain_reference;
+  /// Macenko: white-balance each source (and the reference) to its glass before fitting its stains
+  /// (data::StainNormaliser); meant for stain_fit "slide".
+  bool stain_white_balance = false;
   /// What of the colour the model sees, stored in the bundle's preprocessing: "rgb", "grey" or
   /// "haematoxylin" (data::Colour).
   std::string colour = "rgb";

@@ -595,3 +595,52 @@ TEST_CASE("A run with haematoxylin input saves it in the bundle, and the bundle 
   const auto evaluation = inference::evaluate_bundle(result.model_dir, manifest.subset("test"), eo);
   CHECK(evaluation.metrics.roc_auc == Approx(result.test.roc_auc).margin(1e-6));
 }
+
+TEST_CASE("Macenko white-balanced to the glass cancels a tint a whole slide shares", "[stain]") {
+  // A slide of four patches (a tenth of their pixels nearly bare glass), and the same slide seen
+  // through a uniform absorbing tint: every pixel's optical density plus the same vector, as an
+  // illumination or a scanner's white balance would add, and as restaining's shift does.
+  std::vector<cv::Mat> slide, tinted;
+  const Vec3 tint = {0.12, 0.20, 0.08};
+  for (uint64_t seed = 21; seed < 25; ++seed) {
+    const auto s = beer_lambert(kRuifrokH, kRuifrokE, 1.0, seed, 48);
+    slide.push_back(s.rgb);
+    cv::Mat t(s.rgb.size(), CV_8UC3);
+    for (int i = 0; i < 48 * 48; ++i) {
+      const auto& p = s.rgb.at<cv::Vec3b>(i / 48, i % 48);
+      auto& q = t.at<cv::Vec3b>(i / 48, i % 48);
+      for (int c = 0; c < 3; ++c) q[c] = data::intensity_from_optical_density(od(p[c]) + tint[c]);
+    }
+    tinted.push_back(t);
+  }
+  const auto ref = beer_lambert(kMacenkoH, kMacenkoE, 1.2, 3);
+  auto difference = [&](bool white_balance) {
+    const auto norm = data::StainNormaliser::fit(data::StainMethod::macenko, {ref.rgb}, data::StainFit::slide,
+                                                 white_balance);
+    const auto a = norm.normalise_group(slide), b = norm.normalise_group(tinted);
+    double d = 0;
+    for (size_t k = 0; k < a.size(); ++k) d += mean_abs_diff(a[k], b[k]) / a.size();
+    return d;
+  };
+  const double plain = difference(false), balanced = difference(true);
+  INFO("mean |normalised(tinted) - normalised(slide)|: " << plain << " plain, " << balanced << " white-balanced");
+  CHECK(plain > 5);
+  CHECK(balanced < 1.5);  // 8-bit rounding of the tinted slide and of its 1st percentile
+
+  // The glass it subtracts is the tint (the glass of the untinted slide is nearly white).
+  const auto norm = data::StainNormaliser::fit(data::StainMethod::macenko, {ref.rgb}, data::StainFit::slide, true);
+  const auto glass = norm.source_stats(tinted).background, clean = norm.source_stats(slide).background;
+  for (int c = 0; c < 3; ++c) CHECK(glass[c] - clean[c] == Approx(tint[c]).margin(0.02));
+  // Saved with the model, and refused where it has no meaning.
+  const auto back = data::StainNormaliser::from_json(norm.to_json());
+  CHECK(back.white_balance());
+  CHECK(back.target().background == norm.target().background);
+  CHECK_FALSE(data::StainNormaliser::from_json(data::StainNormaliser::fit(data::StainMethod::macenko, {ref.rgb}).to_json())
+                  .white_balance());
+  CHECK_THROWS_WITH(data::StainNormaliser::fit(data::StainMethod::reinhard, {ref.rgb}, data::StainFit::slide, true),
+                    Catch::Contains("part of Macenko"));
+  train::RunOptions run;
+  run.data_dirs = {"x"};
+  run.stain_white_balance = true;
+  CHECK_THROWS_WITH(run.validate(), Catch::Contains("stain_white_balance") && Catch::Contains("macenko"));
+}
