@@ -3,12 +3,15 @@ known by construction."""
 import csv
 import json
 import math
+import os
 import pathlib
 import statistics
 import subprocess
 import sys
 
 from sklearn.metrics import roc_auc_score
+
+import histocnn
 
 from conftest import ROOT, run_cli
 
@@ -199,3 +202,17 @@ def test_cv_seeds_averages_seeds_and_counts_the_fold_seed_pairs_won(tmp_path):
     assert proc.returncode != 0 and "cv.json: not found" in proc.stderr
     proc = run_script("cv_seeds.py", "--variant", "base")
     assert proc.returncode != 0 and "at least one cv folder" in proc.stderr
+
+
+def test_restain_normalisation_shows_white_balance_cancelling_the_shift(synthetic_data):
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "restain_normalisation.py"), str(synthetic_data),
+                           "--patients", "4", "--every", "2", "--sigmas", "0.2"], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "PYTHONPATH": str(pathlib.Path(histocnn.__file__).parents[1])})
+    assert proc.returncode == 0, proc.stderr
+    rows = {row[1]: [float(c) for c in row[2:]] for row in table(proc.stdout)}
+    assert set(rows) == {"scale and shift", "scale alone", "shift alone"}
+    none, plain, balanced = rows["shift alone"]
+    assert none > 3 and balanced < plain / 2  # the glass takes the shift; plain Macenko reads it as stain
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "restain_normalisation.py"), str(ROOT / "docs")],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0 and "no <patient>/<class>/*.png patches" in proc.stderr
