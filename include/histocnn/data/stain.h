@@ -27,7 +27,8 @@
 // whose stains cannot be told apart (a patch of one stain only) keeps the reference's stain vectors
 // and scales the concentrations alone. Vahadane's sparse non-negative factorisation is not
 // implemented: it costs a dictionary fit per source, and on these data Macenko per slide gained
-// 0.01-0.02 AUC on unseen patients while losing more under restaining (docs/results.md).
+// 0.01-0.02 AUC on unseen patients while losing more under restaining unless white-balanced
+// (docs/results.md).
 #include "histocnn/data/manifest.h"
 
 #include <opencv2/core.hpp>
