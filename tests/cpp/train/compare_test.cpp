@@ -44,7 +44,8 @@ TEST_CASE("Every option reads back what was set, and the defaults are the struct
       {"augment", "\"histology\""}, {"optimizer", "\"adam\""}, {"schedule", "\"cosine\""},
       {"head", "\"lstm\""}, {"backbone", "\"simple_cnn\""}, {"threshold_method", "\"sensitivity\""}, {"dist_backend", "\"gloo\""},
       {"class_weight", "\"balanced\""}, {"sampler", "\"balanced\""}, {"mixed_precision", "\"bf16\""},
-      {"normalisation", "\"caffe\""}, {"stain_normalise", "\"macenko\""}, {"stain_fit", "\"slide\""}};
+      {"normalisation", "\"caffe\""}, {"stain_normalise", "\"macenko\""}, {"stain_fit", "\"slide\""},
+      {"colour", "\"grey\""}};
   for (const auto& name : train::run_option_names()) {
     INFO(name);
     const auto before = nlohmann::json::parse(train::get_run_option(defaults, name));
