@@ -124,7 +124,7 @@ def test_every_option_name_reaches_the_cpp_options():
                "sampler": "balanced", "head": "lstm", "backbone": "simple_cnn", "device": "cpu",
                "threshold_method": "sensitivity", "normalisation": "inception", "weights": "w.safetensors",
                "mixed_precision": "bf16", "dist_backend": "gloo", "stain_normalise": "macenko",
-               "stain_fit": "slide"}
+               "stain_fit": "slide", "colour": "grey"}
     # How a run is shown and whether it waits for another process: not part of the recorded options.
     not_recorded = {"progress", "wait_for_lock"}
     fresh = histocnn.train.RunOptions()
