@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Recipes compared over cross-validations repeated with several seeds.
 
-Each `histocnn cv` folder's cv.json gives, per fold, the patch-level ROC-AUC of its test patients as
-stained and restained, the median per-patient AUC, and the AUC of each data folder's patients. A
+Each `histocnn cv` folder's finished folds (fold-<k>/cv_fold.json, so that a cross-validation
+stopped part-way counts with the folds it finished) give the patch-level ROC-AUC of their test
+patients as stained and restained, the median per-patient AUC, and the AUC of each data folder's patients. A
 variant is one or more cv folders of the same recipe with different seeds (the same test folds);
 this prints each folder's means over its folds, the mean over the variant's seeds, and, for every
 variant after the first, its difference from the first and how many fold-seed pairs it wins:
@@ -25,14 +26,21 @@ NUMBERS = [("as stained", "all", 0.0, "roc_auc"), ("restained 0.1", "all", 0.1, 
 
 
 def load(folder):
-    """{fold: {column: value}} of one cv folder, with a column per data folder's patients."""
-    path = pathlib.Path(folder) / "cv.json"
-    if not path.is_file():
-        sys.exit(f"{path}: not found; pass `histocnn cv` output folders")
-    try:
-        results = json.loads(path.read_text())["results"]
-    except (ValueError, KeyError) as e:
-        sys.exit(f"{path}: not a cv.json written by `histocnn cv` ({e})")
+    """{fold: {column: value}} of one cv folder, with a column per data folder's patients. Each
+    finished fold's fold-<k>/cv_fold.json is read (cv.json holds the same once every fold is done),
+    so a cross-validation stopped part-way counts with the folds it finished."""
+    paths = sorted(pathlib.Path(folder).glob("fold-*/cv_fold.json"))
+    if not paths:
+        sys.exit(f"{folder}: no fold-*/cv_fold.json; pass `histocnn cv` output folders")
+    results = []
+    for path in paths:
+        try:
+            result = json.loads(path.read_text())
+        except ValueError as e:
+            sys.exit(f"{path}: not JSON ({e})")
+        if not isinstance(result, dict) or "fold" not in result or "scores" not in result:
+            sys.exit(f"{path}: not a cv_fold.json written by `histocnn cv` (it needs fold and scores)")
+        results.append(result)
     folds = {}
     for r in results:
         scores = {(s["group"], s["stain_shift"]): s for s in r["scores"]}
@@ -44,8 +52,6 @@ def load(folder):
             if group != "all" and shift == 0.0:
                 row[f"{group} patients"] = s["roc_auc"]
         folds[r["fold"]] = row
-    if not folds:
-        sys.exit(f"{path}: no finished fold")
     return folds
 
 

@@ -164,17 +164,16 @@ def test_unseen_patients_table_pools_every_patch_of_a_folder(cli, serving_runs, 
 
 
 def write_cv(folder, folds):
-    """A cv.json as `histocnn cv` writes it: per fold, scores by (group, stain shift)."""
-    folder.mkdir(parents=True)
-    results = []
+    """The fold-<k>/cv_fold.json files `histocnn cv` writes: per fold, scores by (group, stain shift)."""
     for fold, (stained, restained_01, restained_02, median, real) in folds.items():
         scores = [{"group": "all", "stain_shift": 0.0, "roc_auc": stained, "median_patient_auc": median},
                   {"group": "all", "stain_shift": 0.1, "roc_auc": restained_01, "median_patient_auc": 0.5},
                   {"group": "all", "stain_shift": 0.2, "roc_auc": restained_02, "median_patient_auc": 0.5},
                   {"group": "idc_real", "stain_shift": 0.0, "roc_auc": real, "median_patient_auc": 0.5},
                   {"group": "idc_real", "stain_shift": 0.2, "roc_auc": 0.0, "median_patient_auc": 0.5}]
-        results.append({"fold": fold, "run_dir": str(folder / f"fold-{fold}"), "scores": scores})
-    (folder / "cv.json").write_text(json.dumps({"folds": len(folds), "results": results}))
+        (folder / f"fold-{fold}").mkdir(parents=True)
+        (folder / f"fold-{fold}" / "cv_fold.json").write_text(
+            json.dumps({"fold": fold, "run_dir": str(folder / f"fold-{fold}"), "scores": scores}))
 
 
 def test_cv_seeds_averages_seeds_and_counts_the_fold_seed_pairs_won(tmp_path):
@@ -199,7 +198,7 @@ def test_cv_seeds_averages_seeds_and_counts_the_fold_seed_pairs_won(tmp_path):
     assert rows[-1] == ["wins / losses", "3 / 1", "0 / 0", "4 / 0", "0 / 0", "0 / 0"]
 
     proc = run_script("cv_seeds.py", "--variant", "base", tmp_path / "nothing-here")
-    assert proc.returncode != 0 and "cv.json: not found" in proc.stderr
+    assert proc.returncode != 0 and "no fold-*/cv_fold.json" in proc.stderr
     proc = run_script("cv_seeds.py", "--variant", "base")
     assert proc.returncode != 0 and "at least one cv folder" in proc.stderr
 
