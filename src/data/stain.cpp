@@ -423,8 +423,6 @@ StainNormaliser::StainNormaliser(StainStats target, StainFit fit, bool white_bal
 StainNormaliser StainNormaliser::fit(StainMethod method, const std::vector<cv::Mat>& reference, StainFit fit,
                                      bool white_balance) {
   HISTOCNN_CHECK(!reference.empty(), "stain normalisation needs at least one reference image");
-  HISTOCNN_CHECK(!white_balance || method == StainMethod::macenko,
-                 "white balance to the glass is part of Macenko normalisation; use macenko, or turn it off");
   StainStats target = fit_stats(method, reference, nullptr, white_balance);
   HISTOCNN_CHECK(target.fitted(), "the {} reference ({} image(s)) has too little tissue{} to fit; choose images "
                  "with stained tissue", stain_method_name(method), reference.size(),

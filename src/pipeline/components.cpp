@@ -23,8 +23,9 @@ using detail::json;
 namespace fs = std::filesystem;
 
 const std::vector<std::string>& preprocessing_option_names() {
-  static const std::vector<std::string> names = {"image_size",      "normalisation", "weights", "backbone",
-                                                 "stain_normalise", "stain_fit",     "stain_reference", "stain_white_balance", "colour"};
+  static const std::vector<std::string> names = {"image_size", "normalisation",   "weights",
+                                                 "backbone",   "stain_normalise", "stain_fit",
+                                                 "stain_reference", "stain_white_balance", "colour"};
   return names;
 }
 
