@@ -78,6 +78,7 @@ void init_train(py::module_& root) {
                     choice_property_set<train::MixedPrecision>("mixed_precision", &train::TrainerOptions::mixed_precision))
       .def_readwrite("weight_decay", &train::TrainerOptions::weight_decay)
       .def_readwrite("ema_decay", &train::TrainerOptions::ema_decay)
+      .def_readwrite("mixup", &train::TrainerOptions::mixup)
       .def_readwrite("seed", &train::TrainerOptions::seed)
       .def_readwrite("workers", &train::TrainerOptions::workers)
       .def_readwrite("threads", &train::TrainerOptions::threads)

@@ -88,23 +88,41 @@ StainStats reinhard_stats(const std::vector<cv::Mat>& images) {
 }
 
 // The optical density of the images' glass: per channel, the 1st percentile over the pixels that
-// are not pure white (padding); zero when there are none.
+// are not pure white (padding); zero when there are none. A density depends on the 8-bit level
+// alone, so the count of each level per channel is all the percentile needs (a complete slide's
+// millions of pixels are not copied): the same order statistics, interpolated as percentile() does.
 std::array<double, 3> glass_density(const std::vector<cv::Mat>& images) {
-  const auto& od = optical_density_table();
-  std::array<std::vector<double>, 3> channels;
+  const auto& od = optical_density_table();  // strictly decreasing in the level
+  std::array<std::array<int64_t, 256>, 3> counts{};
+  int64_t n = 0;
   for (const auto& rgb : images) {
     check_rgb(rgb, "stain statistics");
     for (int y = 0; y < rgb.rows; ++y) {
       const auto* src = rgb.ptr<cv::Vec3b>(y);
       for (int x = 0; x < rgb.cols; ++x) {
         if (is_white(src[x])) continue;
-        for (int c = 0; c < 3; ++c) channels[c].push_back(od[src[x][c]]);
+        for (int c = 0; c < 3; ++c) ++counts[c][src[x][c]];
+        ++n;
       }
     }
   }
   std::array<double, 3> glass{};
-  if (channels[0].empty()) return glass;
-  for (int c = 0; c < 3; ++c) glass[c] = percentile(channels[c], kGlassPercent);
+  if (n == 0) return glass;
+  const double pos = kGlassPercent / 100.0 * static_cast<double>(n - 1);
+  const auto lo = static_cast<int64_t>(std::floor(pos));
+  for (int c = 0; c < 3; ++c) {
+    // The k-th smallest density (from 0): the levels from the brightest down.
+    auto order_statistic = [&](int64_t k) {
+      int64_t seen = 0;
+      for (int level = 255; level > 0; --level) {
+        seen += counts[c][level];
+        if (k < seen) return od[level];
+      }
+      return od[0];
+    };
+    const double a = order_statistic(lo);
+    glass[c] = lo + 1 >= n ? a : a + (pos - static_cast<double>(lo)) * (order_statistic(lo + 1) - a);
+  }
   return glass;
 }
 

@@ -4,6 +4,7 @@
 #include "histocnn/core/error.h"
 #include "histocnn/core/log.h"
 #include "histocnn/io/atomic_file.h"
+#include "histocnn/train/mixup.h"
 #include "histocnn/train/options.h"
 
 // Every LibTorch for Linux is built with Gloo, but only defines USE_C10D_GLOO for its own build:
@@ -368,18 +369,16 @@ ProcessGroup* default_process_group(const ProcessGroupOptions& options) {
 // ---------------------------------------------------------------------------------------------
 // The step
 
-StepTotals local_step(const torch::Tensor& logits, const torch::Tensor& labels, const torch::Tensor& class_weights) {
+StepTotals local_step(const torch::Tensor& logits, const torch::Tensor& labels, const torch::Tensor& class_weights,
+                      const torch::Tensor& other, double lambda) {
   StepTotals t;
   if (!logits.defined() || labels.size(0) == 0) return t;
-  auto options = torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum);
-  if (class_weights.defined()) options.weight(class_weights);
-  auto loss = torch::nn::functional::cross_entropy(logits, labels, options);
-  t.loss_sum = loss.item<double>();
-  t.weight_sum = class_weights.defined() ? class_weights.index_select(0, labels).sum().item<double>()
-                                         : static_cast<double>(labels.size(0));
+  auto loss = weighted_cross_entropy(logits, labels, class_weights, other, lambda);
+  t.loss_sum = loss.sum.item<double>();
+  t.weight_sum = loss.weight_sum;
   t.correct = static_cast<double>(logits.argmax(1).eq(labels).sum().item<int64_t>());
   t.samples = static_cast<double>(labels.size(0));
-  loss.backward();
+  loss.sum.backward();
   return t;
 }
 

@@ -151,6 +151,8 @@ const std::vector<Option>& options_list() {
       opt("restore_best", B, "Keep the last epoch's weights, not the best validation AUC's", HISTOCNN_FIELD(bool, o.trainer.restore_best), "--no-restore-best"),
       opt("ema_decay", F, "Validate and keep an exponential moving average of the weights with this decay, "
           "updated every step (e.g. 0.999; 0: off, the last step's weights)", HISTOCNN_FIELD(double, o.trainer.ema_decay), "--ema-decay,--ema"),
+      opt("mixup", F, "Mixup: train on blends of two patches, lambda x1 + (1 - lambda) x2, against the same blend of "
+          "their labels, lambda ~ Beta(a, a) per batch (e.g. 0.2; 0: off)", HISTOCNN_FIELD(double, o.trainer.mixup)),
       opt("checkpoint_dir", S, "Checkpoint folder (default: <run>/checkpoint)", HISTOCNN_FIELD(std::string, o.trainer.checkpoint_dir)),
       opt("progress", B, "No progress bars", HISTOCNN_FIELD(bool, o.trainer.progress), "--no-progress"),
       // data-parallel training (train/distributed.h)

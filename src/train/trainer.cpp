@@ -11,6 +11,7 @@
 #include "histocnn/metrics/binary.h"
 #include "histocnn/train/checkpoint.h"
 #include "histocnn/train/distributed.h"
+#include "histocnn/train/mixup.h"
 #include "histocnn/train/weight_average.h"
 
 #include <ATen/autocast_mode.h>
@@ -32,6 +33,10 @@ using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
 struct StopTraining {};
+
+// Mixup's draws for batch b of an epoch come from sample_seed(seed, epoch, kMixupStream - b), apart
+// from the patches' augmentation (indices >= 0) and the ranks' dropout (-100 - rank).
+constexpr int64_t kMixupStream = -1'000'000;
 
 // Mixed precision for the forward pass: bfloat16 autocast (no loss scaling needed, unlike float16)
 // on the device the model runs on, restored on scope exit. Outputs are cast back to float32.
@@ -253,6 +258,8 @@ void TrainerOptions::validate() const {
   HISTOCNN_CHECK(dist_timeout > 0, "dist_timeout must be positive (seconds), got {}", dist_timeout);
   HISTOCNN_CHECK(ema_decay == 0 || (ema_decay > 0 && ema_decay < 1),
                  "ema_decay must be 0 (off) or in (0, 1), e.g. 0.999, got {}", ema_decay);
+  HISTOCNN_CHECK(mixup >= 0 && mixup <= 100, "mixup must be 0 (off) or a Beta(alpha, alpha) alpha in (0, 100], "
+                 "e.g. 0.2, got {}", mixup);
   HISTOCNN_CHECK(per_patient >= 0, "per_patient must be >= 0 (0: every patch), got {}", per_patient);
   HISTOCNN_CHECK(per_patient == 0 || sampler == Sampler::shuffle,
                  "per_patient and sampler 'balanced' cannot be combined: choose one way of drawing an epoch");
@@ -282,6 +289,7 @@ std::string TrainerOptions::learning_json() const {
   if (mixed_precision != MixedPrecision::automatic) j["mixed_precision"] = choice_name(mixed_precision);
   if (per_patient > 0) j["per_patient"] = per_patient;
   if (ema_decay > 0) j["ema_decay"] = ema_decay;
+  if (mixup > 0) j["mixup"] = mixup;
   return j.dump();
 }
 
@@ -538,6 +546,15 @@ History Trainer::fit(const data::PatchDataset& train, const data::PatchDataset* 
             learning_rate()));
       }
     };
+    // Mixup's blend for this batch (train/mixup.h): the same draw on every rank and on a resumed run.
+    Mixup mixed;
+    auto mix = [&](const torch::Tensor& input, const torch::Tensor& y) {
+      mixed = Mixup{input, torch::Tensor(), 1.0};
+      if (options_.mixup > 0 && input.size(0) > 1) {
+        mixed = mixup_batch(input, y, options_.mixup, data::sample_seed(options_.seed, epoch, kMixupStream - batch_index));
+      }
+      return mixed.input;
+    };
     auto step = [&](const torch::Tensor& logits, const torch::Tensor& y) {
       double batch_loss = 0;
       int64_t n = 0, batch_correct = 0;
@@ -545,7 +562,7 @@ History Trainer::fit(const data::PatchDataset& train, const data::PatchDataset* 
         // This rank's part: summed loss and backward; then gradients and totals summed over ranks
         // and divided by the global batch's weight, the gradient of one process's mean loss.
         optimizer_->zero_grad();
-        auto local = local_step(logits, y, class_weights);
+        auto local = local_step(logits, y, class_weights, mixed.other, mixed.lambda);
         local.stop = stop_requested_;
         const auto total = reducer->reduce(local);
         batch_loss = total.weight_sum > 0 ? total.loss_sum / total.weight_sum : 0.0;
@@ -555,8 +572,8 @@ History Trainer::fit(const data::PatchDataset& train, const data::PatchDataset* 
         check_finite(batch_loss);
         optimizer_->step();
       } else {
-        auto loss = torch::nn::functional::cross_entropy(
-            logits, y, torch::nn::functional::CrossEntropyFuncOptions().weight(class_weights));
+        const auto summed = weighted_cross_entropy(logits, y, class_weights, mixed.other, mixed.lambda);
+        auto loss = summed.sum / summed.weight_sum;
         batch_loss = loss.item<double>();
         check_finite(batch_loss);
         optimizer_->zero_grad();
@@ -593,11 +610,15 @@ History Trainer::fit(const data::PatchDataset& train, const data::PatchDataset* 
             n = part.second - part.first;
           }
           auto idx = index.narrow(0, begin, n);
-          step(forward(train_features.index_select(0, idx), true), train_labels.index_select(0, idx));
+          const auto y = train_labels.index_select(0, idx);
+          step(forward(mix(train_features.index_select(0, idx), y), true), y);
         }
       } else {
         loader.run_epoch(epoch - 1,
-                         [&](data::Batch& b) { step(forward(b.images.to(device_), false), b.labels.to(device_)); });
+                         [&](data::Batch& b) {
+                           const auto y = b.labels.to(device_);
+                           step(forward(mix(b.images.to(device_), y), false), y);
+                         });
       }
     } catch (const StopTraining&) {
       interrupted = true;

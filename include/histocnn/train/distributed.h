@@ -129,9 +129,11 @@ struct StepTotals {
 };
 
 /// The local half of a data-parallel step: the summed, class-weighted cross-entropy of this rank's
-/// part of the batch, its backward pass, and its totals. An empty part (a short last batch split
-/// over more ranks than it has samples: `logits` undefined or empty) contributes nothing.
-StepTotals local_step(const torch::Tensor& logits, const torch::Tensor& labels, const torch::Tensor& class_weights);
+/// part of the batch (against mixup's blend of `labels` and `other` when `other` is defined:
+/// train/mixup.h), its backward pass, and its totals. An empty part (a short last batch split over
+/// more ranks than it has samples: `logits` undefined or empty) contributes nothing.
+StepTotals local_step(const torch::Tensor& logits, const torch::Tensor& labels, const torch::Tensor& class_weights,
+                      const torch::Tensor& other = {}, double lambda = 1.0);
 
 /// All-reduces the gradients of a fixed list of parameters in flat buckets of about bucket_bytes
 /// (one collective each, all in flight at once), together with the step's totals.

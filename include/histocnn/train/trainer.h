@@ -66,6 +66,8 @@ struct TrainerOptions {
   /// 0: off. Else validation, the best epoch and the final model use an exponential moving average
   /// of the weights with this decay (e.g. 0.999), updated after every step (train/weight_average.h).
   double ema_decay = 0.0;
+  /// 0: off. Else mixup (train/mixup.h) with lambda ~ Beta(mixup, mixup) per batch (e.g. 0.2).
+  double mixup = 0.0;
   std::string checkpoint_dir;    ///< "" = no checkpoints; else resume from and save to this folder
   bool progress = progress_enabled_by_default();  ///< progress bars on stderr (HISTOCNN_PROGRESS=0: off)
   /// Data-parallel training (train/distributed.h). fit() joins the job its environment describes

@@ -644,3 +644,33 @@ TEST_CASE("Macenko white-balanced to the glass cancels a tint a whole slide shar
   run.stain_white_balance = true;
   CHECK_THROWS_WITH(run.validate(), Catch::Contains("stain_white_balance") && Catch::Contains("macenko"));
 }
+
+TEST_CASE("The glass white balance subtracts is each channel's 1st percentile of optical density, padding left out",
+          "[stain]") {
+  // Random tissue-like levels with pure-white padding mixed in; the oracle sorts every density.
+  cv::RNG rng(5);
+  std::vector<cv::Mat> images;
+  for (int k = 0; k < 3; ++k) {
+    cv::Mat m(37 + k, 41, CV_8UC3);
+    rng.fill(m, cv::RNG::UNIFORM, cv::Scalar(60, 30, 90), cv::Scalar(256, 256, 256));
+    for (int i = 0; i < m.rows * m.cols; i += 7) m.at<cv::Vec3b>(i / m.cols, i % m.cols) = cv::Vec3b(255, 255, 255);
+    images.push_back(m);
+  }
+  const auto ref = beer_lambert(kMacenkoH, kMacenkoE, 1.2, 3);
+  const auto norm = data::StainNormaliser::fit(data::StainMethod::macenko, {ref.rgb}, data::StainFit::slide, true);
+  const auto glass = norm.source_stats(images).background;
+  for (int c = 0; c < 3; ++c) {
+    std::vector<double> d;
+    for (const auto& m : images) {
+      for (int i = 0; i < m.rows * m.cols; ++i) {
+        const auto& p = m.at<cv::Vec3b>(i / m.cols, i % m.cols);
+        if (p != cv::Vec3b(255, 255, 255)) d.push_back(od(p[c]));
+      }
+    }
+    std::sort(d.begin(), d.end());
+    const double pos = 0.01 * (d.size() - 1);
+    const auto lo = static_cast<size_t>(pos);
+    REQUIRE(pos > lo);  // an interpolated percentile, not an order statistic alone
+    CHECK(glass[c] == Approx(d[lo] + (pos - lo) * (d[lo + 1] - d[lo])).epsilon(1e-12));
+  }
+}

@@ -23,6 +23,7 @@ struct Fixture {
   /// val_loss, so a run cannot keep improving it.
   bool invert_val_labels = false;
   double ema_decay = 0;
+  double mixup = 0;
   Fixture() {
     const auto synth = test::synthetic_options(4, 16);
     data::generate_synthetic(dir / "data", synth);
@@ -52,6 +53,7 @@ struct Fixture {
     o.reduce_lr_patience = 1;
     o.min_lr = 1e-5;
     o.ema_decay = ema_decay;
+    o.mixup = mixup;
     train::Trainer trainer(model, o);
     auto h = trainer.fit(train_ds, &val_ds);
     if (p_out) *p_out = trainer.predict(val_ds).p_positive;
@@ -98,6 +100,27 @@ TEST_CASE("A run with a moving average of its weights continues from its checkpo
   f.ema_decay = 0;
   auto plain = f.fit(3, "", false, "flips");
   CHECK(plain.epochs[0].val_loss != full.epochs[0].val_loss);
+}
+
+TEST_CASE("A run with mixup draws the same blends when continued from its checkpoint", "[train]") {
+  Fixture f;
+  f.mixup = 0.4;
+  for (bool frozen : {true, false}) {
+    INFO("frozen backbone (mixup blends the cached features): " << frozen);
+    const auto ck = f.dir / (frozen ? "ck-mixup-frozen" : "ck-mixup");
+    std::vector<double> p_full, p_resumed;
+    auto full = f.fit(3, "", frozen, frozen ? "none" : "flips", &p_full);
+    f.fit(1, ck.string(), frozen, frozen ? "none" : "flips");
+    auto resumed = f.fit(3, ck.string(), frozen, frozen ? "none" : "flips", &p_resumed);
+    CHECK(resumed.resumed_from_epoch == 1);
+    CHECK(resumed.to_csv(false) == full.to_csv(false));
+    CHECK(p_resumed == p_full);
+    // Mixup changes what is learned: the same run without it trains on other inputs and targets.
+    f.mixup = 0;
+    auto plain = f.fit(3, "", frozen, frozen ? "none" : "flips");
+    CHECK(plain.epochs[0].train_loss != full.epochs[0].train_loss);
+    f.mixup = 0.4;
+  }
 }
 
 TEST_CASE("A checkpoint from other options is refused, not silently mixed in", "[train]") {
