@@ -3,7 +3,7 @@
 
 Each patient of a Kaggle-layout folder is restained as `histocnn evaluate --stain-shift` does (its
 haematoxylin, eosin and residual concentrations, by Ruifrok & Johnston's matrix, scaled by
-1 + N(0, sigma) and shifted by N(0, sigma), one draw per patient; re-implemented here with numpy),
+1 + N(0, sigma) and shifted by N(0, sigma), one draw per patient: `histocnn.data.restain`),
 then normalised per slide with Macenko, with and without white balance to the glass, and without
 normalisation; printed is the mean absolute difference (8-bit levels) between each patch as stained
 and restained, both normalised the same way, averaged over the patients:
@@ -21,19 +21,6 @@ import numpy as np
 from PIL import Image
 
 import histocnn
-
-H, E = np.array([0.65, 0.70, 0.29]), np.array([0.07, 0.99, 0.11])
-H, E = H / np.linalg.norm(H), E / np.linalg.norm(E)
-R = np.cross(H, E)
-STAINS = np.stack([H, E, R / np.linalg.norm(R)])
-INVERSE = np.linalg.inv(STAINS)
-
-
-def restain(img, scale, shift):
-    od = -np.log((img.astype(np.float64) + 1) / 256)
-    c = (od.reshape(-1, 3) @ INVERSE) * (1 + scale) + shift
-    return np.clip(np.rint(256 * np.exp(-(c @ STAINS).reshape(img.shape)) - 1), 0, 255).astype(np.uint8)
-
 
 def mean_difference(a, b):
     return float(np.mean([np.abs(x.astype(int) - y).mean() for x, y in zip(a, b)]))
@@ -68,7 +55,7 @@ def main():
             for norm in ways.values():
                 d = []
                 for slide, (scale, shift) in zip(slides, draws):
-                    restained = [restain(p, keep[0] * scale, keep[1] * shift) for p in slide]
+                    restained = [histocnn.data.restain(p, 1 + keep[0] * scale, keep[1] * shift) for p in slide]
                     if norm is None:
                         d.append(mean_difference(slide, restained))
                     else:

@@ -14,6 +14,7 @@
 #include <pybind11/stl.h>
 #include <pybind11/stl/filesystem.h>
 
+#include <array>
 #include <cstring>
 
 namespace py = pybind11;
@@ -160,6 +161,21 @@ void init_stain(py::module_& m) {
       py::arg("image"), py::arg("preset"), py::arg("seed") = 0,
       "One augmented copy of an HxWx3 uint8 image with a named preset (none, flips, study, histology[:sigma], "
       "hsv-light, hsv-strong, hsv:<r>), drawn from `seed`.");
+  m.def(
+      "restain",
+      [](const RgbArray& image, const std::array<double, 3>& scale, const std::array<double, 3>& shift) {
+        const cv::Mat rgb = rgb_mat(image);
+        cv::Mat out;
+        {
+          py::gil_scoped_release release;
+          out = data::restain(rgb, scale, shift);
+        }
+        return rgb_array(out);
+      },
+      py::arg("image"), py::arg("scale") = std::array<double, 3>{1, 1, 1}, py::arg("shift") = std::array<double, 3>{},
+      "An HxWx3 uint8 image restained: its haematoxylin, eosin and residual concentrations (Ruifrok & Johnston's "
+      "colour deconvolution) each taken to c * scale[k] + shift[k]. What --stain-shift sigma does to a test "
+      "patient, with its scale 1 + N(0, sigma) and shift N(0, sigma) drawn once per patient.");
 }
 
 }  // namespace

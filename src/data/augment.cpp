@@ -171,14 +171,10 @@ cv::Mat jitter_hsv(const cv::Mat& rgb, const AugmentOptions& options, std::mt199
   return out;
 }
 
-cv::Mat jitter_stains(const cv::Mat& rgb, double sigma, std::mt19937_64& rng) {
+cv::Mat restain(const cv::Mat& rgb, const std::array<double, 3>& scale, const std::array<double, 3>& shift) {
+  HISTOCNN_CHECK(rgb.type() == CV_8UC3, "restain: expected an 8-bit RGB image, got OpenCV type {}", rgb.type());
   const StainMatrix& stains = ruifrok_stain_matrix();
-  double scale[3], shift[3];
-  for (int k = 0; k < 3; ++k) {
-    scale[k] = 1.0 + sigma * normal(rng);
-    shift[k] = sigma * normal(rng);
-  }
-  // Optical density od = -log((I + 1) / 256); concentrations c = od * inv(M); jitter; back.
+  // Optical density od = -log((I + 1) / 256); concentrations c = od * inv(M); scaled, shifted; back.
   const auto& lut = optical_density_table();
   cv::Mat out(rgb.size(), CV_8UC3);
   for (int y = 0; y < rgb.rows; ++y) {
@@ -198,6 +194,15 @@ cv::Mat jitter_stains(const cv::Mat& rgb, double sigma, std::mt19937_64& rng) {
     }
   }
   return out;
+}
+
+cv::Mat jitter_stains(const cv::Mat& rgb, double sigma, std::mt19937_64& rng) {
+  std::array<double, 3> scale{}, shift{};
+  for (int k = 0; k < 3; ++k) {
+    scale[k] = 1.0 + sigma * normal(rng);
+    shift[k] = sigma * normal(rng);
+  }
+  return restain(rgb, scale, shift);
 }
 
 cv::Mat augment_patch(const cv::Mat& rgb, const AugmentOptions& options, std::mt19937_64& rng) {

@@ -115,6 +115,26 @@ def test_haematoxylin_image_is_the_deconvolved_haematoxylin():
     assert np.abs(histocnn.data.haematoxylin_image(pinker).astype(int) - out).mean() < 1.0
 
 
+def test_restain_scales_and_shifts_the_deconvolved_concentrations():
+    """Against restaining done here with numpy: concentrations by the inverse of Ruifrok & Johnston's
+    matrix, c * scale + shift, back to 8-bit levels rounded half to even (what --stain-shift does to
+    each test patient, with its own scale and shift)."""
+    img = stained(MACENKO, 1.0, 5)
+    h, e = (unit(v) for v in RUIFROK)
+    stains = np.stack([h, e, unit(np.cross(h, e))])
+    od = -np.log((img.astype(np.float64) + 1) / 256)
+    scale, shift = np.array([1.15, 0.8, 1.05]), np.array([0.04, -0.03, 0.1])
+    c = (od.reshape(-1, 3) @ np.linalg.inv(stains)) * scale + shift
+    expected = np.clip(np.rint(256 * np.exp(-(c @ stains).reshape(img.shape)) - 1), 0, 255)
+    out = histocnn.data.restain(img, list(scale), list(shift))
+    assert out.shape == img.shape and out.dtype == np.uint8
+    assert np.abs(out.astype(int) - expected).max() <= 1  # a level where the two round a .5 apart
+    assert np.abs(out.astype(int) - expected).mean() < 0.01
+    assert np.abs(out.astype(int) - img).mean() > 5
+    # Scale 1 and shift 0 give the image back, up to one level of rounding.
+    assert np.abs(histocnn.data.restain(img).astype(int) - img).max() <= 1
+
+
 def test_a_model_trained_on_the_grey_level_sees_only_it(synthetic_data, tmp_path):
     trainer = histocnn.Trainer(data_dir=str(synthetic_data), output_dir=str(tmp_path), backbone="simple_cnn",
                                image_size=32, hidden1=16, hidden2=8, epochs=1, stain_shift=0.0, tensorboard=False,

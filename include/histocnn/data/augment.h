@@ -15,6 +15,7 @@
 // depend on thread timing.
 #include <opencv2/core.hpp>
 
+#include <array>
 #include <cstdint>
 #include <random>
 #include <string>
@@ -62,9 +63,12 @@ struct AugmentOptions {
 
 cv::Mat augment_patch(const cv::Mat& rgb, const AugmentOptions& options, std::mt19937_64& rng);
 
-/// Haematoxylin-eosin jitter alone: deconvolves RGB into H, E and residual optical densities
-/// (Ruifrok & Johnston's stain vectors), scales each by (1 + N(0, sigma)) and shifts it by
-/// N(0, sigma), and converts back.
+/// Restaining: deconvolves RGB into haematoxylin, eosin and residual optical densities (Ruifrok &
+/// Johnston's stain vectors), takes each concentration c to c * scale[k] + shift[k], and converts back.
+cv::Mat restain(const cv::Mat& rgb, const std::array<double, 3>& scale, const std::array<double, 3>& shift);
+
+/// Haematoxylin-eosin jitter alone: restain() with each scale 1 + N(0, sigma) and each shift
+/// N(0, sigma), drawn from `rng` (scale then shift, stain by stain).
 cv::Mat jitter_stains(const cv::Mat& rgb, double sigma, std::mt19937_64& rng);
 
 /// HSV, brightness and contrast jitter alone (the hue, saturation, value and contrast fields of
