@@ -22,6 +22,7 @@ from PIL import Image
 
 import histocnn
 
+
 def mean_difference(a, b):
     return float(np.mean([np.abs(x.astype(int) - y).mean() for x, y in zip(a, b)]))
 

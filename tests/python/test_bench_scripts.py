@@ -204,14 +204,16 @@ def test_cv_seeds_averages_seeds_and_counts_the_fold_seed_pairs_won(tmp_path):
 
 
 def test_restain_normalisation_shows_white_balance_cancelling_the_shift(synthetic_data):
+    # The script imports the bindings: the ones this test runs with.
+    env = {**os.environ, "PYTHONPATH": str(pathlib.Path(histocnn.__file__).parents[1])}
     proc = subprocess.run([sys.executable, str(ROOT / "bench" / "restain_normalisation.py"), str(synthetic_data),
                            "--patients", "4", "--every", "2", "--sigmas", "0.2"], capture_output=True, text=True,
-                          timeout=300, env={**os.environ, "PYTHONPATH": str(pathlib.Path(histocnn.__file__).parents[1])})
+                          timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr
     rows = {row[1]: [float(c) for c in row[2:]] for row in table(proc.stdout)}
     assert set(rows) == {"scale and shift", "scale alone", "shift alone"}
     none, plain, balanced = rows["shift alone"]
     assert none > 3 and balanced < plain / 2  # the glass takes the shift; plain Macenko reads it as stain
     proc = subprocess.run([sys.executable, str(ROOT / "bench" / "restain_normalisation.py"), str(ROOT / "docs")],
-                          capture_output=True, text=True, timeout=60)
+                          capture_output=True, text=True, timeout=60, env=env)
     assert proc.returncode != 0 and "no <patient>/<class>/*.png patches" in proc.stderr
