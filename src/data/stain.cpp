@@ -497,8 +497,8 @@ StainNormaliser StainNormaliser::from_json(const std::string& text) {
                          j.value("white_balance", false));
 }
 
-StainNormaliser fit_stain_reference(StainMethod method, StainFit fit, const Manifest& manifest,
-                                    const std::filesystem::path& reference, int max_patches, bool white_balance) {
+StainNormaliser fit_stain_reference(StainMethod method, StainFit fit, bool white_balance, const Manifest& manifest,
+                                    const std::filesystem::path& reference, int max_patches) {
   if (!reference.empty()) {
     HISTOCNN_CHECK_FOUND(std::filesystem::exists(reference), "stain reference image '{}' does not exist",
                          reference.string());

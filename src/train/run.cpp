@@ -207,8 +207,8 @@ RunModel build_run_model(const RunOptions& options) {
 std::optional<data::StainNormaliser> fit_run_stain_reference(const RunOptions& options, const data::Manifest& train) {
   if (options.stain_normalise == "none") return std::nullopt;
   auto normaliser = data::fit_stain_reference(data::parse_stain_method(options.stain_normalise),
-                                              data::parse_stain_fit(options.stain_fit), train, options.stain_reference,
-                                              512, options.stain_white_balance);
+                                              data::parse_stain_fit(options.stain_fit), options.stain_white_balance,
+                                              train, options.stain_reference);
   log_info("stain normalisation: {} fitted per {}{}, reference {}", options.stain_normalise, options.stain_fit,
            options.stain_white_balance ? ", white-balanced to the glass" : "",
            options.stain_reference.empty() ? "from the training split" : options.stain_reference.string());

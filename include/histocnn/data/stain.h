@@ -140,11 +140,11 @@ class StainNormaliser {
   bool white_balance_ = false;
 };
 
-/// A training run's reference: fitted to the image `reference` when one is given, otherwise to up
-/// to `max_patches` patches of `manifest` spread evenly over its rows (the training split, so the
-/// reference never sees a test patient). Patches are decoded from the manifest's files.
-StainNormaliser fit_stain_reference(StainMethod method, StainFit fit, const Manifest& manifest,
-                                    const std::filesystem::path& reference = {}, int max_patches = 512,
-                                    bool white_balance = false);
+/// A training run's reference (StainNormaliser::fit with `method`, `fit` and `white_balance`):
+/// fitted to the image `reference` when one is given, otherwise to up to `max_patches` patches of
+/// `manifest` spread evenly over its rows (the training split, so the reference never sees a test
+/// patient). Patches are decoded from the manifest's files.
+StainNormaliser fit_stain_reference(StainMethod method, StainFit fit, bool white_balance, const Manifest& manifest,
+                                    const std::filesystem::path& reference = {}, int max_patches = 512);
 
 }  // namespace histocnn::data

@@ -465,7 +465,7 @@ TEST_CASE("A run fits the stain reference on its training split and every predic
   CHECK(stain->fit_mode() == data::StainFit::slide);
   // The reference is the training split's stain, not the whole folder's.
   const auto manifest = data::Manifest::load_csv(result.run_dir / "manifest.csv");
-  const auto train_ref = data::fit_stain_reference(data::StainMethod::macenko, data::StainFit::slide,
+  const auto train_ref = data::fit_stain_reference(data::StainMethod::macenko, data::StainFit::slide, false,
                                                    manifest.subset("train"));
   CHECK(stain->to_json() == train_ref.to_json());
 
