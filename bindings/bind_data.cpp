@@ -69,11 +69,12 @@ void init_stain(py::module_& m) {
         return data::fit_stain_stats(data::parse_stain_method(method), mats);
       },
       py::arg("method"), py::arg("images"),
-      "Reinhard (L*a*b* mean/std) or Macenko (stain vectors, 99th-percentile concentrations) statistics over "
-      "the non-white pixels of HxWx3 uint8 images taken together; .fitted is False when there is too little "
+      "Reinhard (L*a*b* mean/std), Macenko (stain vectors, 99th-percentile concentrations) or white-balance "
+      "(the glass: each channel's 1st percentile of optical density) statistics over the non-white pixels of HxWx3 uint8 images taken together; .fitted is False when there is too little "
       "tissue.");
   py::class_<data::StainNormaliser>(m, "StainNormaliser",
-                                    "Stain normalisation to a reference: Reinhard or Macenko, per patch or per slide")
+                                    "Stain normalisation to a reference: Reinhard, Macenko or white balance alone, per "
+                                    "patch or per slide")
       .def_static(
           "fit",
           [](const std::string& method, const std::vector<RgbArray>& reference, const std::string& fit,
@@ -84,8 +85,9 @@ void init_stain(py::module_& m) {
                                               white_balance);
           },
           py::arg("method"), py::arg("reference"), py::arg("fit") = "patch", py::arg("white_balance") = false,
-          "The normaliser whose target is the pooled statistics of the reference images. white_balance "
-          "(Macenko): each source's glass is subtracted in optical density before its stains are fitted.")
+          "The normaliser whose target is the pooled statistics of the reference images (method: reinhard, "
+          "macenko or white-balance). white_balance (Macenko): each source's glass is subtracted in optical "
+          "density before its stains are fitted.")
       .def(py::init([](const data::StainStats& target, const std::string& fit, bool white_balance) {
              return data::StainNormaliser(target, data::parse_stain_fit(fit), white_balance);
            }),

@@ -91,7 +91,7 @@ StainStats reinhard_stats(const std::vector<cv::Mat>& images) {
 // are not pure white (padding); zero when there are none. A density depends on the 8-bit level
 // alone, so the count of each level per channel is all the percentile needs (a complete slide's
 // millions of pixels are not copied): the same order statistics, interpolated as percentile() does.
-std::array<double, 3> glass_density(const std::vector<cv::Mat>& images) {
+std::array<double, 3> glass_density(const std::vector<cv::Mat>& images, int64_t* pixels = nullptr) {
   const auto& od = optical_density_table();  // strictly decreasing in the level
   std::array<std::array<int64_t, 256>, 3> counts{};
   int64_t n = 0;
@@ -107,6 +107,7 @@ std::array<double, 3> glass_density(const std::vector<cv::Mat>& images) {
     }
   }
   std::array<double, 3> glass{};
+  if (pixels != nullptr) *pixels = n;
   if (n == 0) return glass;
   const double pos = kGlassPercent / 100.0 * static_cast<double>(n - 1);
   const auto lo = static_cast<int64_t>(std::floor(pos));
@@ -228,9 +229,20 @@ StainStats macenko_stats(const std::vector<std::array<double, 3>>& od, const Sta
   return s;
 }
 
+// White balance alone: the glass, over the non-white pixels.
+StainStats glass_stats(const std::vector<cv::Mat>& images) {
+  StainStats s;
+  s.method = StainMethod::white_balance;
+  int64_t n = 0;
+  s.background = glass_density(images, &n);
+  if (n >= kMinReinhardPixels) s.pixels = n;
+  return s;
+}
+
 StainStats fit_stats(StainMethod method, const std::vector<cv::Mat>& rgb, const StainStats* fallback,
                      bool white_balance) {
   if (method == StainMethod::reinhard) return reinhard_stats(rgb);
+  if (method == StainMethod::white_balance) return glass_stats(rgb);
   const std::array<double, 3> glass = white_balance ? glass_density(rgb) : std::array<double, 3>{};
   StainStats s = macenko_stats(tissue_densities(rgb, glass), fallback);
   s.background = glass;
@@ -299,6 +311,30 @@ cv::Mat normalise_macenko(const cv::Mat& rgb, const StainStats& source, const St
   return out;
 }
 
+// od' = od - source glass + target glass, per channel: one lookup table per channel.
+cv::Mat normalise_white_balance(const cv::Mat& rgb, const StainStats& source, const StainStats& target) {
+  const auto& od = optical_density_table();
+  std::array<std::array<uint8_t, 256>, 3> lut{};
+  for (int c = 0; c < 3; ++c) {
+    for (int v = 0; v < 256; ++v) {
+      lut[c][v] = intensity_from_optical_density(od[v] - source.background[c] + target.background[c]);
+    }
+  }
+  cv::Mat out(rgb.size(), CV_8UC3);
+  for (int y = 0; y < rgb.rows; ++y) {
+    const auto* src = rgb.ptr<cv::Vec3b>(y);
+    auto* dst = out.ptr<cv::Vec3b>(y);
+    for (int x = 0; x < rgb.cols; ++x) {
+      if (is_white(src[x])) {
+        dst[x] = src[x];
+        continue;
+      }
+      for (int c = 0; c < 3; ++c) dst[x][c] = lut[c][src[x][c]];
+    }
+  }
+  return out;
+}
+
 json array_json(const std::array<double, 3>& a) { return json::array({a[0], a[1], a[2]}); }
 
 }  // namespace
@@ -360,11 +396,18 @@ cv::Mat haematoxylin_image(const cv::Mat& rgb) {
 StainMethod parse_stain_method(const std::string& name) {
   if (name == "reinhard") return StainMethod::reinhard;
   if (name == "macenko") return StainMethod::macenko;
-  HISTOCNN_FAIL("unknown stain normalisation '{}'; use reinhard or macenko (or none for no normalisation)", name);
+  if (name == "white-balance") return StainMethod::white_balance;
+  HISTOCNN_FAIL("unknown stain normalisation '{}'; use reinhard, macenko or white-balance (or none for no "
+                "normalisation)", name);
 }
 
 std::string stain_method_name(StainMethod method) {
-  return method == StainMethod::reinhard ? "reinhard" : "macenko";
+  switch (method) {
+    case StainMethod::reinhard: return "reinhard";
+    case StainMethod::macenko: return "macenko";
+    case StainMethod::white_balance: return "white-balance";
+  }
+  HISTOCNN_FAIL("unknown stain method {}", static_cast<int>(method));
 }
 
 StainFit parse_stain_fit(const std::string& name) {
@@ -381,6 +424,8 @@ std::string StainStats::to_json() const {
   if (method == StainMethod::reinhard) {
     j["lab_mean"] = array_json(lab_mean);
     j["lab_std"] = array_json(lab_std);
+  } else if (method == StainMethod::white_balance) {
+    j["background"] = array_json(background);
   } else {
     j["haematoxylin"] = array_json(haematoxylin);
     j["eosin"] = array_json(eosin);
@@ -405,6 +450,8 @@ StainStats StainStats::from_json(const std::string& text) {
     if (s.method == StainMethod::reinhard) {
       s.lab_mean = j.at("lab_mean").get<std::array<double, 3>>();
       s.lab_std = j.at("lab_std").get<std::array<double, 3>>();
+    } else if (s.method == StainMethod::white_balance) {
+      s.background = j.at("background").get<std::array<double, 3>>();
     } else {
       s.haematoxylin = j.at("haematoxylin").get<std::array<double, 3>>();
       s.eosin = j.at("eosin").get<std::array<double, 3>>();
@@ -414,7 +461,7 @@ StainStats StainStats::from_json(const std::string& text) {
     }
   } catch (const json::exception& e) {
     HISTOCNN_FAIL("stain statistics lack a field or have a wrong type ({}); expected method, pixels and "
-                  "lab_mean/lab_std (reinhard) or haematoxylin/eosin/max_concentration (macenko)", e.what());
+                  "lab_mean/lab_std (reinhard), haematoxylin/eosin/max_concentration (macenko) or background (white-balance)", e.what());
   }
   return s;
 }
@@ -428,7 +475,8 @@ StainNormaliser::StainNormaliser(StainStats target, StainFit fit, bool white_bal
   HISTOCNN_CHECK(target_.fitted(), "a stain normaliser needs fitted reference statistics (the reference had too "
                  "little tissue); choose a reference with tissue of both stains");
   HISTOCNN_CHECK(!white_balance_ || target_.method == StainMethod::macenko,
-                 "white balance to the glass is part of Macenko normalisation; use macenko, or turn it off");
+                 "white balance to the glass is part of Macenko normalisation (or a method of its own, "
+                 "white-balance); use macenko, or turn it off");
   if (target_.method == StainMethod::macenko) {
     double p[2][3];
     HISTOCNN_CHECK(stain_pseudo_inverse(target_.haematoxylin, target_.eosin, p) &&
@@ -459,8 +507,12 @@ cv::Mat StainNormaliser::normalise(const cv::Mat& rgb, const StainStats& source)
   HISTOCNN_CHECK(source.method == target_.method, "source statistics are {} but the normaliser is {}",
                  stain_method_name(source.method), stain_method_name(target_.method));
   if (!source.fitted()) return rgb.clone();
-  return target_.method == StainMethod::reinhard ? normalise_reinhard(rgb, source, target_)
-                                                 : normalise_macenko(rgb, source, target_);
+  switch (target_.method) {
+    case StainMethod::reinhard: return normalise_reinhard(rgb, source, target_);
+    case StainMethod::macenko: return normalise_macenko(rgb, source, target_);
+    case StainMethod::white_balance: return normalise_white_balance(rgb, source, target_);
+  }
+  HISTOCNN_FAIL("unknown stain method {}", static_cast<int>(target_.method));
 }
 
 std::vector<cv::Mat> StainNormaliser::normalise_group(const std::vector<cv::Mat>& rgb) const {

@@ -169,8 +169,9 @@ const std::vector<Option>& options_list() {
       opt("target_sensitivity", F, "For --threshold-method sensitivity", HISTOCNN_FIELD(double, o.target_sensitivity)),
       opt("stain_shift", F, "Also evaluate the test split restained per patient with this H&E jitter sigma (0 = off)", HISTOCNN_FIELD(double, o.stain_shift)),
       opt("stain_normalise", S, "Stain normalisation saved with the model and applied wherever it predicts: none, "
-          "reinhard (L*a*b* mean/std) or macenko (stain vectors), fitted to --stain-reference or the training split",
-          HISTOCNN_FIELD(std::string, o.stain_normalise), "", {"none", "reinhard", "macenko"}),
+          "reinhard (L*a*b* mean/std), macenko (stain vectors) or white-balance (each slide's glass made the "
+          "reference's; use with --stain-fit slide), fitted to --stain-reference or the training split",
+          HISTOCNN_FIELD(std::string, o.stain_normalise), "", {"none", "reinhard", "macenko", "white-balance"}),
       opt("stain_fit", S, "Stain statistics of each patch (patch) or of all patches of its slide, patient or request (slide)",
           HISTOCNN_FIELD(std::string, o.stain_fit), "", {"patch", "slide"}),
       opt("stain_reference", P, "Image whose stain is the normalisation target (default: patches of the training split)",

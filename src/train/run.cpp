@@ -126,10 +126,11 @@ void RunOptions::validate() const {
   check_run_option_choice("stain_fit", stain_fit);
   check_run_option_choice("colour", colour);
   HISTOCNN_CHECK(!stain_white_balance || stain_normalise == "macenko",
-                 "stain_white_balance is part of Macenko normalisation; set stain_normalise to macenko (got {})",
+                 "stain_white_balance is part of Macenko normalisation; set stain_normalise to macenko, or to "
+                 "white-balance for the white balance alone (got {})",
                  stain_normalise);
   HISTOCNN_CHECK(stain_normalise != "none" || stain_reference.empty(),
-                 "stain_reference '{}' is given but stain_normalise is none; choose reinhard or macenko",
+                 "stain_reference '{}' is given but stain_normalise is none; choose reinhard, macenko or white-balance",
                  stain_reference.string());
   HISTOCNN_CHECK(model.num_classes() == 2,
                  "num_classes must be 2 (IDC-negative, IDC-positive): evaluation, thresholds and serving are binary; "

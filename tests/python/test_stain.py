@@ -173,3 +173,35 @@ def test_white_balance_to_the_glass_cancels_a_slide_wide_tint():
     assert diffs[True] < 1.5 < 5 < diffs[False]
     with pytest.raises(ValueError, match="part of Macenko"):
         histocnn.data.StainNormaliser.fit("reinhard", [ref], white_balance=True)
+
+
+def test_white_balance_alone_is_von_kries_on_each_slides_glass():
+    """White balance alone against numpy: each channel's glass is the 1st percentile (numpy's) of
+    the optical density of the non-white pixels, and every pixel's density moves by the reference's
+    glass minus the slide's; the stains are not touched, so a tinted slide comes back as it was."""
+    def density(img):
+        return -np.log((img.astype(float) + 1.0) / 256)
+
+    def glass(images):
+        pixels = np.concatenate([i.reshape(-1, 3) for i in images])
+        pixels = pixels[(pixels != 255).any(axis=1)]
+        return np.percentile(density(pixels), 1, axis=0)
+
+    slide = [stained(RUIFROK, 1.0, seed) for seed in (41, 42)]
+    tint = np.array([0.10, 0.18, 0.06])
+    tinted = [np.clip(np.rint(256 * np.exp(-(density(s) + tint)) - 1), 0, 255).astype(np.uint8) for s in slide]
+    ref = stained(MACENKO, 1.2, 3)
+    norm = histocnn.data.StainNormaliser.fit("white-balance", [ref], fit="slide")
+    assert norm.method == "white-balance" and norm.fit_mode == "slide"
+    np.testing.assert_allclose(norm.target.background, glass([ref]), rtol=1e-12)
+    source = norm.source_stats(tinted)
+    np.testing.assert_allclose(source.background, glass(tinted), rtol=1e-12)
+    out = norm.normalise_group(tinted)
+    for t, o in zip(tinted, out):
+        expected = np.clip(np.rint(256 * np.exp(-(density(t) - glass(tinted) + glass([ref]))) - 1), 0, 255)
+        assert np.abs(o.astype(int) - expected).max() <= 1  # a rounding tie may fall the other way
+    back = norm.normalise_group(slide)
+    assert np.mean([np.abs(a.astype(int) - b).mean() for a, b in zip(out, back)]) < 1.5
+    assert np.mean([np.abs(a.astype(int) - b).mean() for a, b in zip(tinted, slide)]) > 10
+    with pytest.raises(ValueError, match="white-balance"):
+        histocnn.data.StainNormaliser.fit("glass", [ref])

@@ -8,7 +8,7 @@
 //   auto slide = norm.source_stats(patches_of_one_slide);  // or once over a slide / patient / request
 //   cv::Mat b = norm.normalise(patch, slide);              // ... and applied to each of its patches
 //
-// Two methods:
+// Three methods:
 // - Reinhard et al. 2001 (colour transfer): each CIE L*a*b* channel (OpenCV's cvtColor on float
 //   RGB) is shifted and scaled so that its mean and standard deviation become the reference's.
 // - Macenko et al. 2009: optical densities OD = -ln((I + 1) / 256) of the tissue pixels (|OD| >=
@@ -20,6 +20,10 @@
 //   1st percentile) is first subtracted from every pixel (the OD measured against the slide's own
 //   light instead of pure white): an absorption the whole slide shares, such as a tinted
 //   illumination or restaining's shift, cancels instead of being taken for stain.
+// - White balance alone (von Kries): each channel's optical density is moved by the reference's
+//   glass minus the source's, OD' = OD - glass_source + glass_target, i.e. every intensity is
+//   divided by the source's light and multiplied by the reference's; the stains themselves are
+//   left as they are. Meant for fits per slide, like Macenko's white balance.
 //
 // Pure white pixels (255, 255, 255: background glass, and the padding of border patches) count in
 // no statistic and stay white, so a patch gives the same result padded or not. A source with too
@@ -41,7 +45,7 @@
 
 namespace histocnn::data {
 
-enum class StainMethod { reinhard, macenko };
+enum class StainMethod { reinhard, macenko, white_balance };
 /// Where the source statistics come from: each patch by itself, or every patch of its slide
 /// (patient, request) together.
 enum class StainFit { patch, slide };
@@ -67,7 +71,7 @@ const StainMatrix& ruifrok_stain_matrix();
 /// filter. Eosin and residual are dropped; white stays white. RGB uint8 in and out.
 cv::Mat haematoxylin_image(const cv::Mat& rgb);
 
-/// "reinhard" / "macenko"; throws std::invalid_argument naming the allowed values.
+/// "reinhard" / "macenko" / "white-balance"; throws std::invalid_argument naming the allowed values.
 StainMethod parse_stain_method(const std::string& name);
 std::string stain_method_name(StainMethod method);
 /// "patch" / "slide"; throws std::invalid_argument naming the allowed values.
@@ -85,11 +89,12 @@ struct StainStats {
   std::array<double, 2> max_concentration{};
   /// Macenko: the stains could not be separated and these are the reference's vectors.
   bool borrowed_vectors = false;
-  /// Macenko with white balance: the optical density of the group's glass (per channel, the 1st
-  /// percentile over its non-white pixels), subtracted from every pixel before fitting and
-  /// normalising. Zero without white balance.
+  /// Macenko with white balance, and white balance alone: the optical density of the group's glass
+  /// (per channel, the 1st percentile over its non-white pixels), subtracted from every pixel
+  /// before fitting and normalising. Zero without white balance.
   std::array<double, 3> background{};
-  /// Pixels the statistics came from (tissue pixels for Macenko); 0: nothing to fit.
+  /// Pixels the statistics came from (tissue pixels for Macenko, non-white pixels otherwise); 0:
+  /// nothing to fit.
   int64_t pixels = 0;
 
   bool fitted() const { return pixels > 0; }

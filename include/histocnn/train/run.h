@@ -54,8 +54,9 @@ struct RunOptions {
   /// haematoxylin-eosin jitter sigma (data::PatchDataset::with_stain_shift), as patients from other
   /// labs would look. 0.1 is about Tellez et al.'s "HED-strong" range; 0 turns it off.
   double stain_shift = 0.1;
-  /// Stain normalisation stored in the bundle's preprocessing: "none", "reinhard" or "macenko",
-  /// fitted to stain_reference (an image) or, when that is empty, to patches of the training split.
+  /// Stain normalisation stored in the bundle's preprocessing: "none", "reinhard", "macenko" or
+  /// "white-balance" (the glass alone), fitted to stain_reference (an image) or, when that is empty,
+  /// to patches of the training split.
   std::string stain_normalise = "none";
   std::string stain_fit = "patch";  ///< source statistics per "patch" or per "slide" (patient)
   std::filesystem::path stain_reference;

@@ -178,6 +178,31 @@ double mean_abs_diff(const cv::Mat& a, const cv::Mat& b) {
   return (m[0] + m[1] + m[2]) / 3;
 }
 
+// The image seen through a uniform absorbing tint: every pixel's optical density plus the same
+// vector, as an illumination or a scanner's white balance would add, and as restaining's shift does.
+cv::Mat with_tint(const cv::Mat& rgb, const Vec3& tint) {
+  cv::Mat t(rgb.size(), CV_8UC3);
+  for (int i = 0; i < rgb.rows * rgb.cols; ++i) {
+    const auto& p = rgb.at<cv::Vec3b>(i / rgb.cols, i % rgb.cols);
+    auto& q = t.at<cv::Vec3b>(i / rgb.cols, i % rgb.cols);
+    for (int c = 0; c < 3; ++c) q[c] = data::intensity_from_optical_density(od(p[c]) + tint[c]);
+  }
+  return t;
+}
+
+std::vector<cv::Mat> with_tint(const std::vector<cv::Mat>& images, const Vec3& tint) {
+  std::vector<cv::Mat> out;
+  for (const auto& m : images) out.push_back(with_tint(m, tint));
+  return out;
+}
+
+// A slide of four patches stained with Ruifrok's H&E, a tenth of their pixels nearly bare glass.
+std::vector<cv::Mat> glass_slide() {
+  std::vector<cv::Mat> slide;
+  for (uint64_t seed = 21; seed < 25; ++seed) slide.push_back(beer_lambert(kRuifrokH, kRuifrokE, 1.0, seed, 48).rgb);
+  return slide;
+}
+
 }  // namespace
 
 TEST_CASE("Macenko recovers the stain vectors an image was made with", "[stain]") {
@@ -597,22 +622,8 @@ TEST_CASE("A run with haematoxylin input saves it in the bundle, and the bundle 
 }
 
 TEST_CASE("Macenko white-balanced to the glass cancels a tint a whole slide shares", "[stain]") {
-  // A slide of four patches (a tenth of their pixels nearly bare glass), and the same slide seen
-  // through a uniform absorbing tint: every pixel's optical density plus the same vector, as an
-  // illumination or a scanner's white balance would add, and as restaining's shift does.
-  std::vector<cv::Mat> slide, tinted;
   const Vec3 tint = {0.12, 0.20, 0.08};
-  for (uint64_t seed = 21; seed < 25; ++seed) {
-    const auto s = beer_lambert(kRuifrokH, kRuifrokE, 1.0, seed, 48);
-    slide.push_back(s.rgb);
-    cv::Mat t(s.rgb.size(), CV_8UC3);
-    for (int i = 0; i < 48 * 48; ++i) {
-      const auto& p = s.rgb.at<cv::Vec3b>(i / 48, i % 48);
-      auto& q = t.at<cv::Vec3b>(i / 48, i % 48);
-      for (int c = 0; c < 3; ++c) q[c] = data::intensity_from_optical_density(od(p[c]) + tint[c]);
-    }
-    tinted.push_back(t);
-  }
+  const auto slide = glass_slide(), tinted = with_tint(slide, tint);
   const auto ref = beer_lambert(kMacenkoH, kMacenkoE, 1.2, 3);
   auto difference = [&](bool white_balance) {
     const auto norm = data::StainNormaliser::fit(data::StainMethod::macenko, {ref.rgb}, data::StainFit::slide,
@@ -673,4 +684,64 @@ TEST_CASE("The glass white balance subtracts is each channel's 1st percentile of
     REQUIRE(pos > lo);  // an interpolated percentile, not an order statistic alone
     CHECK(glass[c] == Approx(d[lo] + (pos - lo) * (d[lo + 1] - d[lo])).epsilon(1e-12));
   }
+}
+
+TEST_CASE("White balance alone moves each slide's glass onto the reference's and leaves its stains as they are",
+          "[stain]") {
+  const Vec3 tint = {0.12, 0.20, 0.08}, ref_tint = {0.03, 0.06, 0.01};
+  const auto slide = glass_slide(), tinted = with_tint(slide, tint);
+  const auto ref = with_tint(beer_lambert(kMacenkoH, kMacenkoE, 1.2, 3).rgb, ref_tint);
+  const auto norm = data::StainNormaliser::fit(data::StainMethod::white_balance, {ref}, data::StainFit::slide);
+  const auto a = norm.normalise_group(slide), b = norm.normalise_group(tinted);
+  double tinted_gap = 0, normalised_gap = 0;
+  for (size_t k = 0; k < a.size(); ++k) {
+    tinted_gap += mean_abs_diff(slide[k], tinted[k]) / a.size();
+    normalised_gap += mean_abs_diff(a[k], b[k]) / a.size();
+  }
+  INFO("mean |tinted - slide| " << tinted_gap << ", after white balance " << normalised_gap);
+  CHECK(tinted_gap > 10);
+  CHECK(normalised_gap < 1.5);  // 8-bit rounding of the tinted slide and of its 1st percentile
+
+  // Von Kries per channel: OD' = OD - the source's glass + the reference's, pixel by pixel.
+  const auto source = norm.source_stats(tinted);
+  REQUIRE(source.fitted());
+  for (int c = 0; c < 3; ++c) {
+    CHECK(source.background[c] - norm.source_stats(slide).background[c] == Approx(tint[c]).margin(0.02));
+    CHECK(norm.target().background[c] >= ref_tint[c] - 0.02);  // the reference's glass, its tint included
+  }
+  int checked = 0;
+  for (int i = 0; i < 48 * 48; ++i) {
+    const auto& p = tinted[0].at<cv::Vec3b>(i / 48, i % 48);
+    const auto& q = b[0].at<cv::Vec3b>(i / 48, i % 48);
+    for (int c = 0; c < 3; ++c) {
+      const double expected = 256.0 * std::exp(-(od(p[c]) - source.background[c] + norm.target().background[c])) - 1;
+      CHECK(q[c] == cv::saturate_cast<uint8_t>(expected));
+      ++checked;
+    }
+  }
+  CHECK(checked == 48 * 48 * 3);
+  // The stains are left as they are: the slide's own vectors, not the reference's (Macenko's).
+  const auto stains = data::fit_stain_stats(data::StainMethod::macenko, a);
+  REQUIRE(stains.fitted());
+  CHECK(angle_degrees(stains.haematoxylin, kRuifrokH) < 3.0);
+  CHECK(angle_degrees(stains.eosin, kRuifrokE) < 3.0);
+  CHECK(angle_degrees(stains.haematoxylin, kMacenkoH) > 5.0);
+
+  // Saved with the model; pure white has nothing to fit; the Macenko flag is refused beside it.
+  const auto back = data::StainNormaliser::from_json(norm.to_json());
+  CHECK(back.method() == data::StainMethod::white_balance);
+  CHECK(back.target().background == norm.target().background);
+  CHECK(mean_abs_diff(back.normalise(tinted[0], source), b[0]) == 0);
+  const cv::Mat white(16, 16, CV_8UC3, cv::Scalar(255, 255, 255));
+  CHECK_THROWS_WITH(data::StainNormaliser::fit(data::StainMethod::white_balance, {white}),
+                    Catch::Contains("too little tissue"));
+  CHECK_THROWS_WITH(data::StainNormaliser::fit(data::StainMethod::white_balance, {ref}, data::StainFit::slide, true),
+                    Catch::Contains("part of Macenko"));
+  CHECK(data::parse_stain_method("white-balance") == data::StainMethod::white_balance);
+  CHECK_THROWS_WITH(data::parse_stain_method("glass"), Catch::Contains("white-balance"));
+  train::RunOptions run;
+  run.data_dirs = {"x"};
+  run.stain_normalise = "white-balance";
+  run.stain_white_balance = true;
+  CHECK_THROWS_WITH(run.validate(), Catch::Contains("white balance alone"));
 }
