@@ -294,6 +294,18 @@ cv::Mat normalise_reinhard(const cv::Mat& rgb, const StainStats& source, const S
   return out;
 }
 
+// Each pixel mapped by f, pure white (glass, padding) kept white.
+template <typename F>
+cv::Mat map_non_white(const cv::Mat& rgb, F f) {
+  cv::Mat out(rgb.size(), CV_8UC3);
+  for (int y = 0; y < rgb.rows; ++y) {
+    const auto* src = rgb.ptr<cv::Vec3b>(y);
+    auto* dst = out.ptr<cv::Vec3b>(y);
+    for (int x = 0; x < rgb.cols; ++x) dst[x] = is_white(src[x]) ? src[x] : f(src[x]);
+  }
+  return out;
+}
+
 cv::Mat normalise_macenko(const cv::Mat& rgb, const StainStats& source, const StainStats& target) {
   double p[2][3];
   HISTOCNN_CHECK(stain_pseudo_inverse(source.haematoxylin, source.eosin, p),
@@ -310,24 +322,15 @@ cv::Mat normalise_macenko(const cv::Mat& rgb, const StainStats& source, const St
     }
   }
   const auto& od = optical_density_table();
-  cv::Mat out(rgb.size(), CV_8UC3);
-  for (int y = 0; y < rgb.rows; ++y) {
-    const auto* src = rgb.ptr<cv::Vec3b>(y);
-    auto* dst = out.ptr<cv::Vec3b>(y);
-    for (int x = 0; x < rgb.cols; ++x) {
-      if (is_white(src[x])) {
-        dst[x] = src[x];
-        continue;
-      }
-      const double d[3] = {od[src[x][0]] - source.background[0], od[src[x][1]] - source.background[1],
-                           od[src[x][2]] - source.background[2]};
-      for (int c = 0; c < 3; ++c) {
-        const double o = t[c][0] * d[0] + t[c][1] * d[1] + t[c][2] * d[2];
-        dst[x][c] = intensity_from_optical_density(o);
-      }
+  return map_non_white(rgb, [&](const cv::Vec3b& p) {
+    const double d[3] = {od[p[0]] - source.background[0], od[p[1]] - source.background[1],
+                         od[p[2]] - source.background[2]};
+    cv::Vec3b q;
+    for (int c = 0; c < 3; ++c) {
+      q[c] = intensity_from_optical_density(t[c][0] * d[0] + t[c][1] * d[1] + t[c][2] * d[2]);
     }
-  }
-  return out;
+    return q;
+  });
 }
 
 // od' = od - source glass + target glass, per channel: one lookup table per channel.
@@ -339,19 +342,7 @@ cv::Mat normalise_white_balance(const cv::Mat& rgb, const StainStats& source, co
       lut[c][v] = intensity_from_optical_density(od[v] - source.background[c] + target.background[c]);
     }
   }
-  cv::Mat out(rgb.size(), CV_8UC3);
-  for (int y = 0; y < rgb.rows; ++y) {
-    const auto* src = rgb.ptr<cv::Vec3b>(y);
-    auto* dst = out.ptr<cv::Vec3b>(y);
-    for (int x = 0; x < rgb.cols; ++x) {
-      if (is_white(src[x])) {
-        dst[x] = src[x];
-        continue;
-      }
-      for (int c = 0; c < 3; ++c) dst[x][c] = lut[c][src[x][c]];
-    }
-  }
-  return out;
+  return map_non_white(rgb, [&](const cv::Vec3b& p) { return cv::Vec3b(lut[0][p[0]], lut[1][p[1]], lut[2][p[2]]); });
 }
 
 json array_json(const std::array<double, 3>& a) { return json::array({a[0], a[1], a[2]}); }
