@@ -70,8 +70,8 @@ void init_stain(py::module_& m) {
       },
       py::arg("method"), py::arg("images"),
       "Reinhard (L*a*b* mean/std), Macenko (stain vectors, 99th-percentile concentrations) or white-balance "
-      "(the glass: each channel's 1st percentile of optical density) statistics over the non-white pixels of HxWx3 uint8 images taken together; .fitted is False when there is too little "
-      "tissue.");
+      "(the glass: each channel's 1st percentile of optical density) statistics over the non-white pixels of "
+      "HxWx3 uint8 images taken together; .fitted is False when there is too little tissue.");
   py::class_<data::StainNormaliser>(m, "StainNormaliser",
                                     "Stain normalisation to a reference: Reinhard, Macenko or white balance alone, per "
                                     "patch or per slide")

@@ -24,7 +24,7 @@ constexpr double kMaxPercent = 99.0;
 // The percentile of each channel's optical density taken as the glass's, for white balance.
 constexpr double kGlassPercent = 1.0;
 // Fewer pixels than these give no statistics worth trusting.
-constexpr int64_t kMinReinhardPixels = 16;
+constexpr int64_t kMinPixels = 16;
 constexpr int64_t kMinTissuePixels = 32;
 // Stain directions closer than this (radians) are one stain seen twice.
 constexpr double kMinStainAngle = 0.1;
@@ -78,7 +78,7 @@ StainStats reinhard_stats(const std::vector<cv::Mat>& images) {
       }
     }
   }
-  if (n < kMinReinhardPixels) return s;
+  if (n < kMinPixels) return s;
   for (int c = 0; c < 3; ++c) {
     s.lab_mean[c] = sum[c] / n;
     s.lab_std[c] = std::sqrt(std::max(0.0, sq[c] / n - s.lab_mean[c] * s.lab_mean[c]));
@@ -130,15 +130,18 @@ std::array<double, 3> glass_density(const std::vector<cv::Mat>& images, int64_t*
 // The tissue pixels (|OD - background| >= beta) of the images, as their 8-bit RGB: a density is a
 // function of the levels, so keeping 3 bytes a pixel instead of 3 doubles costs a complete slide's
 // millions of pixels an eighth of the memory and gives the same numbers.
+using Rgb8 = std::array<uint8_t, 3>;
+
+std::array<double, 3> density(const Rgb8& p, const std::array<double, 3>& background) {
+  const auto& od = optical_density_table();
+  return {od[p[0]] - background[0], od[p[1]] - background[1], od[p[2]] - background[2]};
+}
+
 struct TissuePixels {
-  std::vector<std::array<uint8_t, 3>> rgb;
+  std::vector<Rgb8> rgb;
   std::array<double, 3> background{};
 
-  std::array<double, 3> density(size_t i) const {
-    const auto& od = optical_density_table();
-    const auto& p = rgb[i];
-    return {od[p[0]] - background[0], od[p[1]] - background[1], od[p[2]] - background[2]};
-  }
+  std::array<double, 3> density(size_t i) const { return data::density(rgb[i], background); }
   size_t size() const { return rgb.size(); }
 };
 
@@ -151,9 +154,9 @@ TissuePixels tissue_pixels(const std::vector<cv::Mat>& images, const std::array<
       const auto* src = rgb.ptr<cv::Vec3b>(y);
       for (int x = 0; x < rgb.cols; ++x) {
         if (is_white(src[x])) continue;  // padding: no density, whatever the background
-        out.rgb.push_back({src[x][0], src[x][1], src[x][2]});
-        const auto d = out.density(out.size() - 1);
-        if (d[0] * d[0] + d[1] * d[1] + d[2] * d[2] < kBeta * kBeta) out.rgb.pop_back();
+        const Rgb8 p = {src[x][0], src[x][1], src[x][2]};
+        const auto d = density(p, background);
+        if (d[0] * d[0] + d[1] * d[1] + d[2] * d[2] >= kBeta * kBeta) out.rgb.push_back(p);
       }
     }
   }
@@ -254,7 +257,7 @@ StainStats glass_stats(const std::vector<cv::Mat>& images) {
   s.method = StainMethod::white_balance;
   int64_t n = 0;
   s.background = glass_density(images, &n);
-  if (n >= kMinReinhardPixels) s.pixels = n;
+  if (n >= kMinPixels) s.pixels = n;
   return s;
 }
 
@@ -322,9 +325,9 @@ cv::Mat normalise_macenko(const cv::Mat& rgb, const StainStats& source, const St
     }
   }
   const auto& od = optical_density_table();
-  return map_non_white(rgb, [&](const cv::Vec3b& p) {
-    const double d[3] = {od[p[0]] - source.background[0], od[p[1]] - source.background[1],
-                         od[p[2]] - source.background[2]};
+  return map_non_white(rgb, [&](const cv::Vec3b& px) {
+    const double d[3] = {od[px[0]] - source.background[0], od[px[1]] - source.background[1],
+                         od[px[2]] - source.background[2]};
     cv::Vec3b q;
     for (int c = 0; c < 3; ++c) {
       q[c] = intensity_from_optical_density(t[c][0] * d[0] + t[c][1] * d[1] + t[c][2] * d[2]);
@@ -342,7 +345,9 @@ cv::Mat normalise_white_balance(const cv::Mat& rgb, const StainStats& source, co
       lut[c][v] = intensity_from_optical_density(od[v] - source.background[c] + target.background[c]);
     }
   }
-  return map_non_white(rgb, [&](const cv::Vec3b& p) { return cv::Vec3b(lut[0][p[0]], lut[1][p[1]], lut[2][p[2]]); });
+  return map_non_white(rgb, [&](const cv::Vec3b& px) {
+    return cv::Vec3b(lut[0][px[0]], lut[1][px[1]], lut[2][px[2]]);
+  });
 }
 
 json array_json(const std::array<double, 3>& a) { return json::array({a[0], a[1], a[2]}); }
