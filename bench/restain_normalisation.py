@@ -5,8 +5,8 @@ Each patient of a Kaggle-layout folder is restained as `histocnn evaluate --stai
 haematoxylin, eosin and residual concentrations, by Ruifrok & Johnston's matrix, scaled by
 1 + N(0, sigma) and shifted by N(0, sigma), one draw per patient: `histocnn.data.restain`),
 then normalised per slide with Macenko, with and without white balance to the glass, by white
-balance alone, and not at all; printed is the mean absolute difference (8-bit levels) between each patch as stained
-and restained, both normalised the same way, averaged over the patients:
+balance alone, and not at all; printed is the mean absolute difference (8-bit levels) between each
+patch as stained and restained, both normalised the same way, averaged over the patients:
 
     /usr/bin/python3 bench/restain_normalisation.py <data>/idc_real --patients 8
 
