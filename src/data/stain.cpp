@@ -127,16 +127,17 @@ std::array<double, 3> glass_density(const std::vector<cv::Mat>& images, int64_t*
   return glass;
 }
 
-// The tissue pixels (|OD - background| >= beta) of the images, as their 8-bit RGB: a density is a
-// function of the levels, so keeping 3 bytes a pixel instead of 3 doubles costs a complete slide's
-// millions of pixels an eighth of the memory and gives the same numbers.
 using Rgb8 = std::array<uint8_t, 3>;
 
+// A pixel's optical density measured against `background` (zero: against pure white).
 std::array<double, 3> density(const Rgb8& p, const std::array<double, 3>& background) {
   const auto& od = optical_density_table();
   return {od[p[0]] - background[0], od[p[1]] - background[1], od[p[2]] - background[2]};
 }
 
+// The tissue pixels (|OD - background| >= beta) of the images, as their 8-bit RGB: a density is a
+// function of the levels, so keeping 3 bytes a pixel instead of 3 doubles costs a complete slide's
+// millions of pixels an eighth of the memory and gives the same numbers.
 struct TissuePixels {
   std::vector<Rgb8> rgb;
   std::array<double, 3> background{};

@@ -709,17 +709,15 @@ TEST_CASE("White balance alone moves each slide's glass onto the reference's and
     CHECK(source.background[c] - norm.source_stats(slide).background[c] == Approx(tint[c]).margin(0.02));
     CHECK(norm.target().background[c] >= ref_tint[c] - 0.02);  // the reference's glass, its tint included
   }
-  int checked = 0;
+  REQUIRE(b[0].size() == cv::Size(48, 48));
   for (int i = 0; i < 48 * 48; ++i) {
     const auto& p = tinted[0].at<cv::Vec3b>(i / 48, i % 48);
     const auto& q = b[0].at<cv::Vec3b>(i / 48, i % 48);
     for (int c = 0; c < 3; ++c) {
       const double expected = 256.0 * std::exp(-(od(p[c]) - source.background[c] + norm.target().background[c])) - 1;
       CHECK(q[c] == cv::saturate_cast<uint8_t>(expected));
-      ++checked;
     }
   }
-  CHECK(checked == 48 * 48 * 3);
   // The stains are left as they are: the slide's own vectors, not the reference's (Macenko's).
   const auto stains = data::fit_stain_stats(data::StainMethod::macenko, a);
   REQUIRE(stains.fitted());
