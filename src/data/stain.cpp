@@ -26,6 +26,12 @@ constexpr double kGlassPercent = 1.0;
 // Fewer pixels than these give no statistics worth trusting.
 constexpr int64_t kMinPixels = 16;
 constexpr int64_t kMinTissuePixels = 32;
+// A source group (slide, patient, request) with fewer non-white pixels than these, eight 50-pixel
+// patches, is taken to have the reference's glass: a patch or a few are mostly tissue, and their
+// 1st percentile is pale tissue. On 12 idc_real slides, one random patch's estimate misses the
+// slide's by 0.020 in optical density (median), nearly the whole range of the slides' glass (0.024);
+// eight patches' by 0.004, one 8-bit level near white (bench/glass_sample_size.py).
+constexpr int64_t kMinGlassPixels = 8 * 50 * 50;
 // Stain directions closer than this (radians) are one stain seen twice.
 constexpr double kMinStainAngle = 0.1;
 // A stain's concentration scale is bounded, so a patch with almost none of one stain does not
@@ -91,7 +97,12 @@ StainStats reinhard_stats(const std::vector<cv::Mat>& images) {
 // are not pure white (padding); zero when there are none. A density depends on the 8-bit level
 // alone, so the count of each level per channel is all the percentile needs (a complete slide's
 // millions of pixels are not copied): the same order statistics, interpolated as percentile() does.
-std::array<double, 3> glass_density(const std::vector<cv::Mat>& images, int64_t* pixels = nullptr) {
+// A source group (`reference` set) with fewer than kMinGlassPixels of them gets the reference's.
+struct Glass {
+  std::array<double, 3> density{};
+  int64_t pixels = 0;  // non-white pixels
+};
+Glass glass_density(const std::vector<cv::Mat>& images, const StainStats* reference) {
   const auto& od = optical_density_table();  // strictly decreasing in the level
   std::array<std::array<int64_t, 256>, 3> counts{};
   int64_t n = 0;
@@ -106,8 +117,11 @@ std::array<double, 3> glass_density(const std::vector<cv::Mat>& images, int64_t*
       }
     }
   }
-  std::array<double, 3> glass{};
-  if (pixels != nullptr) *pixels = n;
+  Glass glass{{}, n};
+  if (reference != nullptr && n < kMinGlassPixels) {
+    glass.density = reference->background;
+    return glass;
+  }
   if (n == 0) return glass;
   const double pos = kGlassPercent / 100.0 * static_cast<double>(n - 1);
   const auto lo = static_cast<int64_t>(std::floor(pos));
@@ -122,7 +136,7 @@ std::array<double, 3> glass_density(const std::vector<cv::Mat>& images, int64_t*
       return od[0];
     };
     const double a = order_statistic(lo);
-    glass[c] = lo + 1 >= n ? a : a + (pos - static_cast<double>(lo)) * (order_statistic(lo + 1) - a);
+    glass.density[c] = lo + 1 >= n ? a : a + (pos - static_cast<double>(lo)) * (order_statistic(lo + 1) - a);
   }
   return glass;
 }
@@ -253,20 +267,20 @@ StainStats macenko_stats(const TissuePixels& od, const StainStats* fallback) {
 }
 
 // White balance alone: the glass, over the non-white pixels.
-StainStats glass_stats(const std::vector<cv::Mat>& images) {
+StainStats glass_stats(const std::vector<cv::Mat>& images, const StainStats* reference) {
   StainStats s;
   s.method = StainMethod::white_balance;
-  int64_t n = 0;
-  s.background = glass_density(images, &n);
-  if (n >= kMinPixels) s.pixels = n;
+  const Glass glass = glass_density(images, reference);
+  s.background = glass.density;
+  if (glass.pixels >= kMinPixels) s.pixels = glass.pixels;
   return s;
 }
 
 StainStats fit_stats(StainMethod method, const std::vector<cv::Mat>& rgb, const StainStats* fallback,
                      bool white_balance) {
   if (method == StainMethod::reinhard) return reinhard_stats(rgb);
-  if (method == StainMethod::white_balance) return glass_stats(rgb);
-  const std::array<double, 3> glass = white_balance ? glass_density(rgb) : std::array<double, 3>{};
+  if (method == StainMethod::white_balance) return glass_stats(rgb, fallback);
+  const std::array<double, 3> glass = white_balance ? glass_density(rgb, fallback).density : std::array<double, 3>{};
   StainStats s = macenko_stats(tissue_pixels(rgb, glass), fallback);
   s.background = glass;
   return s;

@@ -222,3 +222,19 @@ def test_restain_normalisation_shows_white_balance_cancelling_the_shift(syntheti
     proc = subprocess.run([sys.executable, str(ROOT / "bench" / "restain_normalisation.py"), str(ROOT / "docs")],
                           capture_output=True, text=True, timeout=60, env=env)
     assert proc.returncode != 0 and "no <patient>/<class>/*.png patches" in proc.stderr
+
+
+def test_glass_sample_size_compares_k_patches_with_the_whole_slide(synthetic_data):
+    env = {**os.environ, "PYTHONPATH": str(pathlib.Path(histocnn.__file__).parents[1])}
+    script = str(ROOT / "bench" / "glass_sample_size.py")
+    proc = subprocess.run([sys.executable, script, str(synthetic_data), "--patients", "4", "--sizes", "1", "8",
+                           "30", "31", "--draws", "5"], capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr
+    rows = {int(row[0]): [float(c) for c in row[1:]] for row in table(proc.stdout)}
+    assert set(rows) == {1, 8, 30}  # 31 is more than a synthetic patient has: no row
+    assert rows[1][0] == 4
+    assert rows[8][1] <= rows[1][1]
+    assert rows[30][1:] == [0, 0]  # all of a patient's patches, in any order: its own glass
+    proc = subprocess.run([sys.executable, script, str(ROOT / "docs")], capture_output=True, text=True, timeout=60,
+                          env=env)
+    assert proc.returncode != 0 and "no <patient>/<class>/*.png patches" in proc.stderr

@@ -24,6 +24,9 @@
 //   glass minus the source's, OD' = OD - glass_source + glass_target, i.e. every intensity is
 //   divided by the source's light and multiplied by the reference's; the stains themselves are
 //   left as they are. Meant for fits per slide, like Macenko's white balance.
+//   Both white balances need a source to show its glass: a group with fewer non-white pixels than
+//   eight 50-pixel patches (a request of one patch or a few, mostly tissue, whose 1st percentile is
+//   pale tissue) is taken to have the reference's glass, so white balance alone leaves it as it is.
 //
 // Pure white pixels (255, 255, 255: background glass, and the padding of border patches) count in
 // no statistic and stay white, so a patch gives the same result padded or not. A source with too
@@ -111,8 +114,8 @@ class StainNormaliser {
   /// Throws std::invalid_argument when `target` is not fitted. `white_balance` (Macenko only): each
   /// source's glass is estimated and subtracted in optical density before its stains are fitted, so
   /// that a tint the whole slide shares (illumination, a scanner's white balance, an absorbing film)
-  /// cancels; meant for fits per slide, whose patches show glass (a patch of tissue alone would
-  /// lose its lightest tissue instead). The target must have been fitted the same way.
+  /// cancels; meant for fits per slide, whose patches show glass (a source too small to show it
+  /// is taken to have the reference's). The target must have been fitted the same way.
   explicit StainNormaliser(StainStats target, StainFit fit = StainFit::patch, bool white_balance = false);
   /// The reference statistics of `reference` (one image or many, pooled). Throws
   /// std::invalid_argument when they hold too little tissue to fit.

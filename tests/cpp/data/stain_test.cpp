@@ -196,10 +196,11 @@ std::vector<cv::Mat> with_tint(const std::vector<cv::Mat>& images, const Vec3& t
   return out;
 }
 
-// A slide of four patches stained with Ruifrok's H&E, a tenth of their pixels nearly bare glass.
+// A slide of twelve 48-pixel patches stained with Ruifrok's H&E, a tenth of their pixels nearly
+// bare glass: enough pixels (27,648) for a slide's own glass, which needs eight 50-pixel patches'.
 std::vector<cv::Mat> glass_slide() {
   std::vector<cv::Mat> slide;
-  for (uint64_t seed = 21; seed < 25; ++seed) slide.push_back(beer_lambert(kRuifrokH, kRuifrokE, 1.0, seed, 48).rgb);
+  for (uint64_t seed = 21; seed < 33; ++seed) slide.push_back(beer_lambert(kRuifrokH, kRuifrokE, 1.0, seed, 48).rgb);
   return slide;
 }
 
@@ -662,7 +663,7 @@ TEST_CASE("The glass white balance subtracts is each channel's 1st percentile of
   cv::RNG rng(5);
   std::vector<cv::Mat> images;
   for (int k = 0; k < 3; ++k) {
-    cv::Mat m(37 + k, 41, CV_8UC3);
+    cv::Mat m(97 + k, 101, CV_8UC3);  // 25,000 non-white pixels in all: enough for a source's own glass
     rng.fill(m, cv::RNG::UNIFORM, cv::Scalar(60, 30, 90), cv::Scalar(256, 256, 256));
     for (int i = 0; i < m.rows * m.cols; i += 7) m.at<cv::Vec3b>(i / m.cols, i % m.cols) = cv::Vec3b(255, 255, 255);
     images.push_back(m);
@@ -742,4 +743,38 @@ TEST_CASE("White balance alone moves each slide's glass onto the reference's and
   run.stain_normalise = "white-balance";
   run.stain_white_balance = true;
   CHECK_THROWS_WITH(run.validate(), Catch::Contains("white balance alone"));
+}
+
+TEST_CASE("A source too small to show its glass is taken to have the reference's: one patch passes unchanged",
+          "[stain]") {
+  // Below eight 50-pixel patches' worth of non-white pixels a group's 1st percentile is pale tissue,
+  // not glass (bench/glass_sample_size.py): white balance leaves such a request as it is.
+  const Vec3 tint = {0.12, 0.20, 0.08};
+  const auto ref = beer_lambert(kMacenkoH, kMacenkoE, 1.2, 3).rgb;
+  std::vector<cv::Mat> patches;
+  for (uint64_t seed = 41; seed < 49; ++seed) patches.push_back(beer_lambert(kRuifrokH, kRuifrokE, 1.0, seed, 50).rgb);
+  patches = with_tint(patches, tint);
+  const std::vector<cv::Mat> seven(patches.begin(), patches.begin() + 7);
+
+  const auto alone = data::StainNormaliser::fit(data::StainMethod::white_balance, {ref}, data::StainFit::slide);
+  const auto eight = alone.source_stats(patches), small = alone.source_stats(seven);
+  REQUIRE(eight.pixels == 8 * 50 * 50);  // no pure white among them: every pixel counts
+  REQUIRE(small.pixels == 7 * 50 * 50);
+  for (int c = 0; c < 3; ++c) {
+    CHECK(eight.background[c] - alone.target().background[c] == Approx(tint[c]).margin(0.03));  // its own glass
+    CHECK(small.background[c] == alone.target().background[c]);                                 // the reference's
+  }
+  CHECK(mean_abs_diff(alone.normalise(patches[0]), patches[0]) == 0);  // fitted on itself: one patch
+  const auto small_out = alone.normalise_group(seven);
+  for (size_t k = 0; k < seven.size(); ++k) CHECK(mean_abs_diff(small_out[k], seven[k]) == 0);
+  CHECK(mean_abs_diff(alone.normalise_group(patches)[0], patches[0]) > 10);  // eight: the tint comes off
+
+  // Macenko's white balance takes the same glass: the reference's for a small group.
+  const auto macenko = data::StainNormaliser::fit(data::StainMethod::macenko, {ref}, data::StainFit::slide, true);
+  CHECK(macenko.source_stats(seven).background == macenko.target().background);
+  const auto own = macenko.source_stats(patches).background;
+  for (int c = 0; c < 3; ++c) CHECK(own[c] - macenko.target().background[c] == Approx(tint[c]).margin(0.03));
+  // A reference is not a source: one image may be it (the glass of --stain-reference IMAGE).
+  CHECK(data::StainNormaliser::fit(data::StainMethod::white_balance, {patches[0]}).target().background ==
+        eight.background);
 }
