@@ -97,11 +97,11 @@ StainStats reinhard_stats(const std::vector<cv::Mat>& images) {
 // are not pure white (padding); zero when there are none. A density depends on the 8-bit level
 // alone, so the count of each level per channel is all the percentile needs (a complete slide's
 // millions of pixels are not copied): the same order statistics, interpolated as percentile() does.
-// A source group (`reference` set) with fewer than kMinGlassPixels of them gets the reference's.
 struct Glass {
   std::array<double, 3> density{};
   int64_t pixels = 0;  // non-white pixels
 };
+// A source group (`reference` set) with fewer than kMinGlassPixels of them gets the reference's.
 Glass glass_density(const std::vector<cv::Mat>& images, const StainStats* reference) {
   const auto& od = optical_density_table();  // strictly decreasing in the level
   std::array<std::array<int64_t, 256>, 3> counts{};
@@ -141,10 +141,8 @@ Glass glass_density(const std::vector<cv::Mat>& images, const StainStats* refere
   return glass;
 }
 
-using Rgb8 = std::array<uint8_t, 3>;
-
 // A pixel's optical density measured against `background` (zero: against pure white).
-std::array<double, 3> density(const Rgb8& p, const std::array<double, 3>& background) {
+std::array<double, 3> density(const cv::Vec3b& p, const std::array<double, 3>& background) {
   const auto& od = optical_density_table();
   return {od[p[0]] - background[0], od[p[1]] - background[1], od[p[2]] - background[2]};
 }
@@ -153,7 +151,7 @@ std::array<double, 3> density(const Rgb8& p, const std::array<double, 3>& backgr
 // function of the levels, so keeping 3 bytes a pixel instead of 3 doubles costs a complete slide's
 // millions of pixels an eighth of the memory and gives the same numbers.
 struct TissuePixels {
-  std::vector<Rgb8> rgb;
+  std::vector<cv::Vec3b> rgb;
   std::array<double, 3> background{};
 
   std::array<double, 3> density(size_t i) const { return data::density(rgb[i], background); }
@@ -169,9 +167,8 @@ TissuePixels tissue_pixels(const std::vector<cv::Mat>& images, const std::array<
       const auto* src = rgb.ptr<cv::Vec3b>(y);
       for (int x = 0; x < rgb.cols; ++x) {
         if (is_white(src[x])) continue;  // padding: no density, whatever the background
-        const Rgb8 p = {src[x][0], src[x][1], src[x][2]};
-        const auto d = density(p, background);
-        if (d[0] * d[0] + d[1] * d[1] + d[2] * d[2] >= kBeta * kBeta) out.rgb.push_back(p);
+        const auto d = density(src[x], background);
+        if (d[0] * d[0] + d[1] * d[1] + d[2] * d[2] >= kBeta * kBeta) out.rgb.push_back(src[x]);
       }
     }
   }
@@ -339,10 +336,8 @@ cv::Mat normalise_macenko(const cv::Mat& rgb, const StainStats& source, const St
       t[c][j] = target.haematoxylin[c] * scale[0] * p[0][j] + target.eosin[c] * scale[1] * p[1][j];
     }
   }
-  const auto& od = optical_density_table();
   return map_non_white(rgb, [&](const cv::Vec3b& px) {
-    const double d[3] = {od[px[0]] - source.background[0], od[px[1]] - source.background[1],
-                         od[px[2]] - source.background[2]};
+    const auto d = density(px, source.background);
     cv::Vec3b q;
     for (int c = 0; c < 3; ++c) {
       q[c] = intensity_from_optical_density(t[c][0] * d[0] + t[c][1] * d[1] + t[c][2] * d[2]);
