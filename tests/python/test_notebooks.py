@@ -13,9 +13,10 @@ from conftest import env_without_pythonpath, install_wheel, make_venv
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[2] / "examples" / "notebooks").glob("*.ipynb"))
 
 
-def run_notebook(path, kernel_name, cwd):
+def run_notebook(path, kernel_name, cwd, monkeypatch):
     """The notebook executed with nbclient under kernel_name (raises CellExecutionError naming the
-    failing cell): the executed notebook."""
+    failing cell), its kernel's temporary folders made under cwd: the executed notebook."""
+    monkeypatch.setenv("TMPDIR", str(cwd))  # the notebooks' tempfile.mkdtemp() work folders go with it
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
     nb = nbformat.read(path, as_version=4)
@@ -32,7 +33,7 @@ def test_notebook_runs(path, tmp_path, monkeypatch):
     if os.environ.get("PYTHONPATH"):
         monkeypatch.setenv("PYTHONPATH", os.pathsep.join(os.path.abspath(p) for p in
                                                          os.environ["PYTHONPATH"].split(os.pathsep) if p))
-    run_notebook(path, "python3", tmp_path)
+    run_notebook(path, "python3", tmp_path, monkeypatch)
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +68,7 @@ def test_notebook_runs_under_a_venv_kernel(path, venv_kernel, tmp_path, monkeypa
         "import json, sys, histocnn\nprint(json.dumps([sys.prefix, histocnn.__file__]))"))
     executed = tmp_path / path.name
     nbformat.write(nb, executed)
-    nb = run_notebook(executed, "histocnn", tmp_path)
+    nb = run_notebook(executed, "histocnn", tmp_path, monkeypatch)
     text = "".join(o.get("text", "") for o in nb.cells[-1].outputs if o.output_type == "stream")
     prefix, module = json.loads(text.strip().splitlines()[-1])
     assert Path(prefix) == venv  # the venv's interpreter ran the notebook ...
