@@ -15,6 +15,7 @@ __version__ = _histocnn.__version__
 torch_version = _histocnn.torch_version
 default_device = _histocnn.default_device
 configure_threads = _histocnn.configure_threads
+blas_threads = _histocnn.blas_threads
 
 data = _histocnn.data
 models = _histocnn.models

@@ -238,3 +238,20 @@ def test_glass_sample_size_compares_k_patches_with_the_whole_slide(synthetic_dat
     proc = subprocess.run([sys.executable, script, str(ROOT / "docs")], capture_output=True, text=True, timeout=60,
                           env=env)
     assert proc.returncode != 0 and "no <patient>/<class>/*.png patches" in proc.stderr
+
+
+def test_blas_threads_times_both_settings_and_skips_what_it_cannot_run(cli, synthetic_data):
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "blas_threads.py"), "--cli", cli, "--data",
+                           str(synthetic_data), "--repeats", "1", "--cases", "1", "3"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    recipe = next(line for line in lines if line.startswith("robust-cnn recipe"))
+    *numbers, loss_one, slash, loss_many = recipe[52:].split()
+    assert slash == "/" and all(float(n) > 0 for n in numbers) and len(numbers) == 6
+    assert 0 < float(loss_one) < 2 and 0 < float(loss_many) < 2
+    product = next(line for line in lines if line.startswith("a lone 2048"))
+    assert "skipped" in product or float(product[52:].split()[0]) > 0
+    lstm = next(line for line in lines if line.startswith("mobilenet_v2 frozen + lstm"))
+    assert "skipped: needs --weights-dir" in lstm
+    assert not any(line.startswith("study") for line in lines)  # case 2 was not asked for

@@ -139,3 +139,20 @@ def test_predict_accepts_paths_numpy_torch_and_pil(synthetic_data, tmp_path):
         predictor.predict(np.zeros((5, 5), dtype=np.uint8))
     with pytest.raises(FileNotFoundError, match="missing.png"):
         predictor.predict([str(tmp_path / "missing.png")])
+
+
+@pytest.mark.parametrize("variable", [None, "OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS"])
+def test_configure_threads_gives_openblas_one_thread_unless_told_otherwise(variable):
+    # A fresh interpreter: OpenBLAS reads its variables when it loads. The extension module's
+    # libraries are loaded privately (RTLD_LOCAL), the case the library's lookup must still find.
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "OMP_NUM_THREADS")}
+    cores = os.cpu_count() or 1
+    if variable:
+        env[variable] = str(cores)
+    script = "import histocnn; before = histocnn.blas_threads(); histocnn.configure_threads(); " \
+             "print(before, histocnn.blas_threads())"
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    before, after = map(int, out.stdout.split())
+    assert before == cores  # OpenBLAS's own default (or the variable): its pool, one thread a core
+    assert after == (cores if variable else 1)

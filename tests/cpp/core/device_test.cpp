@@ -1,0 +1,64 @@
+#include "test_prelude.h"
+
+#include "histocnn/core/device.h"
+
+#include <dlfcn.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <optional>
+#include <string>
+#include <thread>
+
+namespace {
+
+// An environment variable set or unset for one scope, restored after it.
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const char* value) : name_(name) {
+    if (const char* old = std::getenv(name)) old_ = old;
+    if (value) setenv(name, value, 1); else unsetenv(name);
+  }
+  ~ScopedEnv() {
+    if (old_) setenv(name_, old_->c_str(), 1); else unsetenv(name_);
+  }
+
+ private:
+  const char* name_;
+  std::optional<std::string> old_;
+};
+
+}  // namespace
+
+TEST_CASE("configure_threads gives OpenBLAS one thread unless its own variables name a count", "[core]") {
+  // The scripts install libopenblas0-pthread, the BLAS Debian's LibTorch calls: it must be loaded.
+  REQUIRE(histocnn::blas_threads() > 0);
+  // The test's own handle on OpenBLAS, looked up apart from the library's.
+  auto set = reinterpret_cast<void (*)(int)>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
+  REQUIRE(set != nullptr);
+  const int cores = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+
+  SECTION("no variable: one thread, whatever the pool had") {
+    ScopedEnv a("OPENBLAS_NUM_THREADS", nullptr), b("GOTO_NUM_THREADS", nullptr);
+    set(cores);
+    histocnn::configure_threads();
+    CHECK(histocnn::blas_threads() == 1);
+  }
+  SECTION("OMP_NUM_THREADS is LibTorch's, not OpenBLAS's: still one thread") {
+    ScopedEnv a("OPENBLAS_NUM_THREADS", nullptr), b("GOTO_NUM_THREADS", nullptr), c("OMP_NUM_THREADS", "2");
+    set(cores);
+    histocnn::configure_threads();
+    CHECK(histocnn::blas_threads() == 1);
+  }
+  for (const char* name : {"OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS"}) {
+    DYNAMIC_SECTION(name << " set: the pool is left as it is") {
+      ScopedEnv a(name, "2");
+      set(cores);
+      const int pool = histocnn::blas_threads();
+      if (pool == 1) WARN("one core: a pool left alone and one set to 1 look the same here");
+      histocnn::configure_threads();
+      CHECK(histocnn::blas_threads() == pool);
+    }
+  }
+  histocnn::configure_threads();  // back to the library's setting for the tests after this one
+}
