@@ -78,4 +78,18 @@ data::PatchDataset synthetic_dataset(const TempDir& dir, data::SyntheticOptions 
   return data::PatchDataset(data::scan_directory(synthetic_folder(dir, options)).manifest, pre);
 }
 
+ScopedEnv::ScopedEnv(const std::map<std::string, const char*>& vars) {
+  for (const auto& [k, v] : vars) {
+    const char* old = std::getenv(k.c_str());
+    saved_[k] = old ? std::optional<std::string>(old) : std::nullopt;
+    if (v) ::setenv(k.c_str(), v, 1); else ::unsetenv(k.c_str());
+  }
+}
+
+ScopedEnv::~ScopedEnv() {
+  for (const auto& [k, v] : saved_) {
+    if (v) ::setenv(k.c_str(), v->c_str(), 1); else ::unsetenv(k.c_str());
+  }
+}
+
 }  // namespace histocnn::test

@@ -4,6 +4,7 @@
 #include "histocnn/data/synthetic.h"
 
 #include <filesystem>
+#include <map>
 #include <optional>
 #include <string>
 
@@ -40,6 +41,18 @@ data::SyntheticOptions synthetic_options(int patients, int per_patient);
 std::filesystem::path synthetic_folder(const TempDir& dir, data::SyntheticOptions options);
 /// All patches of synthetic_folder(dir, options) as a dataset at `image_size` px.
 data::PatchDataset synthetic_dataset(const TempDir& dir, data::SyntheticOptions options, int image_size);
+
+/// Sets (a value) or unsets (nullptr) environment variables for one scope, restoring them after it.
+class ScopedEnv {
+ public:
+  explicit ScopedEnv(const std::map<std::string, const char*>& vars);
+  ~ScopedEnv();
+  ScopedEnv(const ScopedEnv&) = delete;
+  ScopedEnv& operator=(const ScopedEnv&) = delete;
+
+ private:
+  std::map<std::string, std::optional<std::string>> saved_;
+};
 
 /// Writes `bytes` to `path` (binary).
 void write_bytes(const std::filesystem::path& path, const std::string& bytes);

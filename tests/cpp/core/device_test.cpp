@@ -2,33 +2,16 @@
 
 #include "histocnn/core/device.h"
 
+#include "test_support.h"
+
 #include <dlfcn.h>
 
 #include <algorithm>
-#include <cstdlib>
-#include <optional>
+#include <map>
 #include <string>
 #include <thread>
 
-namespace {
-
-// An environment variable set or unset for one scope, restored after it.
-class ScopedEnv {
- public:
-  ScopedEnv(const char* name, const char* value) : name_(name) {
-    if (const char* old = std::getenv(name)) old_ = old;
-    if (value) setenv(name, value, 1); else unsetenv(name);
-  }
-  ~ScopedEnv() {
-    if (old_) setenv(name_, old_->c_str(), 1); else unsetenv(name_);
-  }
-
- private:
-  const char* name_;
-  std::optional<std::string> old_;
-};
-
-}  // namespace
+using histocnn::test::ScopedEnv;
 
 TEST_CASE("configure_threads gives OpenBLAS one thread unless its own variables name a count", "[core]") {
   // The scripts install libopenblas0-pthread, the BLAS Debian's LibTorch calls: it must be loaded.
@@ -39,20 +22,20 @@ TEST_CASE("configure_threads gives OpenBLAS one thread unless its own variables 
   const int cores = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
 
   SECTION("no variable: one thread, whatever the pool had") {
-    ScopedEnv a("OPENBLAS_NUM_THREADS", nullptr), b("GOTO_NUM_THREADS", nullptr);
+    ScopedEnv env({{"OPENBLAS_NUM_THREADS", nullptr}, {"GOTO_NUM_THREADS", nullptr}});
     set(cores);
     histocnn::configure_threads();
     CHECK(histocnn::blas_threads() == 1);
   }
   SECTION("OMP_NUM_THREADS is LibTorch's, not OpenBLAS's: still one thread") {
-    ScopedEnv a("OPENBLAS_NUM_THREADS", nullptr), b("GOTO_NUM_THREADS", nullptr), c("OMP_NUM_THREADS", "2");
+    ScopedEnv env({{"OPENBLAS_NUM_THREADS", nullptr}, {"GOTO_NUM_THREADS", nullptr}, {"OMP_NUM_THREADS", "2"}});
     set(cores);
     histocnn::configure_threads();
     CHECK(histocnn::blas_threads() == 1);
   }
   for (const char* name : {"OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS"}) {
     DYNAMIC_SECTION(name << " set: the pool is left as it is") {
-      ScopedEnv a(name, "2");
+      ScopedEnv env(std::map<std::string, const char*>{{name, "2"}});
       set(cores);
       const int pool = histocnn::blas_threads();
       if (pool == 1) WARN("one core: a pool left alone and one set to 1 look the same here");

@@ -34,26 +34,7 @@ extern char** environ;
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-// Sets environment variables for one scope, restoring the old values after it.
-class ScopedEnv {
- public:
-  explicit ScopedEnv(const std::map<std::string, const char*>& vars) {
-    for (const auto& [k, v] : vars) {
-      const char* old = std::getenv(k.c_str());
-      saved_[k] = old ? std::optional<std::string>(old) : std::nullopt;
-      if (v) ::setenv(k.c_str(), v, 1); else ::unsetenv(k.c_str());
-    }
-  }
-  ~ScopedEnv() {
-    for (const auto& [k, v] : saved_) {
-      if (v) ::setenv(k.c_str(), v->c_str(), 1); else ::unsetenv(k.c_str());
-    }
-  }
-
- private:
-  std::map<std::string, std::optional<std::string>> saved_;
-};
+using test::ScopedEnv;
 
 fs::path self_executable() { return fs::read_symlink("/proc/self/exe"); }
 
