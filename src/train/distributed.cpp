@@ -739,6 +739,9 @@ void launch_local_workers(int nproc, const std::vector<std::string>& command,
   int remaining = nproc;
   while (remaining > 0) {
     bool progressed = false;
+    // Every worker found dead in this pass; the one reported is the cause, not a knock-on: when a
+    // worker dies, its peers' next write to it can kill them with SIGPIPE before this pass sees it.
+    int failed = -1, failed_status = 0;
     for (int r = 0; r < nproc; ++r) {
       if (!running[r]) continue;
       int status = 0;
@@ -748,12 +751,18 @@ void launch_local_workers(int nproc, const std::vector<std::string>& command,
       --remaining;
       progressed = true;
       if (done < 0) status = 0;
-      if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
-        stop_all(10);
-        HISTOCNN_FAIL_IO("worker rank {} of {} (pid {}) {}; the other workers were stopped. The checkpoint of the "
-                         "last complete epoch is kept: rerunning the same command resumes from it",
-                         r, nproc, pids[r], describe_status(status));
+      const bool knock_on = WIFSIGNALED(status) && WTERMSIG(status) == SIGPIPE;
+      const bool failed_knock_on = failed >= 0 && WIFSIGNALED(failed_status) && WTERMSIG(failed_status) == SIGPIPE;
+      if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0) && (failed < 0 || (failed_knock_on && !knock_on))) {
+        failed = r;
+        failed_status = status;
       }
+    }
+    if (failed >= 0) {
+      stop_all(10);
+      HISTOCNN_FAIL_IO("worker rank {} of {} (pid {}) {}; the other workers were stopped. The checkpoint of the "
+                       "last complete epoch is kept: rerunning the same command resumes from it",
+                       failed, nproc, pids[failed], describe_status(failed_status));
     }
     if (!progressed) std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
