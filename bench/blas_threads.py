@@ -23,6 +23,7 @@ the same LibTorch and OpenBLAS). Run it on an otherwise idle machine: both setti
 """
 import argparse
 import csv
+import importlib.util
 import json
 import os
 import pathlib
@@ -103,12 +104,11 @@ def main():
     print(f"{cores} cores; OPENBLAS_NUM_THREADS=1 against ={cores}, {args.repeats} runs each, alternating")
     print(f"{'case':<52} {'epoch img/s: 1 thread':>21} {cores:>3} {'ratio':>6} {'fit s: 1 thread':>16} {cores:>6} "
           f"{'ratio':>6}  loss: 1 / {cores}")
-    try:
-        import torch  # noqa: F401  (only to know the matrix-product row can run)
+    if importlib.util.find_spec("torch") is None:
+        print(f"{'a lone 2048 x 2048 product (PyTorch)':<52} skipped: this interpreter has no torch")
+    else:
         one, many = (sum(matmul_gflops(t, cores) for _ in range(args.repeats)) / args.repeats for t in (1, cores))
         print(f"{'a lone 2048 x 2048 product (PyTorch), GFLOP/s':<52} {one:>21.1f} {many:>3.0f} {one / many:>6.2f}")
-    except ImportError:
-        print(f"{'a lone 2048 x 2048 product (PyTorch)':<52} skipped: this interpreter has no torch")
     with tempfile.TemporaryDirectory(prefix="histocnn-blas-") as work:
         for number, (name, needs_weights, case_args) in enumerate(CASES, start=1):
             if args.cases and number not in args.cases:

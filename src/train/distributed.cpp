@@ -736,6 +736,7 @@ void launch_local_workers(int nproc, const std::vector<std::string>& command,
     running[r] = true;
   }
 
+  auto killed_by_sigpipe = [](int status) { return WIFSIGNALED(status) && WTERMSIG(status) == SIGPIPE; };
   int remaining = nproc;
   while (remaining > 0) {
     bool progressed = false;
@@ -751,9 +752,8 @@ void launch_local_workers(int nproc, const std::vector<std::string>& command,
       --remaining;
       progressed = true;
       if (done < 0) status = 0;
-      const bool knock_on = WIFSIGNALED(status) && WTERMSIG(status) == SIGPIPE;
-      const bool failed_knock_on = failed >= 0 && WIFSIGNALED(failed_status) && WTERMSIG(failed_status) == SIGPIPE;
-      if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0) && (failed < 0 || (failed_knock_on && !knock_on))) {
+      if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0) &&
+          (failed < 0 || (killed_by_sigpipe(failed_status) && !killed_by_sigpipe(status)))) {
         failed = r;
         failed_status = status;
       }
