@@ -56,12 +56,19 @@ void* openblas_symbol(const char* name) {
 #endif
 }
 
+// Whether the variable gives OpenBLAS a thread count: OpenBLAS reads it with atoi and takes an
+// empty value, 0 or a negative one as no count at all (its pool then has a thread per core).
+bool names_blas_threads(const char* variable) {
+  const char* value = std::getenv(variable);
+  return value && std::atoi(value) > 0;
+}
+
 // OpenBLAS keeps a thread pool of its own, as many threads as cores, and LibTorch calls it from
 // inside its own OpenMP parallel regions: both pools then want every core, and OpenBLAS's workers
 // spin. One OpenBLAS thread leaves the parallelism to LibTorch (bench/blas_threads.py: training
 // epochs 1.1 to 2.7 times faster on 2 cores). A count the user gave OpenBLAS is left alone.
 void configure_blas_threads() {
-  if (std::getenv("OPENBLAS_NUM_THREADS") || std::getenv("GOTO_NUM_THREADS")) return;
+  if (names_blas_threads("OPENBLAS_NUM_THREADS") || names_blas_threads("GOTO_NUM_THREADS")) return;
   if (auto set = reinterpret_cast<void (*)(int)>(openblas_symbol("openblas_set_num_threads"))) set(1);
 }
 

@@ -18,9 +18,10 @@ torch::Device parse_device(const std::string& spec);
 
 /// Sets LibTorch's intra-op thread count (LibTorch starts with one here). threads <= 0 means
 /// the number of hardware threads. Returns the count in force afterwards.
-/// When OpenBLAS is the process's BLAS and neither OPENBLAS_NUM_THREADS nor GOTO_NUM_THREADS is
-/// set, OpenBLAS's own pool is set to one thread (process-wide): LibTorch calls it from its own
-/// threads, and two pools on the same cores made training epochs up to 2.7 times slower.
+/// When OpenBLAS is the process's BLAS and neither OPENBLAS_NUM_THREADS nor GOTO_NUM_THREADS
+/// names a count (a number above 0: OpenBLAS reads an empty value or 0 as none), OpenBLAS's own
+/// pool is set to one thread (process-wide): LibTorch calls it from its own threads, and two pools
+/// on the same cores made training epochs up to 2.7 times slower.
 int configure_threads(int threads = 0);
 
 /// OpenBLAS's thread count in force (openblas_get_num_threads), or 0 when OpenBLAS is not loaded.

@@ -33,6 +33,14 @@ TEST_CASE("configure_threads gives OpenBLAS one thread unless its own variables 
     histocnn::configure_threads();
     CHECK(histocnn::blas_threads() == 1);
   }
+  for (const char* value : {"", "0"}) {
+    DYNAMIC_SECTION("OPENBLAS_NUM_THREADS='" << value << "' names no count (OpenBLAS's reading): one thread") {
+      ScopedEnv env({{"OPENBLAS_NUM_THREADS", value}, {"GOTO_NUM_THREADS", nullptr}});
+      set(cores);
+      histocnn::configure_threads();
+      CHECK(histocnn::blas_threads() == 1);
+    }
+  }
   for (const char* name : {"OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS"}) {
     DYNAMIC_SECTION(name << " set: the pool is left as it is") {
       ScopedEnv env(std::map<std::string, const char*>{{name, "2"}});
