@@ -18,6 +18,8 @@ fit, which never falls back). Uses Debian's python3 with numpy and Pillow and th
 bindings (PYTHONPATH=build/python).
 """
 import argparse
+import collections
+import os
 import pathlib
 import sys
 
@@ -41,13 +43,18 @@ def main():
     parser.add_argument("--draws", type=int, default=30, help="random draws for each size (default 30)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    patients = sorted(p for p in args.data.iterdir() if p.is_dir() and any(p.glob("*/*.png")))[:args.patients]
-    if not patients:
-        sys.exit(f"{args.data}: no <patient>/<class>/*.png patches")
+    try:  # the patches training would read, or the library's message naming what it found
+        manifest = histocnn.data.scan_directory(str(args.data)).manifest
+    except RuntimeError as e:
+        sys.exit(str(e))
+    files = collections.defaultdict(list)
+    for row in manifest.rows:
+        files[row.patient].append(os.path.join(manifest.root, row.path))
+    patients = sorted(files)[:args.patients]
     rng = np.random.default_rng(args.seed)
     whole, errors = [], {k: [] for k in args.sizes}
     for patient in patients:
-        slide = [np.asarray(Image.open(f).convert("RGB")) for f in sorted(patient.glob("*/*.png"))]
+        slide = [np.asarray(Image.open(f).convert("RGB")) for f in sorted(files[patient])]
         whole.append(glass(slide))
         for k in args.sizes:
             if k > len(slide):

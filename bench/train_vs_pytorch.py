@@ -193,34 +193,34 @@ def main():
     print(f"python {sys.executable}, torch {torch.__version__}, torchvision {torchvision.__version__}, "
           f"threads {torch.get_num_threads()}", flush=True)
     rows = select_patches(args.data, args.train, args.val, args.seed)
-    work = tempfile.mkdtemp(prefix="histocnn-train-bench-")
-    manifest = os.path.join(work, "manifest.csv")
-    write_manifest(rows, manifest)
-    for r in rows:  # both sides read from the page cache
-        with open(os.path.join(args.data, r["path"]), "rb") as f:
-            f.read()
-    images = args.train * args.epochs
-    cases = [("frozen, feature cache", 0, False, True), ("frozen, no cache", 0, False, False),
-             (f"last {args.unfreeze_last} blocks, flips", args.unfreeze_last, True, True)]
-    print(f"{args.train} training and {args.val} validation patches from disjoint patients, {args.epochs} epochs, "
-          f"batch {args.batch_size}, {args.threads} threads, PyTorch inputs "
-          f"{'channels-last' if args.pytorch_channels_last else 'in the default memory format'}; "
-          "images/s = training images x epochs / training wall time")
-    print(f"| case | size | histocnn img/s | PyTorch img/s | ratio |")
-    print(f"|---|---|---|---|---|")
-    pytorch_cache = {}
-    for size in [int(s) for s in args.sizes.split(",")]:
-        for label, unfreeze, augment, cache in cases:
-            out = os.path.join(work, f"{size}-{unfreeze}-{int(cache)}")
-            h = histocnn_train(args.cli, args.data, manifest, out, size, args.epochs, args.batch_size, unfreeze,
-                               augment, cache, args.seed, args.threads)
-            key = (size, unfreeze, augment)  # PyTorch has no cache: the frozen cases share one measurement
-            if key not in pytorch_cache:
-                pytorch_cache[key] = pytorch_train(args.data, rows, size, args.epochs, args.batch_size, unfreeze,
-                                                   augment, args.workers, args.seed,
-                                                   args.pytorch_channels_last)
-            p = pytorch_cache[key]
-            print(f"| {label} | {size} | {images / h:.1f} | {images / p:.1f} | {p / h:.2f} |", flush=True)
+    with tempfile.TemporaryDirectory(prefix="histocnn-train-bench-") as work:
+        manifest = os.path.join(work, "manifest.csv")
+        write_manifest(rows, manifest)
+        for r in rows:  # both sides read from the page cache
+            with open(os.path.join(args.data, r["path"]), "rb") as f:
+                f.read()
+        images = args.train * args.epochs
+        cases = [("frozen, feature cache", 0, False, True), ("frozen, no cache", 0, False, False),
+                 (f"last {args.unfreeze_last} blocks, flips", args.unfreeze_last, True, True)]
+        print(f"{args.train} training and {args.val} validation patches from disjoint patients, {args.epochs} epochs, "
+              f"batch {args.batch_size}, {args.threads} threads, PyTorch inputs "
+              f"{'channels-last' if args.pytorch_channels_last else 'in the default memory format'}; "
+              "images/s = training images x epochs / training wall time")
+        print(f"| case | size | histocnn img/s | PyTorch img/s | ratio |")
+        print(f"|---|---|---|---|---|")
+        pytorch_cache = {}
+        for size in [int(s) for s in args.sizes.split(",")]:
+            for label, unfreeze, augment, cache in cases:
+                out = os.path.join(work, f"{size}-{unfreeze}-{int(cache)}")
+                h = histocnn_train(args.cli, args.data, manifest, out, size, args.epochs, args.batch_size, unfreeze,
+                                   augment, cache, args.seed, args.threads)
+                key = (size, unfreeze, augment)  # PyTorch has no cache: the frozen cases share one measurement
+                if key not in pytorch_cache:
+                    pytorch_cache[key] = pytorch_train(args.data, rows, size, args.epochs, args.batch_size, unfreeze,
+                                                       augment, args.workers, args.seed,
+                                                       args.pytorch_channels_last)
+                p = pytorch_cache[key]
+                print(f"| {label} | {size} | {images / h:.1f} | {images / p:.1f} | {p / h:.2f} |", flush=True)
 
 
 if __name__ == "__main__":

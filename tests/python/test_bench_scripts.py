@@ -221,7 +221,7 @@ def test_restain_normalisation_shows_white_balance_cancelling_the_shift(syntheti
     assert rows["scale alone"][3] > 2 * rows["scale alone"][2]
     proc = subprocess.run([sys.executable, str(ROOT / "bench" / "restain_normalisation.py"), str(ROOT / "docs")],
                           capture_output=True, text=True, timeout=60, env=env)
-    assert proc.returncode != 0 and "no <patient>/<class>/*.png patches" in proc.stderr
+    assert proc.returncode != 0 and "no patches found under" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_glass_sample_size_compares_k_patches_with_the_whole_slide(synthetic_data):
@@ -237,7 +237,7 @@ def test_glass_sample_size_compares_k_patches_with_the_whole_slide(synthetic_dat
     assert rows[30][1:] == [0, 0]  # all of a patient's patches, in any order: its own glass
     proc = subprocess.run([sys.executable, script, str(ROOT / "docs")], capture_output=True, text=True, timeout=60,
                           env=env)
-    assert proc.returncode != 0 and "no <patient>/<class>/*.png patches" in proc.stderr
+    assert proc.returncode != 0 and "no patches found under" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_blas_threads_times_both_settings_and_skips_what_it_cannot_run(cli, synthetic_data):
