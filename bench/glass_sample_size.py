@@ -18,15 +18,13 @@ fit, which never falls back). Uses Debian's python3 with numpy and Pillow and th
 bindings (PYTHONPATH=build/python).
 """
 import argparse
-import collections
-import os
 import pathlib
-import sys
 
 import numpy as np
 from PIL import Image
 
 import histocnn
+from patient_patches import patient_patches
 
 
 def glass(patches):
@@ -43,18 +41,12 @@ def main():
     parser.add_argument("--draws", type=int, default=30, help="random draws for each size (default 30)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    try:  # the patches training would read, or the library's message naming what it found
-        manifest = histocnn.data.scan_directory(str(args.data)).manifest
-    except RuntimeError as e:
-        sys.exit(str(e))
-    files = collections.defaultdict(list)
-    for row in manifest.rows:
-        files[row.patient].append(os.path.join(manifest.root, row.path))
-    patients = sorted(files)[:args.patients]
+    files = patient_patches(args.data, args.patients)
+    patients = list(files)
     rng = np.random.default_rng(args.seed)
     whole, errors = [], {k: [] for k in args.sizes}
     for patient in patients:
-        slide = [np.asarray(Image.open(f).convert("RGB")) for f in sorted(files[patient])]
+        slide = [np.asarray(Image.open(f).convert("RGB")) for f in files[patient]]
         whole.append(glass(slide))
         for k in args.sizes:
             if k > len(slide):

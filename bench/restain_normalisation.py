@@ -14,15 +14,13 @@ It also splits the restaining into its scale alone and its shift alone. Uses Deb
 numpy and Pillow and the histocnn bindings (PYTHONPATH=build/python).
 """
 import argparse
-import collections
-import os
 import pathlib
-import sys
 
 import numpy as np
 from PIL import Image
 
 import histocnn
+from patient_patches import patient_patches
 
 
 def mean_difference(a, b):
@@ -37,15 +35,9 @@ def main():
     parser.add_argument("--sigmas", type=float, nargs="+", default=[0.1, 0.2])
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    try:  # the patches training would read, or the library's message naming what it found
-        manifest = histocnn.data.scan_directory(str(args.data)).manifest
-    except RuntimeError as e:
-        sys.exit(str(e))
-    files = collections.defaultdict(list)
-    for row in manifest.rows:
-        files[row.patient].append(os.path.join(manifest.root, row.path))
-    patients = sorted(files)[:args.patients]
-    slides = [[np.asarray(Image.open(f).convert("RGB")) for f in sorted(files[p])[::args.every]]
+    files = patient_patches(args.data, args.patients)
+    patients = list(files)
+    slides = [[np.asarray(Image.open(f).convert("RGB")) for f in files[p][::args.every]]
               for p in patients]
     reference = [patch for slide in slides for patch in slide][::10]
     ways = {"none": None}

@@ -206,8 +206,8 @@ def main():
               f"batch {args.batch_size}, {args.threads} threads, PyTorch inputs "
               f"{'channels-last' if args.pytorch_channels_last else 'in the default memory format'}; "
               "images/s = training images x epochs / training wall time")
-        print(f"| case | size | histocnn img/s | PyTorch img/s | ratio |")
-        print(f"|---|---|---|---|---|")
+        print("| case | size | histocnn img/s | PyTorch img/s | ratio |")
+        print("|---|---|---|---|---|")
         pytorch_cache = {}
         for size in [int(s) for s in args.sizes.split(",")]:
             for label, unfreeze, augment, cache in cases:
