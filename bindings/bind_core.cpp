@@ -25,7 +25,8 @@ void init_core(py::module_& m) {
         "'cuda:0' when LibTorch sees a GPU, otherwise 'cpu'.");
   m.def("configure_threads", &configure_threads, py::arg("threads") = 0,
         "Sets LibTorch's intra-op threads (0: all cores) and, unless OPENBLAS_NUM_THREADS or "
-        "GOTO_NUM_THREADS names a count above 0, OpenBLAS's own pool to one thread (process-wide); returns LibTorch's count.");
+        "GOTO_NUM_THREADS names a count above 0, OpenBLAS's own pool to one thread (process-wide); "
+        "returns LibTorch's count.");
   m.def("blas_threads", &blas_threads,
         "OpenBLAS's thread count in force, or 0 when the process's BLAS is not OpenBLAS.");
   m.def(

@@ -362,9 +362,10 @@ TEST_CASE("The local launcher reports the worker that died first, not a peer's S
     INFO("run " << run);
     REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
     ScopedEnv env(std::map<std::string, const char*>{{"HISTOCNN_TEST_FIFO", fifo.c_str()}});
-    CHECK_THROWS_WITH(train::launch_local_workers(2, {"/bin/sh", "-c",
-                                                      "if [ $RANK = 1 ]; then exec 3>\"$HISTOCNN_TEST_FIFO\"; kill -9 $$; "
-                                                      "else read x < \"$HISTOCNN_TEST_FIFO\"; kill -13 $$; fi"}),
+    const std::string script =
+        "if [ $RANK = 1 ]; then exec 3>\"$HISTOCNN_TEST_FIFO\"; kill -9 $$; "
+        "else read x < \"$HISTOCNN_TEST_FIFO\"; kill -13 $$; fi";
+    CHECK_THROWS_WITH(train::launch_local_workers(2, {"/bin/sh", "-c", script}),
                       Catch::Contains("worker rank 1 of 2") && Catch::Contains("killed by signal 9"));
     std::filesystem::remove(fifo);
   }
