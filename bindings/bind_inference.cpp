@@ -364,7 +364,8 @@ void init_inference(py::module_& root) {
       .def_readonly("level_x", &inference::SlideTile::level_x)
       .def_readonly("level_y", &inference::SlideTile::level_y)
       .def_readonly("tissue", &inference::SlideTile::tissue)
-      .def_readonly("p", &inference::SlideTile::p);
+      .def_readonly("p", &inference::SlideTile::p)
+      .def_readonly("p_context", &inference::SlideTile::p_context);
   py::class_<inference::SlideScore>(m, "SlideScore")
       .def_readonly("tiles", &inference::SlideScore::tiles)
       .def_readonly("tissue_tiles", &inference::SlideScore::tissue_tiles)
@@ -394,15 +395,26 @@ void init_inference(py::module_& root) {
       .def_readonly("stain", &inference::SlideResult::stain)
       .def_readonly("tiles", &inference::SlideResult::tiles)
       .def_readonly("score", &inference::SlideResult::score)
+      .def_readonly("smooth_radius", &inference::SlideResult::smooth_radius)
+      .def_readonly("score_with_context", &inference::SlideResult::score_with_context)
       .def_readonly("thumbnail_downsample", &inference::SlideResult::thumbnail_downsample)
       .def_readonly("seconds", &inference::SlideResult::seconds)
       .def_readonly("peak_rss_mb", &inference::SlideResult::peak_rss_mb)
       .def_property_readonly("thumbnail", [mat_to_numpy](const inference::SlideResult& r) { return mat_to_numpy(r.thumbnail); })
       .def_property_readonly("mask", [mat_to_numpy](const inference::SlideResult& r) { return mat_to_numpy(r.mask); })
-      .def("probability_grid", [mat_to_numpy](const inference::SlideResult& r) { return mat_to_numpy(r.probability_grid()); },
-           "P(IDC) on the tile grid, rows x cols float32, NaN where no tile was predicted.")
+      .def("probability_grid",
+           [mat_to_numpy](const inference::SlideResult& r, bool context) {
+             return mat_to_numpy(r.probability_grid(context));
+           },
+           py::arg("context") = false,
+           "P(IDC) on the tile grid, rows x cols float32, NaN where no tile was predicted; context=True: the "
+           "smoothed P.")
       .def("summary_json", &inference::SlideResult::summary_json)
-      .def("heatmap", [mat_to_numpy](const inference::SlideResult& r) { return mat_to_numpy(inference::draw_slide_heatmap(r)); })
+      .def("heatmap",
+           [mat_to_numpy](const inference::SlideResult& r, bool context) {
+             return mat_to_numpy(inference::draw_slide_heatmap(r, context));
+           },
+           py::arg("context") = false)
       .def("overlay", [mat_to_numpy](const inference::SlideResult& r, double alpha) {
              return mat_to_numpy(inference::draw_slide_overlay(r, alpha));
            }, py::arg("alpha") = 0.45);
@@ -410,8 +422,8 @@ void init_inference(py::module_& root) {
       "predict_slide",
       [](const py::object& model, const std::filesystem::path& file, std::optional<double> mpp,
          std::optional<double> target_mpp, int tile_size, double min_tissue, std::optional<double> tissue_threshold,
-         std::optional<double> threshold, int64_t batch_size, int region_size, int64_t max_image_pixels,
-         bool progress, const std::string& device) {
+         std::optional<double> threshold, int smooth_radius, int64_t batch_size, int region_size,
+         int64_t max_image_pixels, bool progress, const std::string& device) {
         inference::SlideOptions o;
         o.mpp = mpp;
         o.target_mpp = target_mpp;
@@ -419,6 +431,7 @@ void init_inference(py::module_& root) {
         o.min_tissue = min_tissue;
         o.tissue_threshold = tissue_threshold;
         o.threshold = threshold;
+        o.smooth_radius = smooth_radius;
         o.batch_size = batch_size;
         o.region_size = region_size;
         o.reader.max_image_pixels = max_image_pixels;
@@ -437,11 +450,12 @@ void init_inference(py::module_& root) {
       },
       py::arg("model"), py::arg("file"), py::arg("mpp") = py::none(), py::arg("target_mpp") = py::none(),
       py::arg("tile_size") = 0, py::arg("min_tissue") = 0.5, py::arg("tissue_threshold") = py::none(),
-      py::arg("threshold") = py::none(), py::arg("batch_size") = 64, py::arg("region_size") = 2048,
+      py::arg("threshold") = py::none(), py::arg("smooth_radius") = 0, py::arg("batch_size") = 64, py::arg("region_size") = 2048,
       py::arg("max_image_pixels") = inference::SlideReaderOptions{}.max_image_pixels, py::arg("progress") = false,
       py::arg("device") = "auto",
       "What `histocnn slide predict` computes: the tissue of a slide or large image tiled at the model's scale "
-      "and each tissue tile's P(IDC). `model` is a model folder or a Predictor; `mpp` overrides the file's scale.");
+      "and each tissue tile's P(IDC). `model` is a model folder or a Predictor; `mpp` overrides the file's scale; "
+      "`smooth_radius` > 0 adds each tile's P smoothed over its neighbourhood, scored apart (score_with_context).");
   m.def(
       "write_slide_outputs",
       [](const inference::SlideResult& r, const std::filesystem::path& out_dir) {
@@ -450,10 +464,12 @@ void init_inference(py::module_& root) {
             {"heatmap", o.heatmap}, {"overlay", o.overlay},   {"thumbnail", o.thumbnail},
             {"mask", o.mask},       {"tiles_csv", o.tiles_csv}, {"grid_npy", o.grid_npy},
             {"summary_json", o.summary_json}};
+        if (!o.heatmap_context.empty()) files["heatmap_context"] = o.heatmap_context;
         return files;
       },
       py::arg("result"), py::arg("out_dir"), py::call_guard<py::gil_scoped_release>(),
-      "heatmap.png, overlay.png, thumbnail.png, mask.png, tiles.csv, heatmap.npy and summary.json: their paths.");
+      "heatmap.png, overlay.png, thumbnail.png, mask.png, tiles.csv, heatmap.npy, summary.json and, with "
+      "smooth_radius, heatmap_context.png: their paths.");
 }
 
 }  // namespace histocnn::bindings

@@ -49,6 +49,10 @@ void add_predict(CLI::App* slide) {
   cmd->add_option("--tissue-threshold", p->tissue_threshold,
                   "HSV saturation in [0, 1] above which a pixel is tissue (default: Otsu's, within [0.05, 0.15])");
   cmd->add_option("--threshold", p->threshold, "P(IDC) at which a tile counts as positive (default: the model's)");
+  cmd->add_option("--smooth", p->options.smooth_radius,
+                  "Context: also score each tile's P averaged over the tissue tiles within this many tiles of it "
+                  "(tiles.csv p_idc_context, heatmap_context.png, summary.json score_with_context); 0: the tile alone")
+      ->capture_default_str();
   cmd->add_option("--tile-batch", p->options.batch_size, "Tiles per forward pass")->capture_default_str();
   cmd->add_option("--region-size", p->options.region_size, "Pixels a side read from the slide at once (memory)")
       ->capture_default_str();
@@ -82,6 +86,12 @@ void add_predict(CLI::App* slide) {
                 r.threshold, static_cast<long long>(r.score.positive_tiles),
                 static_cast<long long>(r.score.tissue_tiles), r.score.positive_fraction, r.score.positive_mm2,
                 r.score.tissue_mm2, r.score.max_p, r.score.mean_p);
+    if (const auto& s = r.score_with_context) {
+      std::printf("with context (each P averaged over the tissue tiles within %d place(s)): %lld positive = %.4f "
+                  "of the tissue (%.3f mm^2); P max %.4f, mean %.4f\n",
+                  r.smooth_radius, static_cast<long long>(s->positive_tiles), s->positive_fraction, s->positive_mm2,
+                  s->max_p, s->mean_p);
+    }
     std::printf("%.1f s, peak memory %.0f MB; wrote %s\n", r.seconds, r.peak_rss_mb, out.string().c_str());
   });
 }

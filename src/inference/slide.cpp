@@ -650,6 +650,24 @@ TissueMask tissue_mask(const cv::Mat& rgb, std::optional<double> threshold, doub
   return out;
 }
 
+namespace {
+
+nlohmann::json score_json(const SlideScore& s) {
+  return {{"tiles", s.tiles},
+          {"tissue_tiles", s.tissue_tiles},
+          {"positive_tiles", s.positive_tiles},
+          {"positive_fraction", s.positive_fraction},
+          {"max_p", s.max_p},
+          {"mean_p", s.mean_p},
+          {"tissue_mm2", s.tissue_mm2},
+          {"positive_mm2", s.positive_mm2}};
+}
+
+// The tile's P alone, or smoothed over its neighbourhood.
+double tile_p(const SlideTile& t, bool context) { return context ? t.p_context : t.p; }
+
+}  // namespace
+
 std::string SlideResult::summary_json() const {
   nlohmann::json levels_json = nlohmann::json::array();
   for (const auto& l : levels) levels_json.push_back({{"width", l.width}, {"height", l.height}, {"downsample", l.downsample}});
@@ -674,15 +692,9 @@ std::string SlideResult::summary_json() const {
       {"threshold", threshold},
       {"stain", stain},
       {"model", model},
-      {"score",
-       {{"tiles", score.tiles},
-        {"tissue_tiles", score.tissue_tiles},
-        {"positive_tiles", score.positive_tiles},
-        {"positive_fraction", score.positive_fraction},
-        {"max_p", score.max_p},
-        {"mean_p", score.mean_p},
-        {"tissue_mm2", score.tissue_mm2},
-        {"positive_mm2", score.positive_mm2}}},
+      {"score", score_json(score)},
+      {"smooth_radius", smooth_radius},
+      {"score_with_context", score_with_context ? score_json(*score_with_context) : nlohmann::json()},
       {"thumbnail_downsample", thumbnail_downsample},
       {"seconds", seconds},
       {"peak_rss_mb", peak_rss_mb},
@@ -690,10 +702,12 @@ std::string SlideResult::summary_json() const {
   return j.dump(2);
 }
 
-cv::Mat SlideResult::probability_grid() const {
+cv::Mat SlideResult::probability_grid(bool context) const {
   cv::Mat grid(static_cast<int>(rows), static_cast<int>(cols), CV_32F,
                cv::Scalar(std::numeric_limits<float>::quiet_NaN()));
-  for (const auto& t : tiles) grid.at<float>(static_cast<int>(t.row), static_cast<int>(t.col)) = static_cast<float>(t.p);
+  for (const auto& t : tiles) {
+    grid.at<float>(static_cast<int>(t.row), static_cast<int>(t.col)) = static_cast<float>(tile_p(t, context));
+  }
   return grid;
 }
 
@@ -715,6 +729,8 @@ void check_slide_options(const SlideOptions& options) {
     HISTOCNN_CHECK(*options.threshold >= 0 && *options.threshold <= 1, "the threshold is a probability, got {}",
                    *options.threshold);
   }
+  HISTOCNN_CHECK(options.smooth_radius >= 0 && options.smooth_radius <= 16,
+                 "the smoothing radius (--smooth) must be in [0, 16] tiles, got {}", options.smooth_radius);
 }
 
 // The slide's scale (--mpp, else what the file records), the model's, and the tile grid they give.
@@ -864,19 +880,21 @@ class TileCutter {
   const SlideLevel& lv_;
 };
 
-// The tumour burden and the other slide-level numbers, from the predicted tiles.
-SlideScore score_tiles(const SlideResult& r) {
+// The tumour burden and the other slide-level numbers, from the predicted tiles alone or from
+// their smoothed P.
+SlideScore score_tiles(const SlideResult& r, bool context) {
   SlideScore s;
   s.tiles = r.cols * r.rows;
   const double mm2_per_px = r.mpp * r.mpp / 1e6;
   double sum = 0;
   for (const auto& t : r.tiles) {
-    const bool positive = t.p >= r.threshold;
+    const double p = tile_p(t, context);
+    const bool positive = p >= r.threshold;
     s.positive_tiles += positive;
     s.tissue_mm2 += t.w * t.h * mm2_per_px;
     if (positive) s.positive_mm2 += t.w * t.h * mm2_per_px;
-    s.max_p = std::max(s.max_p, t.p);
-    sum += t.p;
+    s.max_p = std::max(s.max_p, p);
+    sum += p;
   }
   s.tissue_tiles = static_cast<int64_t>(r.tiles.size());
   s.positive_fraction = static_cast<double>(s.positive_tiles) / s.tissue_tiles;
@@ -978,17 +996,34 @@ SlideResult predict_slide(const Predictor& predictor, const fs::path& file, cons
   flush();
   bar.finish();
 
-  r.score = score_tiles(r);
+  r.score = score_tiles(r, false);
+  r.smooth_radius = options.smooth_radius;
+  if (r.smooth_radius > 0) {
+    // The tile grid as maps' slide grid: each place holds its tile's index, or -1 off the tissue.
+    SlideGrid grid;
+    grid.cols = static_cast<int>(r.cols);
+    grid.rows = static_cast<int>(r.rows);
+    grid.cells.assign(static_cast<size_t>(r.cols * r.rows), -1);
+    std::vector<double> p(r.tiles.size()), smoothed(r.tiles.size());
+    for (size_t i = 0; i < r.tiles.size(); ++i) {
+      grid.cells[static_cast<size_t>(r.tiles[i].row * r.cols + r.tiles[i].col)] = static_cast<int64_t>(i);
+      p[i] = r.tiles[i].p;
+    }
+    smooth_on_grid(grid, p, r.smooth_radius, smoothed);
+    for (size_t i = 0; i < r.tiles.size(); ++i) r.tiles[i].p_context = smoothed[i];
+    r.score_with_context = score_tiles(r, true);
+  }
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   r.peak_rss_mb = peak_rss_mb();
   return r;
 }
 
-cv::Mat draw_slide_heatmap(const SlideResult& result) {
+cv::Mat draw_slide_heatmap(const SlideResult& result, bool context) {
   HISTOCNN_CHECK(!result.thumbnail.empty(), "the slide result has no thumbnail to draw on");
+  HISTOCNN_CHECK(!context || result.smooth_radius > 0, "the slide was predicted without context (smooth_radius 0)");
   cv::Mat canvas(result.thumbnail.size(), CV_8UC3, cv::Scalar(255, 255, 255));
   for (const auto& t : result.tiles) {
-    const auto c = jet(t.p);
+    const auto c = jet(tile_p(t, context));
     cv::rectangle(canvas, thumb_rect(t, result.thumbnail_downsample, canvas.size()), cv::Scalar(c[0], c[1], c[2]),
                   cv::FILLED);
   }
@@ -1029,12 +1064,19 @@ SlideOutputs write_slide_outputs(const SlideResult& result, const fs::path& out_
   cv::Mat mask_rgb;
   cv::cvtColor(result.mask, mask_rgb, cv::COLOR_GRAY2RGB);
   io::write_png(o.mask, mask_rgb);
-  std::string csv = "col,row,x,y,w,h,level,level_x,level_y,tissue,p_idc,positive\n";
+  const bool context = result.smooth_radius > 0;
+  std::string csv = "col,row,x,y,w,h,level,level_x,level_y,tissue,p_idc,positive";
+  csv += context ? ",p_idc_context,positive_context\n" : "\n";
   for (const auto& t : result.tiles) {
-    csv += fmt::format("{},{},{},{},{},{},{},{},{},{:.4f},{:.6f},{}\n", t.col, t.row, t.x, t.y, t.w, t.h, t.level,
+    csv += fmt::format("{},{},{},{},{},{},{},{},{},{:.4f},{:.6f},{}", t.col, t.row, t.x, t.y, t.w, t.h, t.level,
                        t.level_x, t.level_y, t.tissue, t.p, t.p >= result.threshold ? 1 : 0);
+    csv += context ? fmt::format(",{:.6f},{}\n", t.p_context, t.p_context >= result.threshold ? 1 : 0) : "\n";
   }
   io::write_file_atomic(o.tiles_csv, csv);
+  if (context) {
+    o.heatmap_context = out_dir / "heatmap_context.png";
+    io::write_png(o.heatmap_context, draw_slide_heatmap(result, true));
+  }
   cv::Mat grid = result.probability_grid();
   io::write_npy(o.grid_npy, torch::from_blob(grid.data, {grid.rows, grid.cols}, torch::kFloat32).clone());
   io::write_file_atomic(o.summary_json, result.summary_json() + "\n");

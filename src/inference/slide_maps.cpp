@@ -85,28 +85,32 @@ std::vector<double> smooth_over_neighbours(const data::Manifest& manifest, const
   HISTOCNN_CHECK(radius >= 0, "the smoothing radius must be >= 0, got {}", radius);
   if (radius == 0) return p;
   std::vector<double> out(p.size());
-  for (const auto& g : slide_grids(manifest)) {
-    for (int r = 0; r < g.rows; ++r) {
-      for (int c = 0; c < g.cols; ++c) {
-        const int64_t i = g.at(c, r);
-        if (i < 0) continue;
-        double sum = 0;
-        int n = 0;
-        for (int dr = -radius; dr <= radius; ++dr) {
-          for (int dc = -radius; dc <= radius; ++dc) {
-            const int rr = r + dr, cc = c + dc;
-            if (rr < 0 || cc < 0 || rr >= g.rows || cc >= g.cols) continue;
-            const int64_t j = g.at(cc, rr);
-            if (j < 0) continue;
-            sum += p[j];
-            ++n;
-          }
+  for (const auto& g : slide_grids(manifest)) smooth_on_grid(g, p, radius, out);
+  return out;
+}
+
+void smooth_on_grid(const SlideGrid& g, const std::vector<double>& p, int radius, std::vector<double>& out) {
+  HISTOCNN_CHECK(radius >= 0, "the smoothing radius must be >= 0, got {}", radius);
+  HISTOCNN_CHECK(out.size() == p.size(), "smooth_on_grid: {} outputs for {} probabilities", out.size(), p.size());
+  for (int r = 0; r < g.rows; ++r) {
+    for (int c = 0; c < g.cols; ++c) {
+      const int64_t i = g.at(c, r);
+      if (i < 0) continue;
+      double sum = 0;
+      int n = 0;
+      for (int dr = -radius; dr <= radius; ++dr) {
+        for (int dc = -radius; dc <= radius; ++dc) {
+          const int rr = r + dr, cc = c + dc;
+          if (rr < 0 || cc < 0 || rr >= g.rows || cc >= g.cols) continue;
+          const int64_t j = g.at(cc, rr);
+          if (j < 0) continue;
+          sum += p[static_cast<size_t>(j)];
+          ++n;
         }
-        out[i] = sum / n;
       }
+      out[static_cast<size_t>(i)] = sum / n;
     }
   }
-  return out;
 }
 
 std::vector<PatientBurden> tumour_burden(const data::Manifest& manifest, const std::vector<double>& p,

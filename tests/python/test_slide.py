@@ -123,6 +123,28 @@ def test_slide_predict_command_and_python_agree(cli, large_png, tmp_path):
     assert grid.shape == (15, 20) and np.isnan(grid[0, 0])
     assert np.allclose(np.load(out / "heatmap.npy"), grid, equal_nan=True)
     assert result.score.positive_tiles == sum(t["positive"] for t in tiles)
+    assert result.smooth_radius == 0 and result.score_with_context is None and "p_idc_context" not in tiles[0]
+
+    # Context (--smooth 1): each tile's P also averaged over the tissue tiles of its 3 x 3 window,
+    # against numpy's mean over the same window of the patch-alone grid.
+    out_context = tmp_path / "out-context"
+    printed = run_cli(cli, "slide", "predict", path, "--model", model, "--mpp", "1", "--smooth", "1",
+                      "--out", out_context).stdout
+    assert "with context" in printed and (out_context / "heatmap_context.png").exists()
+    rows = list(csv.DictReader(open(out_context / "tiles.csv")))
+    padded = np.pad(grid.astype(np.float64), 1, constant_values=np.nan)
+    for row in rows:
+        c, r = int(row["col"]), int(row["row"])
+        assert float(row["p_idc"]) == pytest.approx(grid[r, c], abs=1e-5)
+        assert float(row["p_idc_context"]) == pytest.approx(np.nanmean(padded[r:r + 3, c:c + 3]), abs=1e-5)
+    with_context = json.loads((out_context / "summary.json").read_text())["score_with_context"]
+    assert with_context["positive_tiles"] == sum(int(row["positive_context"]) for row in rows)
+    smoothed = histocnn.inference.predict_slide(predictor, str(path), mpp=1.0, smooth_radius=1)
+    assert smoothed.score_with_context.positive_tiles == with_context["positive_tiles"]
+    assert np.allclose(smoothed.probability_grid(context=True),
+                       [[np.nan if np.isnan(grid[r, c]) else np.nanmean(padded[r:r + 3, c:c + 3])
+                         for c in range(grid.shape[1])] for r in range(grid.shape[0])], atol=1e-5, equal_nan=True)
+    assert smoothed.heatmap(context=True).shape == smoothed.heatmap().shape
 
     # The positives are on the tumour: every tile mostly inside is positive, none away from it.
     for t in tiles:

@@ -39,6 +39,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <limits>
 #include <map>
 #include <memory>
 #include <optional>
@@ -134,6 +135,10 @@ struct SlideOptions {
   std::optional<double> tissue_threshold;
   /// P(IDC) at or above which a tile counts as positive; default the model's threshold.
   std::optional<double> threshold;
+  /// Context: besides each tile's own P, the mean P of the tissue tiles in the (2r+1)^2 window
+  /// around it (as `histocnn maps --smooth`), scored apart (SlideResult::score_with_context);
+  /// 0: the tile alone.
+  int smooth_radius = 0;
   int64_t batch_size = 64;   ///< tiles per forward pass
   int region_size = 2048;    ///< pixels a side read at once from the slide
   SlideReaderOptions reader;
@@ -147,7 +152,8 @@ struct SlideTile {
   int level = 0;
   int64_t level_x = 0, level_y = 0;  ///< top-left in the level read
   double tissue = 0;                 ///< tissue fraction
-  double p = 0;                      ///< P(IDC-positive)
+  double p = 0;                      ///< P(IDC-positive), the tile alone
+  double p_context = std::numeric_limits<double>::quiet_NaN();  ///< smoothed P; NaN without smooth_radius
 };
 
 struct SlideScore {
@@ -179,7 +185,9 @@ struct SlideResult {
   std::string model;           ///< the bundle's folder
   std::string stain;           ///< the stain normalisation applied (empty: none)
   std::vector<SlideTile> tiles;  ///< the tissue tiles, row by row
-  SlideScore score;
+  SlideScore score;            ///< from each tile alone
+  int smooth_radius = 0;       ///< SlideOptions::smooth_radius
+  std::optional<SlideScore> score_with_context;  ///< from the smoothed P, when smooth_radius > 0
   cv::Mat thumbnail;           ///< RGB, thumbnail_downsample level-0 pixels per pixel
   cv::Mat mask;                ///< the tissue mask over the thumbnail
   double thumbnail_downsample = 1;
@@ -188,8 +196,9 @@ struct SlideResult {
 
   /// The JSON summary (everything but the tiles and images).
   std::string summary_json() const;
-  /// P(IDC) on the tile grid, rows x cols float32, NaN where a tile was not predicted.
-  cv::Mat probability_grid() const;
+  /// P(IDC) on the tile grid, rows x cols float32, NaN where a tile was not predicted; the
+  /// smoothed P with `context` (NaN throughout without smooth_radius).
+  cv::Mat probability_grid(bool context = false) const;
 };
 
 /// Reads `file`, masks its tissue, tiles it at the model's scale and predicts every tissue tile
@@ -202,19 +211,21 @@ SlideResult predict_slide(const Predictor& predictor, const std::filesystem::pat
                           const SlideOptions& options = {});
 
 /// The tile grid's P(IDC) as a jet heatmap over the thumbnail's extent (white where no tile was
-/// predicted), with a colour bar; RGB uint8.
-cv::Mat draw_slide_heatmap(const SlideResult& result);
+/// predicted), with a colour bar; RGB uint8. `context`: the smoothed P (needs smooth_radius > 0).
+cv::Mat draw_slide_heatmap(const SlideResult& result, bool context = false);
 /// The thumbnail with the heatmap blended over its tissue tiles and positive tiles outlined,
 /// with a colour bar; RGB uint8.
 cv::Mat draw_slide_overlay(const SlideResult& result, double alpha = 0.45);
 
 struct SlideOutputs {
   std::filesystem::path heatmap, overlay, thumbnail, mask, tiles_csv, grid_npy, summary_json;
+  std::filesystem::path heatmap_context;  ///< empty without smooth_radius
 };
 
 /// Writes heatmap.png, overlay.png, thumbnail.png, mask.png, tiles.csv (col, row, x, y, w, h,
-/// level, level_x, level_y, tissue, p_idc, positive), heatmap.npy (probability_grid) and
-/// summary.json into `out_dir`, each atomically.
+/// level, level_x, level_y, tissue, p_idc, positive, and with smooth_radius p_idc_context and
+/// positive_context), heatmap.npy (probability_grid), summary.json and, with smooth_radius,
+/// heatmap_context.png into `out_dir`, each atomically.
 SlideOutputs write_slide_outputs(const SlideResult& result, const std::filesystem::path& out_dir);
 
 }  // namespace histocnn::inference

@@ -44,6 +44,9 @@ std::vector<SlideGrid> slide_grids(const data::Manifest& manifest);
 /// in the (2 radius + 1)^2 window around it on its slide (itself included). radius 0 returns p.
 std::vector<double> smooth_over_neighbours(const data::Manifest& manifest, const std::vector<double>& p,
                                            int radius = 1);
+/// The same smoothing on one grid whose cells index `p`: writes out[i] for each index i the grid
+/// holds (out must be as long as p). Whole-slide tiles use it on their tile grid.
+void smooth_on_grid(const SlideGrid& grid, const std::vector<double>& p, int radius, std::vector<double>& out);
 
 struct PatientBurden {
   std::string patient;

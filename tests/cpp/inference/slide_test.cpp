@@ -254,6 +254,49 @@ TEST_CASE("A pyramidal TIFF is tiled at the model's scale from the right level a
   const cv::Mat grid = r.probability_grid();
   CHECK(std::isnan(grid.at<float>(0, 0)));  // a glass corner
   CHECK(cv::imread(out.overlay.string()).size() == heat.size());
+  CHECK(summary["smooth_radius"] == 0);
+  CHECK(summary["score_with_context"].is_null());
+  CHECK(out.heatmap_context.empty());
+  CHECK(std::isnan(r.tiles.front().p_context));
+
+  {  // context: each tile's P also averaged over the tissue tiles around it, scored apart
+    inference::SlideOptions oc = o;
+    oc.smooth_radius = 1;
+    const auto rc = inference::predict_slide(predictor, tiff, oc);
+    REQUIRE(rc.tiles.size() == r.tiles.size());
+    REQUIRE(rc.score_with_context.has_value());
+    double sum = 0;
+    int64_t positive = 0;
+    for (const auto& t : rc.tiles) {
+      // The oracle: the mean over the tiles at most one place away on the grid, found by search.
+      double s = 0;
+      int n = 0;
+      for (const auto& u : rc.tiles) {
+        if (std::abs(u.col - t.col) <= 1 && std::abs(u.row - t.row) <= 1) {
+          s += u.p;
+          ++n;
+        }
+      }
+      CHECK(t.p_context == Approx(s / n).margin(1e-12));
+      sum += t.p_context;
+      positive += t.p_context >= rc.threshold;
+    }
+    for (size_t i = 0; i < r.tiles.size(); ++i) CHECK(rc.tiles[i].p == Approx(r.tiles[i].p).margin(1e-6));
+    CHECK(rc.score.positive_tiles == r.score.positive_tiles);  // the tile-alone score stays as it was
+    CHECK(rc.score_with_context->positive_tiles == positive);
+    CHECK(rc.score_with_context->mean_p == Approx(sum / rc.tiles.size()));
+    CHECK(rc.score_with_context->tissue_tiles == rc.score.tissue_tiles);
+    const auto outc = inference::write_slide_outputs(rc, dir / "out-context");
+    const auto sc = nlohmann::json::parse(io::read_file(outc.summary_json));
+    CHECK(sc["smooth_radius"] == 1);
+    CHECK(sc["score_with_context"]["positive_tiles"] == positive);
+    CHECK(cv::imread(outc.heatmap_context.string()).size() == heat.size());
+    std::ifstream csvc(outc.tiles_csv);
+    std::getline(csvc, line);
+    CHECK(line == "col,row,x,y,w,h,level,level_x,level_y,tissue,p_idc,positive,p_idc_context,positive_context");
+    oc.smooth_radius = -1;
+    CHECK_THROWS_WITH(inference::predict_slide(predictor, tiff, oc), Catch::Contains("--smooth"));
+  }
 
   {  // --mpp overrides the file's scale
     inference::SlideOptions o2;
