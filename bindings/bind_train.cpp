@@ -184,6 +184,7 @@ void init_train(py::module_& root) {
       .def_readwrite("only_folds", &train::CrossValidationOptions::only_folds)
       .def_readwrite("stain_shifts", &train::CrossValidationOptions::stain_shifts)
       .def_readwrite("tta", &train::CrossValidationOptions::tta)
+      .def_readwrite("context_radius", &train::CrossValidationOptions::context_radius)
       .def_readwrite("name", &train::CrossValidationOptions::name);
   py::class_<train::FoldScore>(m, "FoldScore")
       .def_readonly("stain_shift", &train::FoldScore::stain_shift)
@@ -200,7 +201,9 @@ void init_train(py::module_& root) {
       .def_readonly("run_dir", &train::FoldResult::run_dir)
       .def_readonly("threshold", &train::FoldResult::threshold)
       .def_readonly("seconds", &train::FoldResult::seconds)
-      .def_readonly("scores", &train::FoldResult::scores);
+      .def_readonly("scores", &train::FoldResult::scores)
+      .def_readonly("context_radius", &train::FoldResult::context_radius)
+      .def_readonly("context_scores", &train::FoldResult::context_scores);
   py::class_<train::CrossValidationResult>(m, "CrossValidationResult")
       .def_readonly("output_dir", &train::CrossValidationResult::output_dir)
       .def_readonly("folds", &train::CrossValidationResult::folds)

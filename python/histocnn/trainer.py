@@ -158,25 +158,29 @@ def _run_options(caller: str, data_dir, manifest, recipe, options: Dict[str, Any
 
 def cross_validate(data_dir=None, manifest: Optional[str] = None, folds: int = 5, fold_seed: int = 42,
                    only_folds: Sequence[int] = (), restain: Sequence[float] = (0.1, 0.2), tta: bool = False,
-                   name: str = "cv", recipe: Optional[str] = None, progress: bool = False, **options: Any):
+                   context: int = 1, name: str = "cv", recipe: Optional[str] = None, progress: bool = False,
+                   **options: Any):
     """Leave-patients-out cross-validation, as ``histocnn cv``: each fold trains on the other
     patients (any Trainer keyword sets the recipe) and scores its own patients as stained and
-    restained at each sigma of ``restain``. ``data_dir`` may be a list of folders; each folder's
-    patients are then also scored on their own. Returns ``(result, table)``: the C++ result
-    (``.summary`` is the text table, ``.folds`` the per-fold scores) and a pandas DataFrame with
-    one row per fold, sigma and group."""
+    restained at each sigma of ``restain``, and as stained with spatial context: each patch's P
+    averaged over the fold's test patches within ``context`` places on the slide (0: not). ``data_dir``
+    may be a list of folders; each folder's patients are then also scored on their own. Returns
+    ``(result, table)``: the C++ result (``.summary`` is the text table, ``.folds`` the per-fold
+    scores) and a pandas DataFrame with one row per fold, sigma, context radius (0: the patch alone)
+    and group."""
     cv = _train.CrossValidationOptions()
     cv.run = _run_options("cross_validate", data_dir, manifest, recipe, dict(options))
     cv.run.trainer.progress = bool(progress)
     cv.folds, cv.fold_seed, cv.only_folds = folds, fold_seed, list(only_folds)
-    cv.stain_shifts, cv.tta, cv.name = list(restain), tta, name
+    cv.stain_shifts, cv.tta, cv.context_radius, cv.name = list(restain), tta, context, name
     result = _train.cross_validate(cv)
     import pandas as pd
-    rows = [{"fold": f.fold, "stain_shift": s.stain_shift, "group": s.group, "patients": s.patients,
-             "patches": s.patches, "roc_auc": s.roc_auc, "balanced_accuracy": s.balanced_accuracy,
-             "sensitivity": s.sensitivity, "specificity": s.specificity,
+    rows = [{"fold": f.fold, "stain_shift": s.stain_shift, "context_radius": radius, "group": s.group,
+             "patients": s.patients, "patches": s.patches, "roc_auc": s.roc_auc,
+             "balanced_accuracy": s.balanced_accuracy, "sensitivity": s.sensitivity, "specificity": s.specificity,
              "median_patient_auc": s.median_patient_auc, "threshold": f.threshold, "seconds": f.seconds}
-            for f in result.folds for s in f.scores]
+            for f in result.folds
+            for radius, scores in ((0, f.scores), (f.context_radius, f.context_scores)) for s in scores]
     return result, pd.DataFrame(rows)
 
 

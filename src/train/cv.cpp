@@ -5,6 +5,7 @@
 #include "histocnn/data/balance.h"
 #include "histocnn/data/split.h"
 #include "histocnn/inference/evaluate.h"
+#include "histocnn/inference/slide_maps.h"
 #include "histocnn/io/atomic_file.h"
 #include "histocnn/metrics/binary.h"
 #include "histocnn/metrics/patient.h"
@@ -36,6 +37,8 @@ void CrossValidationOptions::validate() const {
   }
   HISTOCNN_CHECK(!name.empty() && name.find('/') == std::string::npos, "cv name must be a plain folder name, got '{}'",
                  name);
+  HISTOCNN_CHECK(context_radius >= 0 && context_radius <= 16, "the context radius (--context) must be in [0, 16], got {}",
+                 context_radius);
 }
 
 std::vector<std::pair<std::string, int>> assign_patient_folds(const data::Manifest& m, int folds, uint64_t seed) {
@@ -121,8 +124,9 @@ json score_json(const FoldScore& s) {
 
 json fold_json(const FoldResult& f) {
   json j = {{"fold", f.fold}, {"run_dir", f.run_dir.string()}, {"threshold", f.threshold}, {"seconds", f.seconds},
-            {"scores", json::array()}};
+            {"scores", json::array()}, {"context_radius", f.context_radius}, {"context_scores", json::array()}};
   for (const auto& s : f.scores) j["scores"].push_back(score_json(s));
+  for (const auto& s : f.context_scores) j["context_scores"].push_back(score_json(s));
   return j;
 }
 
@@ -133,7 +137,7 @@ FoldResult fold_from_json(const json& j) {
   f.run_dir = j.at("run_dir").get<std::string>();
   f.threshold = j.at("threshold").get<double>();
   f.seconds = j.at("seconds").get<double>();
-  for (const auto& s : j.at("scores")) {
+  auto read_score = [&](const json& s) {
     FoldScore score;
     score.stain_shift = s.at("stain_shift").get<double>();
     score.group = s.at("group").get<std::string>();
@@ -144,8 +148,12 @@ FoldResult fold_from_json(const json& j) {
     score.sensitivity = num(s.at("sensitivity"));
     score.specificity = num(s.at("specificity"));
     score.median_patient_auc = num(s.at("median_patient_auc"));
-    f.scores.push_back(std::move(score));
-  }
+    return score;
+  };
+  for (const auto& s : j.at("scores")) f.scores.push_back(read_score(s));
+  // A fold written before context was scored has neither key.
+  f.context_radius = j.value("context_radius", 0);
+  for (const auto& s : j.value("context_scores", json::array())) f.context_scores.push_back(read_score(s));
   return f;
 }
 
@@ -157,7 +165,7 @@ std::string summarize(const std::vector<FoldResult>& folds, int total_folds) {
   for (const auto& f : folds) {
     for (const auto& s : f.scores) cells[{s.stain_shift, s.group}].push_back(&s);
   }
-  auto mean_sd = [](const std::vector<double>& v) {
+  auto mean_sd = [](const std::vector<double>& v) -> std::string {
     std::vector<double> finite;
     for (double x : v) {
       if (std::isfinite(x)) finite.push_back(x);
@@ -172,9 +180,10 @@ std::string summarize(const std::vector<FoldResult>& folds, int total_folds) {
   std::string out = fmt::format("Leave-patients-out cross-validation: {} of {} folds, patch-level metrics on each fold's "
                                 "unseen test patients (mean +- sd over folds)\n\n",
                                 folds.size(), total_folds);
-  out += "| test patients | group | ROC-AUC | balanced accuracy | sensitivity | specificity | median per-patient AUC |\n";
-  out += "|---|---|---:|---:|---:|---:|---:|\n";
-  for (const auto& [key, scores] : cells) {
+  const std::string header =
+      "| test patients | group | ROC-AUC | balanced accuracy | sensitivity | specificity | median per-patient AUC |\n"
+      "|---|---|---:|---:|---:|---:|---:|\n";
+  auto row = [&](const std::string& name, const std::string& group, const std::vector<const FoldScore*>& scores) {
     std::vector<double> auc, bal, sens, spec, med;
     for (const auto* s : scores) {
       auc.push_back(s->roc_auc);
@@ -183,8 +192,28 @@ std::string summarize(const std::vector<FoldResult>& folds, int total_folds) {
       spec.push_back(s->specificity);
       med.push_back(s->median_patient_auc);
     }
-    out += fmt::format("| {} | {} | {} | {} | {} | {} | {} |\n", sigma_name(key.first), key.second, mean_sd(auc),
-                       mean_sd(bal), mean_sd(sens), mean_sd(spec), mean_sd(med));
+    return fmt::format("| {} | {} | {} | {} | {} | {} | {} |\n", name, group, mean_sd(auc), mean_sd(bal),
+                       mean_sd(sens), mean_sd(spec), mean_sd(med));
+  };
+  out += header;
+  for (const auto& [key, scores] : cells) out += row(sigma_name(key.first), key.second, scores);
+
+  // Context apart: the folds that scored it, per radius and group.
+  std::map<std::pair<int, std::string>, std::vector<const FoldScore*>> context_cells;
+  std::map<int, size_t> context_folds;
+  for (const auto& f : folds) {
+    for (const auto& s : f.context_scores) context_cells[{f.context_radius, s.group}].push_back(&s);
+    if (!f.context_scores.empty()) ++context_folds[f.context_radius];
+  }
+  for (const auto& [radius, n] : context_folds) {
+    out += fmt::format("\nWith spatial context, as stained, {} of {} folds: each test patch's P averaged over the test "
+                       "patches within {} place(s) on its slide (as `histocnn maps --smooth {}`), on the same patches "
+                       "as the patch-alone rows above and never mixed with them\n\n",
+                       n, total_folds, radius, radius);
+    out += header;
+    for (const auto& [key, scores] : context_cells) {
+      if (key.first == radius) out += row(fmt::format("as stained, context {}", radius), key.second, scores);
+    }
   }
   out += "\n| fold | test patients | test patches | threshold | AUC as stained |";
   std::set<double> sigmas;
@@ -192,9 +221,10 @@ std::string summarize(const std::vector<FoldResult>& folds, int total_folds) {
     if (key.first > 0) sigmas.insert(key.first);
   }
   for (double s : sigmas) out += fmt::format(" AUC {} |", sigma_name(s));
+  out += " AUC as stained, context |";
   out += " minutes |\n|---:|---:|---:|---:|---:|";
   for (size_t i = 0; i < sigmas.size(); ++i) out += "---:|";
-  out += "---:|\n";
+  out += "---:|---:|\n";
   for (const auto& f : folds) {
     auto find = [&](double sigma) -> const FoldScore* {
       for (const auto& s : f.scores) {
@@ -209,6 +239,10 @@ std::string summarize(const std::vector<FoldResult>& folds, int total_folds) {
       const auto* r = find(s);
       out += fmt::format(" {:.3f} |", r ? r->roc_auc : std::nan(""));
     }
+    const auto context = std::find_if(f.context_scores.begin(), f.context_scores.end(),
+                                      [](const FoldScore& s) { return s.group == "all"; });
+    out += context == f.context_scores.end() ? std::string(" |")
+                                             : fmt::format(" {:.3f} (radius {}) |", context->roc_auc, f.context_radius);
     out += fmt::format(" {:.1f} |\n", f.seconds / 60);
   }
   return out;
@@ -313,6 +347,23 @@ CrossValidationResult cross_validate(const CrossValidationOptions& options) {
       for (const auto& [group, idx] : groups) {
         fold.scores.push_back(score(test, ev.predictions, ev.threshold, idx, sigma, group));
         if (group == "all") log_info("fold {}: AUC {:.3f} {}", k, fold.scores.back().roc_auc, sigma_name(sigma));
+      }
+      if (sigma == 0 && options.context_radius > 0) {
+        inference::Predictions smoothed = ev.predictions;
+        try {
+          smoothed.p_positive = inference::smooth_over_neighbours(test, ev.predictions.p_positive, options.context_radius);
+        } catch (const std::invalid_argument& e) {  // two patches of a patient in one place
+          log_warn("fold {}: not scored with context: {}", k, e.what());
+          continue;
+        }
+        fold.context_radius = options.context_radius;
+        for (const auto& [group, idx] : groups) {
+          fold.context_scores.push_back(score(test, smoothed, ev.threshold, idx, 0, group));
+          if (group == "all") {
+            log_info("fold {}: AUC {:.3f} as stained with context (radius {}; the patch alone above)", k,
+                     fold.context_scores.back().roc_auc, options.context_radius);
+          }
+        }
       }
     }
     fold.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

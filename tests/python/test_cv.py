@@ -3,6 +3,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import sklearn.metrics
 
 import histocnn
@@ -15,6 +16,10 @@ def test_cross_validate_scores_every_patient_once_and_matches_sklearn(synthetic_
         freeze_backbone=False, image_size=32, hidden1=16, hidden2=8, epochs=1, tensorboard=False)
     assert sorted(table.fold.unique()) == [1, 2]
     assert set(table.stain_shift) == {0.0, 0.2}
+    assert set(table.context_radius) == {0, 1}
+    with_context = table[table.context_radius == 1]
+    assert set(with_context.stain_shift) == {0.0}
+    table = table[table.context_radius == 0]
     as_stained = table[table.stain_shift == 0]
     assert as_stained.patches.sum() == 8 * 30  # every patch tested exactly once
     assert as_stained.patients.sum() == 8
@@ -25,6 +30,18 @@ def test_cross_validate_scores_every_patient_once_and_matches_sklearn(synthetic_
         expected = sklearn.metrics.roc_auc_score(ev.predictions.labels, ev.predictions.p_positive)
         got = as_stained[as_stained.fold == fold.fold].roc_auc.item()
         assert abs(got - expected) < 1e-9
+        # With context: each test patch's P averaged over the fold's test patches of its patient
+        # at most one grid step (50 px) away, by numpy, then sklearn's AUC.
+        test = histocnn.data.Manifest.load_csv(str(fold.run_dir / "manifest.csv")).subset("test").rows
+        p = np.array(ev.predictions.p_positive)
+        patient = {name: i for i, name in enumerate(sorted({r.patient for r in test}))}
+        where = np.array([(patient[r.patient], r.x, r.y) for r in test])
+        smoothed = [p[(where[:, 0] == w[0]) & (np.abs(where[:, 1] - w[1]) <= 50) & (np.abs(where[:, 2] - w[2]) <= 50)]
+                    .mean() for w in where]
+        expected = sklearn.metrics.roc_auc_score(ev.predictions.labels, smoothed)
+        got = with_context[with_context.fold == fold.fold].roc_auc.item()
+        assert abs(got - expected) < 1e-9
+        assert fold.context_radius == 1 and len(fold.context_scores) == 1
     summary = json.loads((result.output_dir / "cv.json").read_text())
     assert len(summary["results"]) == 2
     # bench/cv_seeds.py, which docs/results.md quotes, reads the same numbers from cv.json.
@@ -53,6 +70,7 @@ def test_cv_command_joins_folders_and_reports_each(synthetic_data, tmp_path, cli
                   "--backbone", "simple_cnn", "--unfreeze", "--image-size", "32", "--epochs", "1",
                   "--output-dir", tmp_path / "cvout", "--no-tensorboard")
     assert "| as stained | all |" in out.stdout
+    assert "| as stained, context 1 | all |" in out.stdout and "| as stained, context 1 | other |" in out.stdout
     assert f"| as stained | {synthetic_data.name} |" in out.stdout
     assert "| as stained | other |" in out.stdout
     assert "1 of 2 folds" in out.stdout
@@ -60,3 +78,5 @@ def test_cv_command_joins_folders_and_reports_each(synthetic_data, tmp_path, cli
     bad = run_cli(cli, "cv", "--data", synthetic_data, synthetic_data, "--output-dir", tmp_path / "bad", check=False)
     assert bad.returncode == 2
     assert "is in both" in bad.stderr
+    bad = run_cli(cli, "cv", "--data", synthetic_data, "--context", "17", "--output-dir", tmp_path / "bad", check=False)
+    assert bad.returncode == 2 and "--context" in bad.stderr and "[0, 16]" in bad.stderr

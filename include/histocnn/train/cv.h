@@ -36,6 +36,10 @@ struct CrossValidationOptions {
   std::vector<int> only_folds;        ///< run these folds (1-based) only; empty = all
   std::vector<double> stain_shifts = {0.1, 0.2};
   bool tta = false;                   ///< test-time augmentation in the test evaluations
+  /// Spatial context: the test patients as stained are also scored with each patch's P averaged
+  /// over their test patches within this many places on the slide (as `histocnn maps --smooth`),
+  /// apart from the patch-alone scores; 0: not.
+  int context_radius = 1;
   std::string name = "cv";            ///< folder under run.output_dir
 
   void validate() const;
@@ -59,7 +63,9 @@ struct FoldResult {
   std::filesystem::path run_dir;
   double threshold = 0.5;          ///< the run's (chosen on validation by the run's method)
   double seconds = 0;              ///< training plus every evaluation of this fold
-  std::vector<FoldScore> scores;
+  std::vector<FoldScore> scores;   ///< the patch alone, per sigma and group
+  int context_radius = 0;          ///< of context_scores; 0 when the fold has none
+  std::vector<FoldScore> context_scores;  ///< as stained, with context, per group
 };
 
 struct CrossValidationResult {
