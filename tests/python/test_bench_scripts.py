@@ -255,3 +255,25 @@ def test_blas_threads_times_both_settings_and_skips_what_it_cannot_run(cli, synt
     lstm = next(line for line in lines if line.startswith("mobilenet_v2 frozen + lstm"))
     assert "skipped: needs --weights-dir" in lstm
     assert not any(line.startswith("study") for line in lines)  # case 2 was not asked for
+
+
+def test_patient_influence_scores_the_fold_with_and_without_one_patient(tmp_path):
+    # Fold 1: patient b's IDC patch scores below every negative; without b the fold is separable.
+    write_predictions(tmp_path / "cv" / "fold-1" / "predictions_test.csv",
+                      [("d/real/a/0/1.png", "a", 0, -1.0), ("d/real/a/1/2.png", "a", 1, 2.0),
+                       ("d/real/b/1/3.png", "b", 1, -3.0), ("d/real/b/0/4.png", "b", 0, -4.0),
+                       ("d/wide/c/1/5.png", "c", 1, 1.0), ("d/wide/c/0/6.png", "c", 0, -2.0)])
+    write_predictions(tmp_path / "cv" / "fold-2" / "predictions_test.csv",
+                      [("d/wide/e/0/7.png", "e", 0, 1.0), ("d/wide/e/1/8.png", "e", 1, -1.0)])
+    proc = run_script("patient_influence.py", "--patient", "b", tmp_path / "cv")
+    assert proc.returncode == 0, proc.stderr
+    [row] = table(proc.stdout)
+    assert row[1] == "fold-1"
+    labels, logits = [0, 1, 1, 0, 1, 0], [-1.0, 2.0, -3.0, -4.0, 1.0, -2.0]
+    assert float(row[2]) == round(roc_auc_score(labels, logits), 3)
+    assert row[3] == "1.000" and row[4] == "2 of 6" and row[5] == "1 of 3" and row[6] == "1.000"
+    assert row[7] == f"{1 / (1 + math.exp(3)):.2f}" and row[8] == "1.00"
+    assert row[9] == f"real {1 / (1 + math.exp(-2)):.2f} (0.00); wide {1 / (1 + math.exp(-1)):.2f} (0.00)"
+    assert row[10] == "0.500"  # fold 1 without b (1.000) and fold 2 (0.000)
+    proc = run_script("patient_influence.py", "--patient", "z", tmp_path / "cv")
+    assert proc.returncode != 0 and "patient z is in no fold" in proc.stderr
