@@ -41,9 +41,16 @@ class Predictor:
     smaller, then resized (stretched, not cropped) to its input size, as in training.
     """
 
-    def __init__(self, model_dir: Union[str, os.PathLike], device: str = "auto", tta: bool = False):
+    def __init__(self, model_dir: Union[str, os.PathLike], device: str = "auto", tta: bool = False,
+                 threads: Optional[int] = 0):
         """``tta``: test-time augmentation, each patch's probabilities averaged over its 8 flips
-        and quarter turns (8 times the compute)."""
+        and quarter turns (8 times the compute). ``threads``: LibTorch's threads for the process,
+        set as ``histocnn.configure_threads(threads)`` does (0, the default: every core, OpenBLAS
+        one thread); ``None`` leaves the process's settings as they are."""
+        if threads is not None:
+            if threads < 0:
+                raise ValueError(f"threads must be 0 (every core), a count or None (leave as set); got {threads}")
+            _histocnn.configure_threads(threads)
         self._cpp = _histocnn.inference.Predictor(os.fspath(model_dir), device)
         self._cpp.tta = tta
 

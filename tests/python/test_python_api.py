@@ -141,6 +141,28 @@ def test_predict_accepts_paths_numpy_torch_and_pil(synthetic_data, tmp_path):
         predictor.predict([str(tmp_path / "missing.png")])
 
 
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs two cores to tell every core from one thread")
+def test_predictor_sets_every_core_unless_told_to_leave_threads_alone(serving_runs):
+    # A fresh interpreter whose torch starts on one thread, as Debian's can: a Predictor then
+    # predicts on every core (threads=0), on the count it is given, or leaves the setting (None).
+    model = str(serving_runs[0] / "model")
+    script = textwrap.dedent(f"""
+        import torch, histocnn
+        counts = []
+        for threads, before in ((None, 1), (0, 1), (1, 2)):
+            torch.set_num_threads(before)
+            histocnn.Predictor({model!r}, threads=threads)
+            counts.append(torch.get_num_threads())
+        print(*counts)
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                         env={k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"})
+    assert out.returncode == 0, out.stderr
+    assert list(map(int, out.stdout.split())) == [1, os.cpu_count(), 1]
+    with pytest.raises(ValueError, match="threads must be"):
+        histocnn.Predictor(model, threads=-1)
+
+
 @pytest.mark.parametrize("variable", [None, "OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS"])
 def test_configure_threads_gives_openblas_one_thread_unless_told_otherwise(variable):
     # A fresh interpreter: OpenBLAS reads its variables when it loads. The extension module's
