@@ -162,8 +162,8 @@ def cross_validate(data_dir=None, manifest: Optional[str] = None, folds: int = 5
                    **options: Any):
     """Leave-patients-out cross-validation, as ``histocnn cv``: each fold trains on the other
     patients (any Trainer keyword sets the recipe) and scores its own patients as stained and
-    restained at each sigma of ``restain``, and as stained with spatial context: each patch's P
-    averaged over the fold's test patches within ``context`` places on the slide (0: not). ``data_dir``
+    restained at each sigma of ``restain``, and, each of these again, with spatial context: each
+    patch's P averaged over the fold's test patches within ``context`` places on the slide (0: not). ``data_dir``
     may be a list of folders; each folder's patients are then also scored on their own. Returns
     ``(result, table)``: the C++ result (``.summary`` is the text table, ``.folds`` the per-fold
     scores) and a pandas DataFrame with one row per fold, sigma, context radius (0: the patch alone)

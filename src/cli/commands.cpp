@@ -208,8 +208,8 @@ void add_cv_command(CLI::App& app) {
       ->capture_default_str();
   cmd->add_flag("--tta", cv->tta, "Test-time augmentation in the test evaluations");
   cmd->add_option("--context", cv->context_radius,
-                  "Also score the test patients as stained with each P averaged over their patches within this many "
-                  "places on the slide, apart from the patch alone (0: not)")
+                  "Also score the test patients, as stained and restained, with each P averaged over their patches "
+                  "within this many places on the slide, apart from the patch alone (0: not)")
       ->capture_default_str();
   cmd->add_option("--cv-name", cv->name, "Folder under --output-dir for the folds and the summary")->capture_default_str();
   cmd->callback([cv] {

@@ -20,6 +20,7 @@
 #include <numeric>
 #include <random>
 #include <set>
+#include <tuple>
 
 namespace histocnn::train {
 
@@ -198,21 +199,23 @@ std::string summarize(const std::vector<FoldResult>& folds, int total_folds) {
   out += header;
   for (const auto& [key, scores] : cells) out += row(sigma_name(key.first), key.second, scores);
 
-  // Context apart: the folds that scored it, per radius and group.
-  std::map<std::pair<int, std::string>, std::vector<const FoldScore*>> context_cells;
+  // Context apart: the folds that scored it, per radius, sigma and group (folds written before
+  // context was scored under restaining have it as stained only).
+  std::map<std::tuple<int, double, std::string>, std::vector<const FoldScore*>> context_cells;
   std::map<int, size_t> context_folds;
   for (const auto& f : folds) {
-    for (const auto& s : f.context_scores) context_cells[{f.context_radius, s.group}].push_back(&s);
+    for (const auto& s : f.context_scores) context_cells[{f.context_radius, s.stain_shift, s.group}].push_back(&s);
     if (!f.context_scores.empty()) ++context_folds[f.context_radius];
   }
   for (const auto& [radius, n] : context_folds) {
-    out += fmt::format("\nWith spatial context, as stained, {} of {} folds: each test patch's P averaged over the test "
-                       "patches within {} place(s) on its slide (as `histocnn maps --smooth {}`), on the same patches "
-                       "as the patch-alone rows above and never mixed with them\n\n",
+    out += fmt::format("\nWith spatial context, {} of {} folds: each test patch's P averaged over the test patches within "
+                       "{} place(s) on its slide (as `histocnn maps --smooth {}`), on the same patches, stained the same "
+                       "way, as the patch-alone rows above and never mixed with them\n\n",
                        n, total_folds, radius, radius);
     out += header;
     for (const auto& [key, scores] : context_cells) {
-      if (key.first == radius) out += row(fmt::format("as stained, context {}", radius), key.second, scores);
+      const auto& [r, sigma, group] = key;
+      if (r == radius) out += row(fmt::format("{}, context {}", sigma_name(sigma), radius), group, scores);
     }
   }
   out += "\n| fold | test patients | test patches | threshold | AUC as stained |";
@@ -240,7 +243,7 @@ std::string summarize(const std::vector<FoldResult>& folds, int total_folds) {
       out += fmt::format(" {:.3f} |", r ? r->roc_auc : std::nan(""));
     }
     const auto context = std::find_if(f.context_scores.begin(), f.context_scores.end(),
-                                      [](const FoldScore& s) { return s.group == "all"; });
+                                      [](const FoldScore& s) { return s.stain_shift == 0 && s.group == "all"; });
     out += context == f.context_scores.end() ? std::string(" |")
                                              : fmt::format(" {:.3f} (radius {}) |", context->roc_auc, f.context_radius);
     out += fmt::format(" {:.1f} |\n", f.seconds / 60);
@@ -348,20 +351,20 @@ CrossValidationResult cross_validate(const CrossValidationOptions& options) {
         fold.scores.push_back(score(test, ev.predictions, ev.threshold, idx, sigma, group));
         if (group == "all") log_info("fold {}: AUC {:.3f} {}", k, fold.scores.back().roc_auc, sigma_name(sigma));
       }
-      if (sigma == 0 && options.context_radius > 0) {
+      if (options.context_radius > 0) {
         inference::Predictions smoothed = ev.predictions;
         try {
           smoothed.p_positive = inference::smooth_over_neighbours(test, ev.predictions.p_positive, options.context_radius);
         } catch (const std::invalid_argument& e) {  // two patches of a patient in one place
-          log_warn("fold {}: not scored with context: {}", k, e.what());
+          log_warn("fold {}: not scored with context {}: {}", k, sigma_name(sigma), e.what());
           continue;
         }
         fold.context_radius = options.context_radius;
         for (const auto& [group, idx] : groups) {
-          fold.context_scores.push_back(score(test, smoothed, ev.threshold, idx, 0, group));
+          fold.context_scores.push_back(score(test, smoothed, ev.threshold, idx, sigma, group));
           if (group == "all") {
-            log_info("fold {}: AUC {:.3f} as stained with context (radius {}; the patch alone above)", k,
-                     fold.context_scores.back().roc_auc, options.context_radius);
+            log_info("fold {}: AUC {:.3f} {} with context (radius {}; the patch alone above)", k,
+                     fold.context_scores.back().roc_auc, sigma_name(sigma), options.context_radius);
           }
         }
       }

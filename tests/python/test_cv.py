@@ -18,7 +18,7 @@ def test_cross_validate_scores_every_patient_once_and_matches_sklearn(synthetic_
     assert set(table.stain_shift) == {0.0, 0.2}
     assert set(table.context_radius) == {0, 1}
     with_context = table[table.context_radius == 1]
-    assert set(with_context.stain_shift) == {0.0}
+    assert set(with_context.stain_shift) == {0.0, 0.2}
     table = table[table.context_radius == 0]
     as_stained = table[table.stain_shift == 0]
     assert as_stained.patches.sum() == 8 * 30  # every patch tested exactly once
@@ -26,22 +26,24 @@ def test_cross_validate_scores_every_patient_once_and_matches_sklearn(synthetic_
     # Each fold's AUC is sklearn's on the fold's own predictions, read from the evaluation the
     # run folder's model gives on its test split.
     for fold in result.folds:
-        ev = histocnn.evaluate(str(fold.run_dir / "model"), manifest=str(fold.run_dir / "manifest.csv"), split="test")
-        expected = sklearn.metrics.roc_auc_score(ev.predictions.labels, ev.predictions.p_positive)
-        got = as_stained[as_stained.fold == fold.fold].roc_auc.item()
-        assert abs(got - expected) < 1e-9
-        # With context: each test patch's P averaged over the fold's test patches of its patient
-        # at most one grid step (50 px) away, by numpy, then sklearn's AUC.
         test = histocnn.data.Manifest.load_csv(str(fold.run_dir / "manifest.csv")).subset("test").rows
-        p = np.array(ev.predictions.p_positive)
         patient = {name: i for i, name in enumerate(sorted({r.patient for r in test}))}
         where = np.array([(patient[r.patient], r.x, r.y) for r in test])
-        smoothed = [p[(where[:, 0] == w[0]) & (np.abs(where[:, 1] - w[1]) <= 50) & (np.abs(where[:, 2] - w[2]) <= 50)]
-                    .mean() for w in where]
-        expected = sklearn.metrics.roc_auc_score(ev.predictions.labels, smoothed)
-        got = with_context[with_context.fold == fold.fold].roc_auc.item()
-        assert abs(got - expected) < 1e-9
-        assert fold.context_radius == 1 and len(fold.context_scores) == 1
+        for sigma in (0.0, 0.2):  # restained as cv restains: per patient, with the run's seed
+            ev = histocnn.evaluate(str(fold.run_dir / "model"), manifest=str(fold.run_dir / "manifest.csv"),
+                                   split="test", stain_shift=sigma, seed=42)
+            expected = sklearn.metrics.roc_auc_score(ev.predictions.labels, ev.predictions.p_positive)
+            got = table[(table.context_radius == 0) & (table.stain_shift == sigma) & (table.fold == fold.fold)]
+            assert abs(got.roc_auc.item() - expected) < 1e-9
+            # With context: each test patch's P averaged over the fold's test patches of its
+            # patient at most one grid step (50 px) away, by numpy, then sklearn's AUC.
+            p = np.array(ev.predictions.p_positive)
+            smoothed = [p[(where[:, 0] == w[0]) & (np.abs(where[:, 1] - w[1]) <= 50)
+                          & (np.abs(where[:, 2] - w[2]) <= 50)].mean() for w in where]
+            expected = sklearn.metrics.roc_auc_score(ev.predictions.labels, smoothed)
+            got = with_context[(with_context.stain_shift == sigma) & (with_context.fold == fold.fold)]
+            assert abs(got.roc_auc.item() - expected) < 1e-9
+        assert fold.context_radius == 1 and len(fold.context_scores) == 2
     summary = json.loads((result.output_dir / "cv.json").read_text())
     assert len(summary["results"]) == 2
     # bench/cv_seeds.py, which docs/results.md quotes, reads the same numbers from cv.json.
@@ -71,6 +73,7 @@ def test_cv_command_joins_folders_and_reports_each(synthetic_data, tmp_path, cli
                   "--output-dir", tmp_path / "cvout", "--no-tensorboard")
     assert "| as stained | all |" in out.stdout
     assert "| as stained, context 1 | all |" in out.stdout and "| as stained, context 1 | other |" in out.stdout
+    assert "| restained 0.1, context 1 | all |" in out.stdout
     assert f"| as stained | {synthetic_data.name} |" in out.stdout
     assert "| as stained | other |" in out.stdout
     assert "1 of 2 folds" in out.stdout

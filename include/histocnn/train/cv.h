@@ -36,9 +36,9 @@ struct CrossValidationOptions {
   std::vector<int> only_folds;        ///< run these folds (1-based) only; empty = all
   std::vector<double> stain_shifts = {0.1, 0.2};
   bool tta = false;                   ///< test-time augmentation in the test evaluations
-  /// Spatial context: the test patients as stained are also scored with each patch's P averaged
-  /// over their test patches within this many places on the slide (as `histocnn maps --smooth`),
-  /// apart from the patch-alone scores; 0: not.
+  /// Spatial context: the test patients, as stained and at each restaining sigma, are also scored
+  /// with each patch's P averaged over their test patches within this many places on the slide
+  /// (as `histocnn maps --smooth`), apart from the patch-alone scores; 0: not.
   int context_radius = 1;
   std::string name = "cv";            ///< folder under run.output_dir
 
@@ -65,7 +65,7 @@ struct FoldResult {
   double seconds = 0;              ///< training plus every evaluation of this fold
   std::vector<FoldScore> scores;   ///< the patch alone, per sigma and group
   int context_radius = 0;          ///< of context_scores; 0 when the fold has none
-  std::vector<FoldScore> context_scores;  ///< as stained, with context, per group
+  std::vector<FoldScore> context_scores;  ///< with context, per sigma (stain_shift) and group
 };
 
 struct CrossValidationResult {
