@@ -185,6 +185,7 @@ void init_train(py::module_& root) {
       .def_readwrite("stain_shifts", &train::CrossValidationOptions::stain_shifts)
       .def_readwrite("tta", &train::CrossValidationOptions::tta)
       .def_readwrite("context_radius", &train::CrossValidationOptions::context_radius)
+      .def_readwrite("rescore", &train::CrossValidationOptions::rescore)
       .def_readwrite("name", &train::CrossValidationOptions::name);
   py::class_<train::FoldScore>(m, "FoldScore")
       .def_readonly("stain_shift", &train::FoldScore::stain_shift)

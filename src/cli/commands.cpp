@@ -211,6 +211,9 @@ void add_cv_command(CLI::App& app) {
                   "Also score the test patients, as stained and restained, with each P averaged over their patches "
                   "within this many places on the slide, apart from the patch alone (0: not)")
       ->capture_default_str();
+  cmd->add_flag("--rescore", cv->rescore,
+                "Score folds finished before again from their saved models, with this run's --restain, --tta and "
+                "--context (nothing retrains; without it their scores are read back as written)");
   cmd->add_option("--cv-name", cv->name, "Folder under --output-dir for the folds and the summary")->capture_default_str();
   cmd->callback([cv] {
     const auto r = train::cross_validate(*cv);

@@ -251,6 +251,75 @@ std::string summarize(const std::vector<FoldResult>& folds, int total_folds) {
   return out;
 }
 
+// Scores a fold's test patients with its model: as stained and at each sigma, per group, and with
+// context. `trained` (a run just finished) lends its own test predictions as stained.
+void score_fold(FoldResult& fold, const data::Manifest& test,
+                const std::vector<std::pair<std::string, std::string>>& folder_names, const fs::path& model_dir,
+                const RunResult* trained, const CrossValidationOptions& options) {
+  std::map<std::string, std::vector<size_t>> groups;
+  for (size_t i = 0; i < test.size(); ++i) {
+    groups["all"].push_back(i);
+    if (!folder_names.empty()) groups[group_of(test.rows()[i], folder_names)].push_back(i);
+  }
+  std::vector<double> sigmas = {0};
+  sigmas.insert(sigmas.end(), options.stain_shifts.begin(), options.stain_shifts.end());
+  for (double sigma : sigmas) {
+    inference::EvaluateOptions eo;
+    eo.device = options.run.trainer.device;
+    eo.progress = options.run.trainer.progress;
+    eo.stain_shift = sigma;
+    eo.seed = options.run.trainer.seed;
+    eo.tta = options.tta;
+    // As stained, without TTA, these are the predictions training made of its test split.
+    const auto* made = trained ? &trained->test_predictions : nullptr;
+    const bool reuse = made && sigma == 0 && !options.tta && made->labels.size() == test.size() &&
+                       std::equal(made->labels.begin(), made->labels.end(), test.rows().begin(),
+                                  [](int y, const data::PatchRecord& r) { return y == r.label; });
+    inference::EvaluationResult ev;
+    if (reuse) {
+      ev.predictions = *made;
+      ev.threshold = trained->test.threshold;
+    } else {
+      ev = inference::evaluate_bundle(model_dir, test, eo);
+    }
+    fold.threshold = ev.threshold;
+    for (const auto& [group, idx] : groups) {
+      fold.scores.push_back(score(test, ev.predictions, ev.threshold, idx, sigma, group));
+      if (group == "all") log_info("fold {}: AUC {:.3f} {}", fold.fold, fold.scores.back().roc_auc, sigma_name(sigma));
+    }
+    if (options.context_radius > 0) {
+      inference::Predictions smoothed = ev.predictions;
+      try {
+        smoothed.p_positive = inference::smooth_over_neighbours(test, ev.predictions.p_positive, options.context_radius);
+      } catch (const std::invalid_argument& e) {  // two patches of a patient in one place
+        log_warn("fold {}: not scored with context {}: {}", fold.fold, sigma_name(sigma), e.what());
+        continue;
+      }
+      fold.context_radius = options.context_radius;
+      for (const auto& [group, idx] : groups) {
+        fold.context_scores.push_back(score(test, smoothed, ev.threshold, idx, sigma, group));
+        if (group == "all") {
+          log_info("fold {}: AUC {:.3f} {} with context (radius {}; the patch alone above)", fold.fold,
+                   fold.context_scores.back().roc_auc, sigma_name(sigma), options.context_radius);
+        }
+      }
+    }
+  }
+}
+
+// A fold read back for rescoring must have been tested on the patients this cv deals to it.
+void check_same_test_patients(int fold, const fs::path& run_dir, const data::Manifest& test) {
+  const auto manifest = run_dir / "manifest.csv";
+  std::set<std::string> tested, dealt;
+  const auto run_test = data::Manifest::load_csv(manifest).subset("test");
+  for (const auto& r : run_test.rows()) tested.insert(r.patient);
+  for (const auto& r : test.rows()) dealt.insert(r.patient);
+  HISTOCNN_CHECK(tested == dealt,
+                 "fold {} was tested on {} patients ({}) but this cross-validation deals it {}: the data folders or "
+                 "--fold-seed differ from the run's; rescore with the same ones, or use another --cv-name",
+                 fold, tested.size(), manifest.string(), dealt.size());
+}
+
 }  // namespace
 
 CrossValidationResult cross_validate(const CrossValidationOptions& options) {
@@ -286,14 +355,27 @@ CrossValidationResult cross_validate(const CrossValidationOptions& options) {
     const auto t0 = std::chrono::steady_clock::now();
     const fs::path fold_dir = result.output_dir / fmt::format("fold-{}", k);
     const fs::path fold_json_path = fold_dir / "cv_fold.json";
+    const auto test = all.filter([&](const data::PatchRecord& r) { return fold_map.at(r.patient) == k; });
     if (fs::exists(fold_json_path)) {  // finished before: its scores are final (written last)
-      result.folds.push_back(fold_from_json(json::parse(io::read_file(fold_json_path))));
-      log_info("cross-validation fold {} of {}: done before, scores read from {}", k, options.folds,
-               fold_json_path.string());
+      auto done = fold_from_json(json::parse(io::read_file(fold_json_path)));
+      if (options.rescore) {
+        check_same_test_patients(k, fold_dir, test);
+        log_info("cross-validation fold {} of {}: trained before, scoring its model again", k, options.folds);
+        FoldResult again;
+        again.fold = k;
+        again.run_dir = fold_dir;      // where the fold is now, should the cv folder have moved
+        again.seconds = done.seconds;  // the training's and its first scoring's; rescoring is not counted
+        score_fold(again, test, folder_names, fold_dir / "model", nullptr, options);
+        io::write_file_atomic(fold_json_path, fold_json(again).dump(2));
+        done = std::move(again);
+      } else {
+        log_info("cross-validation fold {} of {}: done before, scores read from {} (--rescore scores its model again)",
+                 k, options.folds, fold_json_path.string());
+      }
+      result.folds.push_back(std::move(done));
       continue;
     }
     log_info("cross-validation fold {} of {}", k, options.folds);
-    const auto test = all.filter([&](const data::PatchRecord& r) { return fold_map.at(r.patient) == k; });
     auto rest = all.filter([&](const data::PatchRecord& r) { return fold_map.at(r.patient) != k; });
     if (options.run.balance_per_class > 0) {
       rest = data::balance_classes(rest, options.run.balance_per_class, options.run.split.seed);
@@ -320,55 +402,7 @@ CrossValidationResult cross_validate(const CrossValidationOptions& options) {
     FoldResult fold;
     fold.fold = k;
     fold.run_dir = trained.run_dir;
-    std::map<std::string, std::vector<size_t>> groups;
-    for (size_t i = 0; i < test.size(); ++i) {
-      groups["all"].push_back(i);
-      if (!folder_names.empty()) groups[group_of(test.rows()[i], folder_names)].push_back(i);
-    }
-    std::vector<double> sigmas = {0};
-    sigmas.insert(sigmas.end(), options.stain_shifts.begin(), options.stain_shifts.end());
-    for (double sigma : sigmas) {
-      inference::EvaluateOptions eo;
-      eo.device = run.trainer.device;
-      eo.progress = run.trainer.progress;
-      eo.stain_shift = sigma;
-      eo.seed = run.trainer.seed;
-      eo.tta = options.tta;
-      // As stained, without TTA, these are the predictions training made of its test split.
-      const auto& made = trained.test_predictions;
-      const bool reuse = sigma == 0 && !options.tta && made.labels.size() == test.size() &&
-                         std::equal(made.labels.begin(), made.labels.end(), test.rows().begin(),
-                                    [](int y, const data::PatchRecord& r) { return y == r.label; });
-      inference::EvaluationResult ev;
-      if (reuse) {
-        ev.predictions = made;
-        ev.threshold = trained.test.threshold;
-      } else {
-        ev = inference::evaluate_bundle(trained.model_dir, test, eo);
-      }
-      fold.threshold = ev.threshold;
-      for (const auto& [group, idx] : groups) {
-        fold.scores.push_back(score(test, ev.predictions, ev.threshold, idx, sigma, group));
-        if (group == "all") log_info("fold {}: AUC {:.3f} {}", k, fold.scores.back().roc_auc, sigma_name(sigma));
-      }
-      if (options.context_radius > 0) {
-        inference::Predictions smoothed = ev.predictions;
-        try {
-          smoothed.p_positive = inference::smooth_over_neighbours(test, ev.predictions.p_positive, options.context_radius);
-        } catch (const std::invalid_argument& e) {  // two patches of a patient in one place
-          log_warn("fold {}: not scored with context {}: {}", k, sigma_name(sigma), e.what());
-          continue;
-        }
-        fold.context_radius = options.context_radius;
-        for (const auto& [group, idx] : groups) {
-          fold.context_scores.push_back(score(test, smoothed, ev.threshold, idx, sigma, group));
-          if (group == "all") {
-            log_info("fold {}: AUC {:.3f} {} with context (radius {}; the patch alone above)", k,
-                     fold.context_scores.back().roc_auc, sigma_name(sigma), options.context_radius);
-          }
-        }
-      }
-    }
+    score_fold(fold, test, folder_names, trained.model_dir, &trained, options);
     fold.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     io::write_file_atomic(fold_json_path, fold_json(fold).dump(2));
     result.folds.push_back(std::move(fold));

@@ -57,6 +57,17 @@ def test_cross_validate_scores_every_patient_once_and_matches_sklearn(synthetic_
     assert abs(mean - as_stained[as_stained.group == "all"].roc_auc.mean()) < 5e-4
     restained = table[(table.stain_shift == 0.2) & (table.group == "all")].roc_auc.mean()
     assert abs(float(cells[columns.index("restained 0.2")].split(" +- ")[0]) - restained) < 5e-4
+    # Rescored with other scoring options, from the saved models: nothing retrains, the same AUCs
+    # as stained, the new sigma and no context.
+    trained_at = [(f.run_dir / "metrics.json").stat().st_mtime_ns for f in result.folds]
+    _, again = histocnn.cross_validate(
+        data_dir=synthetic_data, folds=2, restain=[0.1], context=0, rescore=True, output_dir=str(tmp_path / "out"),
+        backbone="simple_cnn", freeze_backbone=False, image_size=32, hidden1=16, hidden2=8, epochs=1,
+        tensorboard=False)
+    assert [(f.run_dir / "metrics.json").stat().st_mtime_ns for f in result.folds] == trained_at
+    assert set(again.stain_shift) == {0.0, 0.1} and set(again.context_radius) == {0}
+    np.testing.assert_allclose(again[again.stain_shift == 0].roc_auc.to_numpy(), as_stained.roc_auc.to_numpy(),
+                               atol=1e-9)
 
 
 def test_cv_command_joins_folders_and_reports_each(synthetic_data, tmp_path, cli):

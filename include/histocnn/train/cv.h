@@ -40,6 +40,9 @@ struct CrossValidationOptions {
   /// with each patch's P averaged over their test patches within this many places on the slide
   /// (as `histocnn maps --smooth`), apart from the patch-alone scores; 0: not.
   int context_radius = 1;
+  /// Folds finished before are scored again from their saved models with these options'
+  /// stain_shifts, tta and context_radius (nothing retrains); false: their scores are read back.
+  bool rescore = false;
   std::string name = "cv";            ///< folder under run.output_dir
 
   void validate() const;

@@ -162,4 +162,30 @@ TEST_CASE("Cross-validation tests every patient once, on models that never saw t
   const auto again = train::cross_validate(cv);
   CHECK(fs::last_write_time(r.folds[0].run_dir / "metrics.json") == before);
   CHECK(again.summary == r.summary);
+  // Rescored with other scoring options: the saved models score again, nothing retrains; as
+  // stained they give the AUC training's own predictions gave.
+  auto other = cv;
+  other.rescore = true;
+  other.stain_shifts = {0.1};
+  other.context_radius = 2;
+  const auto rescored = train::cross_validate(other);
+  CHECK(fs::last_write_time(r.folds[0].run_dir / "metrics.json") == before);
+  REQUIRE(rescored.folds.size() == 3);
+  for (size_t i = 0; i < 3; ++i) {
+    const auto& f = rescored.folds[i];
+    REQUIRE(f.scores.size() == 2);
+    CHECK(f.scores[0].roc_auc == Approx(r.folds[i].scores[0].roc_auc).margin(1e-9));
+    CHECK(f.scores[1].stain_shift == 0.1);
+    CHECK(f.threshold == Approx(r.folds[i].threshold));
+    CHECK(f.seconds == r.folds[i].seconds);
+    CHECK(f.context_radius == 2);
+    CHECK(f.context_scores.size() == 2);
+  }
+  CHECK(rescored.summary.find("| restained 0.1, context 2 | all |") != std::string::npos);
+  CHECK(rescored.summary.find("restained 0.2") == std::string::npos);
+  // Written back: a plain rerun now reads the rescored folds.
+  CHECK(train::cross_validate(cv).summary == rescored.summary);
+  // Other folds dealt (another fold seed): refused, naming the run's manifest and what differs.
+  other.fold_seed = 7;
+  CHECK_THROWS_WITH(train::cross_validate(other), Catch::Contains("--fold-seed differ") && Catch::Contains("manifest.csv"));
 }
