@@ -277,3 +277,48 @@ def test_patient_influence_scores_the_fold_with_and_without_one_patient(tmp_path
     assert row[10] == "0.500"  # fold 1 without b (1.000) and fold 2 (0.000)
     proc = run_script("patient_influence.py", "--patient", "z", tmp_path / "cv")
     assert proc.returncode != 0 and "patient z is in no fold" in proc.stderr
+
+
+def grid_rows(patient, places, label_of, rng):
+    """Kaggle-named patches of one patient at `places` (x, y), P noisy around their label."""
+    rows = []
+    for x, y in places:
+        label = label_of(x, y)
+        rows.append((f"d/{patient}/{label}/{patient}_idx5_x{x}_y{y}_class{label}.png", patient, label,
+                     (1.5 if label else -1.5) + rng.normal(0, 1.5)))
+    return rows
+
+
+def test_context_heads_scores_smoothing_and_heads_fitted_on_all_or_complete_slides(tmp_path):
+    import numpy as np
+    rng = np.random.default_rng(3)
+    full = [(x, y) for x in range(0, 400, 50) for y in range(0, 400, 50)]
+    left = lambda x, y: int(x < 200)  # noqa: E731: a contiguous tumour region
+    fold = tmp_path / "cv" / "fold-1"
+    complete = grid_rows("c", full, left, rng)
+    sampled = grid_rows("s", full[::5], lambda x, y: int(y < 200), rng)  # every fifth place: few neighbours
+    write_predictions(fold / "predictions_validation.csv", complete + sampled)
+    write_predictions(fold / "predictions_test.csv", grid_rows("t", full, left, rng))
+    write_predictions(tmp_path / "only_c" / "predictions_validation.csv", complete)
+    proc = run_script("context_heads.py", "--radius", "1", tmp_path / "cv")
+    assert proc.returncode == 0, proc.stderr
+    row, mean = table(proc.stdout)
+    assert row[:4] == ["cv", "1", "2", "1 (64)"]
+    test = histocnn.inference.load_predictions_csv(str(fold / "predictions_test.csv"))
+    labels, p = [r.label for r in test.manifest.rows], np.array(test.p)
+    assert float(row[4]) == round(roc_auc_score(labels, p), 3)
+    # Smoothing by numpy: the mean over the 3x3 window of places.
+    where = np.array([(r.x, r.y) for r in test.manifest.rows])
+    smoothed = [p[(np.abs(where[:, 0] - x) <= 50) & (np.abs(where[:, 1] - y) <= 50)].mean() for x, y in where]
+    assert float(row[5]) == round(roc_auc_score(labels, smoothed), 3)
+    assert float(row[5]) > float(row[4])  # a contiguous region: context helps
+    # The heads: fitted on every validation patient, and on the complete one alone.
+    val = histocnn.inference.load_predictions_csv(str(fold / "predictions_validation.csv"))
+    only_c = histocnn.inference.load_predictions_csv(str(tmp_path / "only_c" / "predictions_validation.csv"))
+    for cell, fitted in ((row[6], val), (row[7], only_c)):
+        head = histocnn.ContextModel.fit(fitted.manifest, list(fitted.p), [r.label for r in fitted.manifest.rows])
+        assert float(cell) == round(roc_auc_score(labels, head.predict(test.manifest, list(test.p))), 3)
+    assert mean[1] == "mean" and mean[4:] == row[4:]
+    (fold / "predictions_validation.csv").unlink()
+    proc = run_script("context_heads.py", tmp_path / "cv")
+    assert proc.returncode != 0 and "no predictions_validation.csv" in proc.stderr
