@@ -3,8 +3,9 @@
 
 For each fold of each cross-validation folder given, prints the pooled patch-level ROC-AUC
 (scikit-learn's roc_auc_score) of its test patients with the patch alone, smoothed over the slide
-at each --radius (the library's smooth_over_neighbours, as `histocnn cv --context`), and with the
-learned context head (histocnn.ContextModel) fitted on the fold's validation predictions two ways:
+at each --radius (the library's smooth_over_neighbours, as `histocnn cv --context`) and at the
+radius among them that scores best on the fold's validation patients, and with the learned context
+head (histocnn.ContextModel) fitted on the fold's validation predictions two ways:
 on every validation patient (as training fits context_model.json), and only on the validation
 patients whose slides are complete around their patches (mean fraction of the 8 neighbouring
 places holding a patch at least --min-presence; a sampled patient has few neighbours):
@@ -62,8 +63,9 @@ def main():
     args = parser.parse_args()
     smooth_names = [f"smoothed, R {r}" for r in args.radius]
     print("| cross-validation | fold | validation patients | complete (patches) | patch alone | "
-          + " | ".join(smooth_names) + " | head, all validation | head, complete validation slides |")
-    print("|---|---:|---:|---:|---:|" + "---:|" * len(smooth_names) + "---:|---:|")
+          + " | ".join(smooth_names) + " | smoothed, R chosen on validation (R) | head, all validation "
+          "| head, complete validation slides |")
+    print("|---|---:|---:|---:|---:|" + "---:|" * len(smooth_names) + "---:|---:|---:|")
     for cv in args.cv:
         folds = sorted(cv.glob("fold-*/predictions_test.csv"))
         if not folds:
@@ -77,8 +79,12 @@ def main():
             val = inference.load_predictions_csv(str(val_csv))
             y = labels_of(test)
             scores = [roc_auc_score(y, test.p)]
-            scores += [roc_auc_score(y, inference.smooth_over_neighbours(test.manifest, list(test.p), r))
-                       for r in args.radius]
+            smoothed = [roc_auc_score(y, inference.smooth_over_neighbours(test.manifest, list(test.p), r))
+                        for r in args.radius]
+            on_val = [roc_auc_score(labels_of(val), inference.smooth_over_neighbours(val.manifest, list(val.p), r))
+                      for r in args.radius]
+            chosen = int(np.argmax(on_val))  # the first of equals: the smallest radius
+            scores += smoothed + [smoothed[chosen]]
             head = histocnn.ContextModel.fit(val.manifest, list(val.p), labels_of(val))
             scores.append(roc_auc_score(y, head.predict(test.manifest, list(test.p))))
             complete = complete_patients(val, args.min_presence)
@@ -86,8 +92,10 @@ def main():
             scores.append(roc_auc_score(y, fit_on(val_csv, complete).predict(test.manifest, list(test.p)))
                           if complete else float("nan"))
             means.append(scores)
+            cells = [f"{s:.3f}" for s in scores]
+            cells[1 + len(smoothed)] += f" ({args.radius[chosen]})"
             print(f"| {cv.name} | {test_csv.parent.name.removeprefix('fold-')} | {len(val.manifest.patients())} | "
-                  f"{len(complete)} ({patches}) | " + " | ".join(f"{s:.3f}" for s in scores) + " |")
+                  f"{len(complete)} ({patches}) | " + " | ".join(cells) + " |")
         print(f"| {cv.name} | mean | | | " + " | ".join(f"{s:.3f}" for s in np.nanmean(means, axis=0)) + " |")
 
 

@@ -300,10 +300,14 @@ def test_context_heads_scores_smoothing_and_heads_fitted_on_all_or_complete_slid
     write_predictions(fold / "predictions_validation.csv", complete + sampled)
     write_predictions(fold / "predictions_test.csv", grid_rows("t", full, left, rng))
     write_predictions(tmp_path / "only_c" / "predictions_validation.csv", complete)
-    proc = run_script("context_heads.py", "--radius", "1", tmp_path / "cv")
+    proc = run_script("context_heads.py", "--radius", "0,1", tmp_path / "cv")
     assert proc.returncode == 0, proc.stderr
     row, mean = table(proc.stdout)
     assert row[:4] == ["cv", "1", "2", "1 (64)"]
+    # Radius 0 is the patch alone; validation's contiguous region chooses 1.
+    assert row[5] == row[4]
+    assert row[7] == row[6] + " (1)"
+    row, mean = [r[:5] + r[6:7] + r[8:] for r in (row, mean)]
     test = histocnn.inference.load_predictions_csv(str(fold / "predictions_test.csv"))
     labels, p = [r.label for r in test.manifest.rows], np.array(test.p)
     assert float(row[4]) == round(roc_auc_score(labels, p), 3)
@@ -318,7 +322,7 @@ def test_context_heads_scores_smoothing_and_heads_fitted_on_all_or_complete_slid
     for cell, fitted in ((row[6], val), (row[7], only_c)):
         head = histocnn.ContextModel.fit(fitted.manifest, list(fitted.p), [r.label for r in fitted.manifest.rows])
         assert float(cell) == round(roc_auc_score(labels, head.predict(test.manifest, list(test.p))), 3)
-    assert mean[1] == "mean" and mean[4:] == row[4:]
+    assert mean[1] == "mean" and mean[4:] == [cell.split(" (")[0] for cell in row[4:]]
     (fold / "predictions_validation.csv").unlink()
     proc = run_script("context_heads.py", tmp_path / "cv")
     assert proc.returncode != 0 and "no predictions_validation.csv" in proc.stderr
