@@ -251,11 +251,12 @@ std::string summarize(const std::vector<FoldResult>& folds, int total_folds) {
   return out;
 }
 
-// Scores a fold's test patients with its model: as stained and at each sigma, per group, and with
-// context. `trained` (a run just finished) lends its own test predictions as stained.
+// Scores a fold's test patients with its model: as stained and at each sigma (restained with
+// `seed`), per group, and with context. `trained` (a run just finished) lends its own test
+// predictions as stained.
 void score_fold(FoldResult& fold, const data::Manifest& test,
                 const std::vector<std::pair<std::string, std::string>>& folder_names, const fs::path& model_dir,
-                const RunResult* trained, const CrossValidationOptions& options) {
+                const RunResult* trained, const CrossValidationOptions& options, uint64_t seed) {
   std::map<std::string, std::vector<size_t>> groups;
   for (size_t i = 0; i < test.size(); ++i) {
     groups["all"].push_back(i);
@@ -268,7 +269,7 @@ void score_fold(FoldResult& fold, const data::Manifest& test,
     eo.device = options.run.trainer.device;
     eo.progress = options.run.trainer.progress;
     eo.stain_shift = sigma;
-    eo.seed = options.run.trainer.seed;
+    eo.seed = seed;
     eo.tta = options.tta;
     // As stained, without TTA, these are the predictions training made of its test split.
     const auto* made = trained ? &trained->test_predictions : nullptr;
@@ -305,6 +306,19 @@ void score_fold(FoldResult& fold, const data::Manifest& test,
       }
     }
   }
+}
+
+// The seed a fold trained with (its options.json), which also drew its restaining: a rescored
+// fold restains its patients as it did first, whatever --seed the rescoring run was given.
+uint64_t training_seed(const fs::path& run_dir, const CrossValidationOptions& options) {
+  const auto file = run_dir / "options.json";
+  const uint64_t given = options.run.trainer.seed;
+  if (!fs::exists(file)) return given;
+  const auto saved = json::parse(io::read_file(file)).value("trainer", json::object()).value("seed", given);
+  if (saved != given) {
+    log_info("{}: restaining with the seed the fold trained with, {}, not {}", run_dir.string(), saved, given);
+  }
+  return saved;
 }
 
 // A fold read back for rescoring must have been tested on the patients this cv deals to it.
@@ -365,7 +379,7 @@ CrossValidationResult cross_validate(const CrossValidationOptions& options) {
         again.fold = k;
         again.run_dir = fold_dir;      // where the fold is now, should the cv folder have moved
         again.seconds = done.seconds;  // the training's and its first scoring's; rescoring is not counted
-        score_fold(again, test, folder_names, fold_dir / "model", nullptr, options);
+        score_fold(again, test, folder_names, fold_dir / "model", nullptr, options, training_seed(fold_dir, options));
         io::write_file_atomic(fold_json_path, fold_json(again).dump(2));
         done = std::move(again);
       } else {
@@ -402,7 +416,7 @@ CrossValidationResult cross_validate(const CrossValidationOptions& options) {
     FoldResult fold;
     fold.fold = k;
     fold.run_dir = trained.run_dir;
-    score_fold(fold, test, folder_names, trained.model_dir, &trained, options);
+    score_fold(fold, test, folder_names, trained.model_dir, &trained, options, run.trainer.seed);
     fold.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     io::write_file_atomic(fold_json_path, fold_json(fold).dump(2));
     result.folds.push_back(std::move(fold));
