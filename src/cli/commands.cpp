@@ -141,7 +141,8 @@ void add_run_options(CLI::App* cmd, const std::shared_ptr<train::RunOptions>& o)
   cmd->add_option_function<std::string>(
          "--recipe,--preset", [o](const std::string& name) { train::apply_run_preset(*o, name); },
          "A named recipe, applied before the other options (which override it). robust-cnn: the small CNN from "
-         "scratch at 50 px with H&E stain jitter 0.1, Adam 1e-3, 5 epochs, patients split 72/8/20, Youden threshold (chosen by "
+         "scratch at 50 px with H&E stain jitter 0.1, Adam 1e-3, 8 epochs of at most 250 patches per patient, patients split "
+         "72/8/20, Youden threshold (chosen by "
          "cross-validation, docs/results.md); study: the published recipe (VGG16 ImageNet frozen, 50 px, dense head, "
          "dropout 0.2, 2500 per class, RMSprop 1e-3, batch 32, 10 epochs, ReduceLROnPlateau 20/0.2/1e-4)")
       ->check(CLI::IsMember(train::run_preset_names()));

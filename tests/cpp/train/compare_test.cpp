@@ -183,7 +183,8 @@ TEST_CASE("The robust-cnn recipe trains the small CNN from scratch with stain ji
   CHECK_FALSE(o.model.freeze_backbone());
   CHECK(o.image_size == 50);
   CHECK(o.trainer.optimizer == train::OptimizerKind::adam);
-  CHECK(o.trainer.epochs == 5);
+  CHECK(o.trainer.epochs == 8);
+  CHECK(o.trainer.per_patient == 250);
   CHECK(o.split.train == Approx(0.72));
   CHECK(o.split.val == Approx(0.08));
   CHECK(o.split.test == Approx(0.2));
