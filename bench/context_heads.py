@@ -35,7 +35,8 @@ def labels_of(predictions):
 
 def complete_patients(predictions, min_presence):
     """The patients whose patches have, on average, at least min_presence of their 8 neighbours."""
-    presence = inference.context_features(predictions.manifest, list(predictions.p))[:, 5]
+    column = inference.context_feature_names().index("neighbour_presence")
+    presence = inference.context_features(predictions.manifest, list(predictions.p))[:, column]
     patients = np.array([r.patient for r in predictions.manifest.rows])
     return sorted(p for p in set(patients) if presence[patients == p].mean() >= min_presence)
 

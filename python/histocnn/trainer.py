@@ -164,9 +164,10 @@ def cross_validate(data_dir=None, manifest: Optional[str] = None, folds: int = 5
     patients (any Trainer keyword sets the recipe) and scores its own patients as stained and
     restained at each sigma of ``restain``, and, each of these again, with spatial context: each
     patch's P averaged over the fold's test patches within ``context`` places on the slide (0:
-    not). ``data_dir`` may be a list of folders; each folder's patients are then also scored on their own. Folds
-    finished before (the same ``name`` under ``output_dir``) are read back, or with ``rescore``
-    scored again from their saved models with these ``restain``, ``tta`` and ``context``. Returns
+    not). ``data_dir`` may be a list of folders; each folder's patients are then also scored on
+    their own. Folds finished before (the same ``name`` under ``output_dir``) are read back, or with
+    ``rescore`` scored again from their saved models with these ``restain``, ``tta`` and
+    ``context``. Returns
     ``(result, table)``: the C++ result (``.summary`` is the text table, ``.folds`` the per-fold
     scores) and a pandas DataFrame with one row per fold, sigma, context radius (0: the patch alone)
     and group."""

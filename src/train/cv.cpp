@@ -38,7 +38,8 @@ void CrossValidationOptions::validate() const {
   }
   HISTOCNN_CHECK(!name.empty() && name.find('/') == std::string::npos, "cv name must be a plain folder name, got '{}'",
                  name);
-  HISTOCNN_CHECK(context_radius >= 0 && context_radius <= 16, "the context radius (--context) must be in [0, 16], got {}",
+  HISTOCNN_CHECK(context_radius >= 0 && context_radius <= inference::kMaxSmoothRadius,
+                 "the context radius (--context) must be in [0, {}], got {}", inference::kMaxSmoothRadius,
                  context_radius);
 }
 

@@ -40,6 +40,10 @@ cv::Vec3b jet(double value);
 /// std::invalid_argument when two patches of a patient share a place or the manifest is empty.
 std::vector<SlideGrid> slide_grids(const data::Manifest& manifest);
 
+/// The largest smoothing radius the options that take one accept (`slide predict --smooth`,
+/// `cv --context`): 16 places each way, a 33 x 33 window.
+constexpr int kMaxSmoothRadius = 16;
+
 /// Context by smoothing: each patch's probability replaced by the mean over the patches present
 /// in the (2 radius + 1)^2 window around it on its slide (itself included). radius 0 returns p.
 std::vector<double> smooth_over_neighbours(const data::Manifest& manifest, const std::vector<double>& p,
