@@ -156,12 +156,16 @@ void init_inference(py::module_& root) {
       .def_readonly("burden", &inference::SlideMapReport::burden)
       .def_readonly("images", &inference::SlideMapReport::images)
       .def_readonly("text", &inference::SlideMapReport::text);
+  m.attr("DEFAULT_SMOOTH_RADIUS") = inference::kDefaultSmoothRadius;
+  m.attr("MAX_SMOOTH_RADIUS") = inference::kMaxSmoothRadius;
   m.def("smooth_over_neighbours", &inference::smooth_over_neighbours, py::arg("manifest"), py::arg("p"),
-        py::arg("radius") = 1, "Each patch's probability averaged over its slide neighbourhood (spatial context).");
+        py::arg("radius") = inference::kDefaultSmoothRadius,
+        "Each patch's probability averaged over its slide neighbourhood (spatial context): the patches within\n"
+        "`radius` places (DEFAULT_SMOOTH_RADIUS unless given; at most MAX_SMOOTH_RADIUS).");
   m.def("tumour_burden", &inference::tumour_burden, py::arg("manifest"), py::arg("p"), py::arg("threshold"),
         "Per patient: patches, true and predicted fraction of IDC-positive patches.");
   m.def("write_slide_maps", &inference::write_slide_maps, py::arg("manifest"), py::arg("p"), py::arg("threshold"),
-        py::arg("out_dir"), py::arg("smooth_radius") = 1, py::arg("max_patients") = 0, py::arg("tile") = 8,
+        py::arg("out_dir"), py::arg("smooth_radius") = inference::kDefaultSmoothRadius, py::arg("max_patients") = 0, py::arg("tile") = 8,
         py::arg("context") = py::none(), py::call_guard<py::gil_scoped_release>(),
         "What `histocnn maps` writes: <patient>.png (tissue, true IDC, P(IDC), errors), burden.csv and a report\n"
         "with patch-alone metrics, smoothing (smooth_radius) and, when `context` is a ContextModel, the learned\n"

@@ -344,7 +344,7 @@ void add_maps_command(CLI::App& app) {
     fs::path model_dir, manifest, out = "maps";
     std::vector<fs::path> data_dirs;
     std::string split = "all", device = "auto", context_model;
-    int smooth = 1, patients = 0, tile = 8;
+    int smooth = inference::kDefaultSmoothRadius, patients = 0, tile = 8;
   };
   auto mp = std::make_shared<Maps>();
   auto* cmd = app.add_subcommand("maps", "Slide maps from patch coordinates: tissue, true IDC, P(IDC) and errors per "
@@ -365,6 +365,10 @@ void add_maps_command(CLI::App& app) {
   cmd->add_option("--tile", mp->tile, "Pixels per patch in the drawings")->capture_default_str();
   cmd->add_option("--device", mp->device, "auto, cpu, cuda or cuda:N")->capture_default_str();
   cmd->callback([mp] {
+    // Before the model predicts anything: a radius out of range fails now, not after the prediction.
+    HISTOCNN_CHECK(mp->smooth >= 0 && mp->smooth <= inference::kMaxSmoothRadius,
+                   "the smoothing radius (--smooth) must be in [0, {}], got {}", inference::kMaxSmoothRadius,
+                   mp->smooth);
     configure_threads();
     const inference::Predictor predictor(mp->model_dir, mp->device);
     const auto context = inference::context_model_for(mp->model_dir, mp->context_model);

@@ -362,7 +362,7 @@ void evaluate_test(const RunOptions& options, Trainer& trainer, const data::Patc
   // class-balanced sample of the test slides its numbers would measure the sampling.
   const auto* head = context.model && context.test_slides_complete ? &*context.model : nullptr;
   const auto maps = inference::write_slide_maps(test_ds.manifest(), pred.p_positive, e.threshold,
-                                                result.run_dir / "maps", 1, 4, 8, head);
+                                                result.run_dir / "maps", inference::kDefaultSmoothRadius, 4, 8, head);
   e.report += "Test patients on their slides (maps/<patient>.png; tumour burden = fraction of patches positive):\n" +
               maps.text;
   if (context.model && !head) {

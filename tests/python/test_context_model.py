@@ -119,7 +119,7 @@ def test_maps_command_uses_the_context_model(cli, serving_runs, synthetic_data, 
     out = tmp_path / "maps"
     printed = run_cli(cli, "maps", "--model", model, "--data", synthetic_data, "--out", out,
                       "--context-model", tmp_path / "head.json").stdout
-    assert "patch alone" in printed and "with context (radius 1)" in printed
+    assert "patch alone" in printed and "with context (radius 3)" in printed  # maps' default radius
     assert "with context (learned head over the neighbourhood)" in printed
     learned = head.predict(manifest, list(p))
     auc_row = next(line for line in printed.splitlines() if line.startswith("with context (learned"))

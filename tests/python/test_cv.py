@@ -16,8 +16,9 @@ def test_cross_validate_scores_every_patient_once_and_matches_sklearn(synthetic_
         freeze_backbone=False, image_size=32, hidden1=16, hidden2=8, epochs=1, tensorboard=False)
     assert sorted(table.fold.unique()) == [1, 2]
     assert set(table.stain_shift) == {0.0, 0.2}
-    assert set(table.context_radius) == {0, 1}
-    with_context = table[table.context_radius == 1]
+    radius = histocnn.inference.DEFAULT_SMOOTH_RADIUS  # cv's context unless told
+    assert radius == 3 and set(table.context_radius) == {0, radius}
+    with_context = table[table.context_radius == radius]
     assert set(with_context.stain_shift) == {0.0, 0.2}
     table = table[table.context_radius == 0]
     as_stained = table[table.stain_shift == 0]
@@ -36,14 +37,14 @@ def test_cross_validate_scores_every_patient_once_and_matches_sklearn(synthetic_
             got = table[(table.context_radius == 0) & (table.stain_shift == sigma) & (table.fold == fold.fold)]
             assert abs(got.roc_auc.item() - expected) < 1e-9
             # With context: each test patch's P averaged over the fold's test patches of its
-            # patient at most one grid step (50 px) away, by numpy, then sklearn's AUC.
+            # patient at most `radius` grid steps (50 px each) away, by numpy, then sklearn's AUC.
             p = np.array(ev.predictions.p_positive)
-            smoothed = [p[(where[:, 0] == w[0]) & (np.abs(where[:, 1] - w[1]) <= 50)
-                          & (np.abs(where[:, 2] - w[2]) <= 50)].mean() for w in where]
+            smoothed = [p[(where[:, 0] == w[0]) & (np.abs(where[:, 1] - w[1]) <= 50 * radius)
+                          & (np.abs(where[:, 2] - w[2]) <= 50 * radius)].mean() for w in where]
             expected = sklearn.metrics.roc_auc_score(ev.predictions.labels, smoothed)
             got = with_context[(with_context.stain_shift == sigma) & (with_context.fold == fold.fold)]
             assert abs(got.roc_auc.item() - expected) < 1e-9
-        assert fold.context_radius == 1 and len(fold.context_scores) == 2
+        assert fold.context_radius == radius and len(fold.context_scores) == 2
     summary = json.loads((result.output_dir / "cv.json").read_text())
     assert len(summary["results"]) == 2
     # bench/cv_seeds.py, which docs/results.md quotes, reads the same numbers from cv.json.
@@ -83,8 +84,8 @@ def test_cv_command_joins_folders_and_reports_each(synthetic_data, tmp_path, cli
                   "--backbone", "simple_cnn", "--unfreeze", "--image-size", "32", "--epochs", "1",
                   "--output-dir", tmp_path / "cvout", "--no-tensorboard")
     assert "| as stained | all |" in out.stdout
-    assert "| as stained, context 1 | all |" in out.stdout and "| as stained, context 1 | other |" in out.stdout
-    assert "| restained 0.1, context 1 | all |" in out.stdout
+    assert "| as stained, context 3 | all |" in out.stdout and "| as stained, context 3 | other |" in out.stdout
+    assert "| restained 0.1, context 3 | all |" in out.stdout
     assert f"| as stained | {synthetic_data.name} |" in out.stdout
     assert "| as stained | other |" in out.stdout
     assert "1 of 2 folds" in out.stdout

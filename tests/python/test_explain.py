@@ -57,6 +57,13 @@ def test_maps_command_matches_the_predictions(cli, serving_runs, synthetic_data,
     assert float(rows[report.burden[0].patient]["predicted_burden_with_context"]) == pytest.approx(
         np.mean([smoothed[i] >= predictor.threshold for i, r in enumerate(manifest.rows)
                  if r.patient == report.burden[0].patient]), abs=1e-4)
+    # The radius is bounded before anything is predicted, with the bound the bindings expose.
+    bad = run_cli(cli, "maps", "--model", model, "--data", synthetic_data, "--out", tmp_path / "bad", "--smooth", "17",
+                  check=False)
+    assert bad.returncode == 2 and "--smooth" in bad.stderr and "[0, 16]" in bad.stderr
+    assert histocnn.inference.MAX_SMOOTH_RADIUS == 16 and not (tmp_path / "bad").exists()
+    with pytest.raises(ValueError, match=r"\[0, 16\]"):
+        histocnn.inference.smooth_over_neighbours(manifest, list(p), 17)
 
 
 def test_tta_from_python_and_the_command_line(cli, serving_runs, synthetic_data):

@@ -8,7 +8,7 @@
 //
 //   auto grids = histocnn::inference::slide_grids(manifest);
 //   cv::Mat panel = histocnn::inference::draw_patient_map(grids[0], manifest, p, 0.5);
-//   auto smoothed = histocnn::inference::smooth_over_neighbours(manifest, p, 1);
+//   auto smoothed = histocnn::inference::smooth_over_neighbours(manifest, p, 3);
 #include "histocnn/data/manifest.h"
 
 #include <opencv2/core.hpp>
@@ -40,14 +40,19 @@ cv::Vec3b jet(double value);
 /// std::invalid_argument when two patches of a patient share a place or the manifest is empty.
 std::vector<SlideGrid> slide_grids(const data::Manifest& manifest);
 
-/// The largest smoothing radius the options that take one accept (`slide predict --smooth`,
-/// `cv --context`): 16 places each way, a 33 x 33 window.
+/// The largest smoothing radius accepted (`maps --smooth`, `slide predict --smooth`, `cv --context`,
+/// smooth_on_grid): 16 places each way, a 33 x 33 window.
 constexpr int kMaxSmoothRadius = 16;
+/// The smoothing radius `maps`, `cv --context` and a run's test maps use unless told: 3 places each
+/// way, a 7 x 7 window (about 1.4 mm of tissue at the Kaggle patches' scale). Chosen on validation
+/// patients, among radii 1-3, on every fold of two cross-validations (docs/results.md, "Spatial
+/// context"); larger windows lost on them.
+constexpr int kDefaultSmoothRadius = 3;
 
 /// Context by smoothing: each patch's probability replaced by the mean over the patches present
 /// in the (2 radius + 1)^2 window around it on its slide (itself included). radius 0 returns p.
 std::vector<double> smooth_over_neighbours(const data::Manifest& manifest, const std::vector<double>& p,
-                                           int radius = 1);
+                                           int radius = kDefaultSmoothRadius);
 /// The same smoothing on one grid whose cells index `p`: writes out[i] for each index i the grid
 /// holds (out must be as long as p). Whole-slide tiles use it on their tile grid.
 void smooth_on_grid(const SlideGrid& grid, const std::vector<double>& p, int radius, std::vector<double>& out);
@@ -81,7 +86,7 @@ struct SlideMapReport {
 /// patch-alone metrics, metrics with context by smoothing of radius `smooth_radius` (0 leaves it
 /// out) and, when `context` is given, with context from that learned head (at its own threshold).
 SlideMapReport write_slide_maps(const data::Manifest& manifest, const std::vector<double>& p, double threshold,
-                                const std::filesystem::path& out_dir, int smooth_radius = 1, int max_patients = 0,
+                                const std::filesystem::path& out_dir, int smooth_radius = kDefaultSmoothRadius, int max_patients = 0,
                                 int tile = 8, const ContextModel* context = nullptr);
 
 }  // namespace histocnn::inference

@@ -21,6 +21,7 @@
 // `stain_shifts` (the proxy for another laboratory), with the same bundle through the one
 // inference path. When the data came from several folders, each folder's patients are also
 // scored on their own (so a small complete cohort is not hidden by a large sampled one).
+#include "histocnn/inference/slide_maps.h"
 #include "histocnn/train/run.h"
 
 #include <filesystem>
@@ -39,7 +40,7 @@ struct CrossValidationOptions {
   /// Spatial context: the test patients, as stained and at each restaining sigma, are also scored
   /// with each patch's P averaged over their test patches within this many places on the slide
   /// (as `histocnn maps --smooth`), apart from the patch-alone scores; 0: not.
-  int context_radius = 1;
+  int context_radius = inference::kDefaultSmoothRadius;
   /// Folds finished before are scored again from their saved models with these options'
   /// stain_shifts, tta and context_radius (nothing retrains); false: their scores are read back.
   bool rescore = false;

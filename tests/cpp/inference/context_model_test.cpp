@@ -309,7 +309,7 @@ TEST_CASE("Training fits the head on the validation patients' complete slides wh
     CHECK(head.source() == "predictions_validation_slides.csv");
     CHECK(head.fitted_patches() == static_cast<int64_t>(slides.manifest.size()));
     // The test split is a sample too: its report leaves the head out and says why.
-    CHECK(result.test_report.find("with context (radius 1)") != std::string::npos);
+    CHECK(result.test_report.find("with context (radius 3)") != std::string::npos);
     CHECK(result.test_report.find("with context (learned head") == std::string::npos);
     CHECK(result.test_report.find("not applied to this class-balanced sample") != std::string::npos);
   }

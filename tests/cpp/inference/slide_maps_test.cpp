@@ -89,4 +89,11 @@ TEST_CASE("Patches rebuild each patient's slide grid from their coordinates", "[
   twice.push_back(twice.front());
   CHECK_THROWS_WITH(inference::slide_grids(data::Manifest(dir.path(), twice)), Catch::Contains("same place"));
   CHECK_THROWS_WITH(inference::smooth_over_neighbours(m, {0.5}, 1), Catch::Contains("one per patch"));
+  // The radius is bounded, in the smoothing every caller shares: 16 is accepted, 17 and -1 are not.
+  CHECK(inference::smooth_over_neighbours(m, p, inference::kMaxSmoothRadius).size() == p.size());
+  CHECK_THROWS_WITH(inference::smooth_over_neighbours(m, p, inference::kMaxSmoothRadius + 1),
+                    Catch::Contains("[0, 16]"));
+  CHECK_THROWS_WITH(inference::smooth_over_neighbours(m, p, -1), Catch::Contains("[0, 16]"));
+  std::vector<double> out_p(p.size());
+  CHECK_THROWS_WITH(inference::smooth_on_grid(grids[0], p, 17, out_p), Catch::Contains("[0, 16]"));
 }

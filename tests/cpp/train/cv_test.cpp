@@ -140,9 +140,9 @@ TEST_CASE("Cross-validation tests every patient once, on models that never saw t
     const auto exported = inference::evaluate_bundle(f.run_dir / "model", m.subset("test"), eo);
     CHECK(f.scores[0].roc_auc == Approx(exported.metrics.roc_auc).margin(1e-9));
     CHECK(f.threshold == Approx(exported.threshold));
-    // With context (radius 1 by default), as stained and restained, on the same patches; its AUC
+    // With context (radius 3 by default), as stained and restained, on the same patches; its AUC
     // against an oracle is tested from Python (tests/python/test_cv.py, sklearn).
-    CHECK(f.context_radius == 1);
+    CHECK(f.context_radius == 3);
     REQUIRE(f.context_scores.size() == 2);
     CHECK(f.context_scores[0].stain_shift == 0);
     CHECK(f.context_scores[1].stain_shift == 0.2);
@@ -153,8 +153,8 @@ TEST_CASE("Cross-validation tests every patient once, on models that never saw t
   CHECK(test_patches == 9 * 30);
   CHECK(r.summary.find("as stained | all") != std::string::npos);
   CHECK(r.summary.find("restained 0.2 | all") != std::string::npos);
-  CHECK(r.summary.find("| as stained, context 1 | all |") != std::string::npos);
-  CHECK(r.summary.find("| restained 0.2, context 1 | all |") != std::string::npos);
+  CHECK(r.summary.find("| as stained, context 3 | all |") != std::string::npos);
+  CHECK(r.summary.find("| restained 0.2, context 3 | all |") != std::string::npos);
   CHECK(r.summary.find("3 of 3 folds: each test patch's P averaged") != std::string::npos);
   CHECK(fs::exists(r.output_dir / "cv.json"));
   // Rerun: every fold is read back, nothing retrains.

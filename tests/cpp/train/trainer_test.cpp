@@ -66,7 +66,7 @@ TEST_CASE("Training on synthetic patches learns, writes a complete run folder, a
     CHECK(std::filesystem::exists(result.run_dir / f));
   }
   // The test patients on their slides, and the metrics with spatial context beside the patch-alone ones.
-  CHECK(result.test_report.find("with context (radius 1)") != std::string::npos);
+  CHECK(result.test_report.find("with context (radius 3)") != std::string::npos);
   auto history_csv = slurp(result.run_dir / "history.csv");
   CHECK(std::count(history_csv.begin(), history_csv.end(), '\n') == 5);
   auto metrics = nlohmann::json::parse(slurp(result.run_dir / "metrics.json"));
