@@ -16,10 +16,8 @@ Reads <cv>/fold-*/predictions_validation.csv and predictions_test.csv (path, pat
 p_positive; x and y from the Kaggle file names). Needs the histocnn bindings and python3-sklearn.
 """
 import argparse
-import csv
 import pathlib
 import sys
-import tempfile
 
 import numpy as np
 from sklearn.metrics import roc_auc_score
@@ -41,24 +39,19 @@ def complete_patients(predictions, min_presence):
     return sorted(p for p in set(patients) if presence[patients == p].mean() >= min_presence)
 
 
-def fit_on(csv_path, patients):
-    """A ContextModel fitted on the rows of csv_path whose patient is in `patients`."""
-    with open(csv_path) as f:
-        rows = [r for r in csv.DictReader(f) if r["patient"] in patients]
-    with tempfile.NamedTemporaryFile("w", suffix=".csv", dir=csv_path.parent, newline="") as tmp:
-        writer = csv.DictWriter(tmp, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-        tmp.flush()
-        subset = inference.load_predictions_csv(tmp.name, str(csv_path.parent))
-    return histocnn.ContextModel.fit(subset.manifest, list(subset.p), labels_of(subset))
+def fit_on(predictions, patients):
+    """A ContextModel fitted on the predictions of the patients in `patients` only."""
+    keep = [i for i, r in enumerate(predictions.manifest.rows) if r.patient in patients]
+    rows = [predictions.manifest.rows[i] for i in keep]
+    manifest = histocnn.data.Manifest(predictions.manifest.root, rows)
+    return histocnn.ContextModel.fit(manifest, [predictions.p[i] for i in keep], [r.label for r in rows])
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("cv", nargs="+", type=pathlib.Path, help="cross-validation output folders")
-    parser.add_argument("--radius", type=lambda text: [int(r) for r in text.split(",")], default=[1, 2],
-                        help="smoothing radii, comma-separated (default 1,2)")
+    parser.add_argument("--radius", type=lambda text: [int(r) for r in text.split(",")], default=[1, 2, 3],
+                        help="smoothing radii, comma-separated (default 1,2,3)")
     parser.add_argument("--min-presence", type=float, default=0.3,
                         help="a validation patient is complete at this mean neighbour presence (default 0.3)")
     args = parser.parse_args()
@@ -90,7 +83,7 @@ def main():
             scores.append(roc_auc_score(y, head.predict(test.manifest, list(test.p))))
             complete = complete_patients(val, args.min_presence)
             patches = sum(1 for r in val.manifest.rows if r.patient in complete)
-            scores.append(roc_auc_score(y, fit_on(val_csv, complete).predict(test.manifest, list(test.p)))
+            scores.append(roc_auc_score(y, fit_on(val, complete).predict(test.manifest, list(test.p)))
                           if complete else float("nan"))
             means.append(scores)
             cells = [f"{s:.3f}" for s in scores]

@@ -202,6 +202,9 @@ void init_data(py::module_& root) {
       .def_readonly("split", &data::PatchRecord::split);
 
   py::class_<data::Manifest>(m, "Manifest")
+      .def(py::init<std::filesystem::path, std::vector<data::PatchRecord>>(), py::arg("root"), py::arg("rows"),
+           "A manifest of these rows (another manifest's, e.g. some of its patients') under root:\n"
+           "    histocnn.data.Manifest(m.root, [r for r in m.rows if r.patient in keep])")
       .def_property_readonly("root", &data::Manifest::root)
       .def_property_readonly("rows", &data::Manifest::rows)
       .def("__len__", &data::Manifest::size)

@@ -142,6 +142,22 @@ def test_predict_accepts_paths_numpy_torch_and_pil(synthetic_data, tmp_path):
 
 
 @pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs two cores to tell every core from one thread")
+def test_a_manifest_built_from_some_rows_of_another_keeps_them_and_round_trips(synthetic_data, tmp_path):
+    import histocnn
+    whole = histocnn.data.scan_directory(str(synthetic_data)).manifest
+    keep = set(whole.patients()[:2])
+    rows = [r for r in whole.rows if r.patient in keep]
+    part = histocnn.data.Manifest(whole.root, rows)
+    assert part.patients() == sorted(keep) and len(part) == len(rows) < len(whole)
+    assert [(r.path, r.label, r.x, r.y) for r in part.rows] == [(r.path, r.label, r.x, r.y) for r in rows]
+    part.save_csv(str(tmp_path / "part.csv"))
+    again = histocnn.data.Manifest.load_csv(str(tmp_path / "part.csv"))
+    files = lambda m: [(os.path.realpath(os.path.join(m.root, r.path)), r.patient, r.label) for r in m.rows]  # noqa: E731
+    assert files(again) == files(part)
+    with pytest.raises(TypeError):
+        histocnn.data.Manifest(whole.root, ["not a row"])
+
+
 def test_predictor_sets_every_core_unless_told_to_leave_threads_alone(serving_runs):
     # A fresh interpreter whose torch starts on one thread, as Debian's can: a Predictor then
     # predicts on every core (threads=0), on the count it is given, or leaves the setting (None).
