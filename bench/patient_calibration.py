@@ -12,12 +12,11 @@ Reads <cv>/fold-*/predictions_test.csv (path, patient, label, p_positive). Needs
 python3-numpy and python3-sklearn; no histocnn bindings.
 """
 import argparse
-import csv
-import pathlib
-import sys
 
 import numpy as np
 from sklearn.metrics import roc_auc_score
+
+from predictions import fold_predictions, read_predictions
 
 METHODS = {
     "minus median": lambda z: z - np.median(z),
@@ -27,27 +26,19 @@ METHODS = {
 }
 
 
-def load(path):
-    with open(path) as f:
-        rows = list(csv.DictReader(f))
-    patients = np.array([r["patient"] for r in rows])
-    labels = np.array([int(r["label"]) for r in rows])
-    p = np.clip(np.array([float(r["p_positive"]) for r in rows]), 1e-6, 1 - 1e-6)
-    return patients, labels, np.log(p / (1 - p))
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("cv_dir", help="a histocnn cv output folder (with fold-*/predictions_test.csv)")
     args = parser.parse_args()
-    folds = sorted(pathlib.Path(args.cv_dir).glob("fold-*/predictions_test.csv"))
-    if not folds:
-        sys.exit(f"{args.cv_dir}: no fold-*/predictions_test.csv; pass the folder `histocnn cv` wrote")
+    folds = fold_predictions(args.cv_dir)
     names = ["as predicted", *METHODS]
     print("| fold | " + " | ".join(names) + " |\n|---|" + "---:|" * len(names))
     table = []
     for path in folds:
-        patients, labels, z = load(path)
+        t = read_predictions(path)
+        patients, labels = t["patient"], t["label"]
+        p = np.clip(t["p"], 1e-6, 1 - 1e-6)
+        z = np.log(p / (1 - p))
         row = [roc_auc_score(labels, z)]
         for method in METHODS.values():
             calibrated = z.copy()

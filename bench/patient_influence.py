@@ -14,21 +14,13 @@ the path component before its patient's folder. Needs only Debian's python3-nump
 python3-sklearn; no histocnn bindings.
 """
 import argparse
-import csv
 import pathlib
 import sys
 
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-
-def load(path):
-    with open(path) as f:
-        rows = list(csv.DictReader(f))
-    parts = [pathlib.PurePath(r["path"]).parts for r in rows]
-    folders = np.array([p[p.index(r["patient"]) - 1] if r["patient"] in p[1:] else "" for p, r in zip(parts, rows)])
-    return (np.array([r["patient"] for r in rows]), np.array([int(r["label"]) for r in rows]),
-            np.array([float(r["p_positive"]) for r in rows]), folders)
+from predictions import fold_predictions, read_predictions
 
 
 def main():
@@ -41,12 +33,10 @@ def main():
           "| mean of the folds without it |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|")
     for cv in args.cv:
-        files = sorted(cv.glob("fold-*/predictions_test.csv"))
-        if not files:
-            sys.exit(f"{cv}: no fold-*/predictions_test.csv")
         found, without = None, []
-        for f in files:
-            patients, y, p, folders = load(f)
+        for f in fold_predictions(cv):
+            t = read_predictions(f)
+            patients, y, p, folders = t["patient"], t["label"], t["p"], t["folder"]
             mine = patients == args.patient
             without.append(roc_auc_score(y[~mine], p[~mine]))
             if mine.any():
