@@ -265,6 +265,17 @@ void score_fold(FoldResult& fold, const data::Manifest& test,
   }
   std::vector<double> sigmas = {0};
   sigmas.insert(sigmas.end(), options.stain_shifts.begin(), options.stain_shifts.end());
+  // Context needs each patch at a place of its own on its slide; where two patches of a patient
+  // share one, the fold is scored with the patch alone, and says so once.
+  bool context = options.context_radius > 0;
+  if (context) {
+    try {
+      inference::slide_grids(test);
+    } catch (const std::invalid_argument& e) {
+      log_warn("fold {}: not scored with context: {}", fold.fold, e.what());
+      context = false;
+    }
+  }
   for (double sigma : sigmas) {
     inference::EvaluateOptions eo;
     eo.device = options.run.trainer.device;
@@ -289,14 +300,9 @@ void score_fold(FoldResult& fold, const data::Manifest& test,
       fold.scores.push_back(score(test, ev.predictions, ev.threshold, idx, sigma, group));
       if (group == "all") log_info("fold {}: AUC {:.3f} {}", fold.fold, fold.scores.back().roc_auc, sigma_name(sigma));
     }
-    if (options.context_radius > 0) {
+    if (context) {
       inference::Predictions smoothed = ev.predictions;
-      try {
-        smoothed.p_positive = inference::smooth_over_neighbours(test, ev.predictions.p_positive, options.context_radius);
-      } catch (const std::invalid_argument& e) {  // two patches of a patient in one place
-        log_warn("fold {}: not scored with context {}: {}", fold.fold, sigma_name(sigma), e.what());
-        continue;
-      }
+      smoothed.p_positive = inference::smooth_over_neighbours(test, ev.predictions.p_positive, options.context_radius);
       fold.context_radius = options.context_radius;
       for (const auto& [group, idx] : groups) {
         fold.context_scores.push_back(score(test, smoothed, ev.threshold, idx, sigma, group));

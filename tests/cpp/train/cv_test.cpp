@@ -10,6 +10,7 @@
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <map>
 #include <set>
 
@@ -191,4 +192,41 @@ TEST_CASE("Cross-validation tests every patient once, on models that never saw t
   // Other folds dealt (another fold seed): refused, naming the run's manifest and what differs.
   other.fold_seed = 7;
   CHECK_THROWS_WITH(train::cross_validate(other), Catch::Contains("--fold-seed differ") && Catch::Contains("manifest.csv"));
+}
+
+TEST_CASE("A fold whose test patients have two patches at one place is scored with the patch alone", "[cv]") {
+  // A manifest of the user's can place two patches of a patient at one place: the fold trains and
+  // scores the patch alone, without the slide maps and context that need one patch per place.
+  test::TempDir dir;
+  const auto scanned = data::scan_directory(test::synthetic_folder(dir, test::synthetic_options(6, 12))).manifest;
+  auto rows = scanned.rows();
+  const auto moved = std::find_if(rows.begin() + 1, rows.end(), [&](const auto& r) { return r.patient == rows[0].patient; });
+  REQUIRE(moved != rows.end());
+  moved->x = rows[0].x;  // two patches of the first patient now claim one place
+  moved->y = rows[0].y;
+  data::Manifest(scanned.root(), rows).save_csv(dir / "manifest.csv");
+  train::CrossValidationOptions cv;
+  cv.run.manifest = dir / "manifest.csv";
+  cv.run.output_dir = dir / "out";
+  cv.run.image_size = 32;
+  cv.run.model.backbone("simple_cnn").freeze_backbone(false).hidden1(8).hidden2(4);
+  cv.run.trainer.epochs = 1;
+  cv.run.trainer.progress = false;
+  cv.run.tensorboard = false;
+  cv.folds = 2;
+  cv.stain_shifts = {0.2};
+  const auto r = train::cross_validate(cv);
+  REQUIRE(r.folds.size() == 2);
+  for (const auto& f : r.folds) {
+    const auto test = data::Manifest::load_csv(f.run_dir / "manifest.csv").subset("test");
+    const auto patients = test.patients();
+    const bool shared_place = std::count(patients.begin(), patients.end(), rows[0].patient) == 1;
+    CHECK(f.scores.size() == 2);  // the patch alone, as stained and restained, either way
+    CHECK(f.context_scores.size() == (shared_place ? 0u : 2u));
+    CHECK(f.context_radius == (shared_place ? 0 : inference::kDefaultSmoothRadius));
+    // The run itself finished, its report saying why it drew no slide maps.
+    const auto report = io::read_file(f.run_dir / "report.txt");
+    CHECK((report.find("Test patients on their slides: not drawn") != std::string::npos) == shared_place);
+  }
+  CHECK(r.summary.find("1 of 2 folds: each test patch's P averaged") != std::string::npos);
 }
