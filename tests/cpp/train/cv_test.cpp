@@ -30,6 +30,20 @@ data::Manifest manifest_of(const std::map<std::string, int>& patches_per_patient
   return data::Manifest("root", rows);
 }
 
+// A small, fast cross-validation of a simple CNN at 32 px, restaining at 0.2, into dir/out.
+train::CrossValidationOptions small_cv(const test::TempDir& dir, int folds, int epochs) {
+  train::CrossValidationOptions cv;
+  cv.run.output_dir = dir / "out";
+  cv.run.image_size = 32;
+  cv.run.model.backbone("simple_cnn").freeze_backbone(false).hidden1(16).hidden2(8);
+  cv.run.trainer.epochs = epochs;
+  cv.run.trainer.progress = false;
+  cv.run.tensorboard = false;
+  cv.folds = folds;
+  cv.stain_shifts = {0.2};
+  return cv;
+}
+
 }  // namespace
 
 TEST_CASE("Patients are dealt to folds once each, folds of about equal size, the same for the same seed", "[cv]") {
@@ -107,16 +121,8 @@ TEST_CASE("Cross-validation tests every patient once, on models that never saw t
   test::TempDir dir;
   auto synth = test::synthetic_options(9, 30);
   synth.seed = 5;
-  train::CrossValidationOptions cv;
+  auto cv = small_cv(dir, 3, 2);
   cv.run.data_dirs = {test::synthetic_folder(dir, synth)};
-  cv.run.output_dir = dir / "out";
-  cv.run.image_size = 32;
-  cv.run.model.backbone("simple_cnn").freeze_backbone(false).hidden1(16).hidden2(8);
-  cv.run.trainer.epochs = 2;
-  cv.run.trainer.progress = false;
-  cv.run.tensorboard = false;
-  cv.folds = 3;
-  cv.stain_shifts = {0.2};
   const auto r = train::cross_validate(cv);
   REQUIRE(r.folds.size() == 3);
   std::set<std::string> tested;
@@ -205,16 +211,8 @@ TEST_CASE("A fold whose test patients have two patches at one place is scored wi
   moved->x = rows[0].x;  // two patches of the first patient now claim one place
   moved->y = rows[0].y;
   data::Manifest(scanned.root(), rows).save_csv(dir / "manifest.csv");
-  train::CrossValidationOptions cv;
+  auto cv = small_cv(dir, 2, 1);
   cv.run.manifest = dir / "manifest.csv";
-  cv.run.output_dir = dir / "out";
-  cv.run.image_size = 32;
-  cv.run.model.backbone("simple_cnn").freeze_backbone(false).hidden1(8).hidden2(4);
-  cv.run.trainer.epochs = 1;
-  cv.run.trainer.progress = false;
-  cv.run.tensorboard = false;
-  cv.folds = 2;
-  cv.stain_shifts = {0.2};
   const auto r = train::cross_validate(cv);
   REQUIRE(r.folds.size() == 2);
   for (const auto& f : r.folds) {
