@@ -29,9 +29,10 @@ def read_predictions(path):
     with open(path) as f:
         rows = list(csv.DictReader(f))
     parts = [pathlib.PurePath(r["path"]).parts for r in rows]
+    folders = [p[p.index(r["patient"]) - 1] if r["patient"] in p[1:] else "" for p, r in zip(parts, rows)]
     return {
         "patient": np.array([r["patient"] for r in rows]),
         "label": np.array([int(r["label"]) for r in rows]),
         "p": np.array([float(r["p_positive"]) for r in rows]),
-        "folder": np.array([p[p.index(r["patient"]) - 1] if r["patient"] in p[1:] else "" for p, r in zip(parts, rows)]),
+        "folder": np.array(folders),
     }

@@ -165,7 +165,8 @@ void init_inference(py::module_& root) {
   m.def("tumour_burden", &inference::tumour_burden, py::arg("manifest"), py::arg("p"), py::arg("threshold"),
         "Per patient: patches, true and predicted fraction of IDC-positive patches.");
   m.def("write_slide_maps", &inference::write_slide_maps, py::arg("manifest"), py::arg("p"), py::arg("threshold"),
-        py::arg("out_dir"), py::arg("smooth_radius") = inference::kDefaultSmoothRadius, py::arg("max_patients") = 0, py::arg("tile") = 8,
+        py::arg("out_dir"), py::arg("smooth_radius") = inference::kDefaultSmoothRadius, py::arg("max_patients") = 0,
+        py::arg("tile") = 8,
         py::arg("context") = py::none(), py::call_guard<py::gil_scoped_release>(),
         "What `histocnn maps` writes: <patient>.png (tissue, true IDC, P(IDC), errors), burden.csv and a report\n"
         "with patch-alone metrics, smoothing (smooth_radius) and, when `context` is a ContextModel, the learned\n"

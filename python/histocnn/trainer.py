@@ -158,16 +158,16 @@ def _run_options(caller: str, data_dir, manifest, recipe, options: Dict[str, Any
 
 def cross_validate(data_dir=None, manifest: Optional[str] = None, folds: int = 5, fold_seed: int = 42,
                    only_folds: Sequence[int] = (), restain: Sequence[float] = (0.1, 0.2), tta: bool = False,
-                   context: int = _histocnn.inference.DEFAULT_SMOOTH_RADIUS, name: str = "cv", recipe: Optional[str] = None, progress: bool = False,
-                   rescore: bool = False, **options: Any):
+                   context: int = _histocnn.inference.DEFAULT_SMOOTH_RADIUS, name: str = "cv",
+                   recipe: Optional[str] = None, progress: bool = False, rescore: bool = False, **options: Any):
     """Leave-patients-out cross-validation, as ``histocnn cv``: each fold trains on the other
     patients (any Trainer keyword sets the recipe) and scores its own patients as stained and
     restained at each sigma of ``restain``, and, each of these again, with spatial context: each
     patch's P averaged over the fold's test patches within ``context`` places on the slide
-    (``histocnn.inference.DEFAULT_SMOOTH_RADIUS``, 3, unless given; 0: not). ``data_dir`` may be a list of folders; each folder's patients are then also scored on
-    their own. Folds finished before (the same ``name`` under ``output_dir``) are read back, or with
-    ``rescore`` scored again from their saved models with these ``restain``, ``tta`` and
-    ``context``. Returns
+    (``histocnn.inference.DEFAULT_SMOOTH_RADIUS``, 3, unless given; 0: not). ``data_dir`` may be a
+    list of folders; each folder's patients are then also scored on their own. Folds finished
+    before (the same ``name`` under ``output_dir``) are read back, or with ``rescore`` scored again
+    from their saved models with these ``restain``, ``tta`` and ``context``. Returns
     ``(result, table)``: the C++ result (``.summary`` is the text table, ``.folds`` the per-fold
     scores) and a pandas DataFrame with one row per fold, sigma, context radius (0: the patch alone)
     and group."""

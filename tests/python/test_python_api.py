@@ -152,7 +152,8 @@ def test_a_manifest_built_from_some_rows_of_another_keeps_them_and_round_trips(s
     assert [(r.path, r.label, r.x, r.y) for r in part.rows] == [(r.path, r.label, r.x, r.y) for r in rows]
     part.save_csv(str(tmp_path / "part.csv"))
     again = histocnn.data.Manifest.load_csv(str(tmp_path / "part.csv"))
-    files = lambda m: [(os.path.realpath(os.path.join(m.root, r.path)), r.patient, r.label) for r in m.rows]  # noqa: E731
+    def files(m):
+        return [(os.path.realpath(os.path.join(m.root, r.path)), r.patient, r.label) for r in m.rows]
     assert files(again) == files(part)
     with pytest.raises(TypeError):
         histocnn.data.Manifest(whole.root, ["not a row"])

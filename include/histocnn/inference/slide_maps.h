@@ -86,7 +86,7 @@ struct SlideMapReport {
 /// patch-alone metrics, metrics with context by smoothing of radius `smooth_radius` (0 leaves it
 /// out) and, when `context` is given, with context from that learned head (at its own threshold).
 SlideMapReport write_slide_maps(const data::Manifest& manifest, const std::vector<double>& p, double threshold,
-                                const std::filesystem::path& out_dir, int smooth_radius = kDefaultSmoothRadius, int max_patients = 0,
-                                int tile = 8, const ContextModel* context = nullptr);
+                                const std::filesystem::path& out_dir, int smooth_radius = kDefaultSmoothRadius,
+                                int max_patients = 0, int tile = 8, const ContextModel* context = nullptr);
 
 }  // namespace histocnn::inference

@@ -206,7 +206,8 @@ TEST_CASE("A fold whose test patients have two patches at one place is scored wi
   test::TempDir dir;
   const auto scanned = data::scan_directory(test::synthetic_folder(dir, test::synthetic_options(6, 12))).manifest;
   auto rows = scanned.rows();
-  const auto moved = std::find_if(rows.begin() + 1, rows.end(), [&](const auto& r) { return r.patient == rows[0].patient; });
+  const auto moved =
+      std::find_if(rows.begin() + 1, rows.end(), [&](const auto& r) { return r.patient == rows[0].patient; });
   REQUIRE(moved != rows.end());
   moved->x = rows[0].x;  // two patches of the first patient now claim one place
   moved->y = rows[0].y;
