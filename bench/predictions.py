@@ -14,7 +14,7 @@ import numpy as np
 
 
 def fold_predictions(cv_dir):
-    """The folds' predictions_test.csv files of a cross-validation folder, in fold order; exits with a
+    """The folds' predictions_test.csv files of a cross-validation folder, sorted by name; exits with a
     message naming the folder when it has none."""
     files = sorted(pathlib.Path(cv_dir).glob("fold-*/predictions_test.csv"))
     if not files:
