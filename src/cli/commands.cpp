@@ -366,9 +366,7 @@ void add_maps_command(CLI::App& app) {
   cmd->add_option("--device", mp->device, "auto, cpu, cuda or cuda:N")->capture_default_str();
   cmd->callback([mp] {
     // Before the model predicts anything: a radius out of range fails now, not after the prediction.
-    HISTOCNN_CHECK(mp->smooth >= 0 && mp->smooth <= inference::kMaxSmoothRadius,
-                   "the smoothing radius (--smooth) must be in [0, {}], got {}", inference::kMaxSmoothRadius,
-                   mp->smooth);
+    inference::check_smooth_radius(mp->smooth, "--smooth");
     configure_threads();
     const inference::Predictor predictor(mp->model_dir, mp->device);
     const auto context = inference::context_model_for(mp->model_dir, mp->context_model);

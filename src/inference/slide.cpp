@@ -729,9 +729,7 @@ void check_slide_options(const SlideOptions& options) {
     HISTOCNN_CHECK(*options.threshold >= 0 && *options.threshold <= 1, "the threshold is a probability, got {}",
                    *options.threshold);
   }
-  HISTOCNN_CHECK(options.smooth_radius >= 0 && options.smooth_radius <= kMaxSmoothRadius,
-                 "the smoothing radius (--smooth) must be in [0, {}] tiles, got {}", kMaxSmoothRadius,
-                 options.smooth_radius);
+  check_smooth_radius(options.smooth_radius, "--smooth");
 }
 
 // The slide's scale (--mpp, else what the file records), the model's, and the tile grid they give.

@@ -23,14 +23,14 @@ void check_lengths(const data::Manifest& m, const std::vector<double>& p) {
                  m.size());
 }
 
+}  // namespace
+
 // Every smoothing passes here: a window of (2 r + 1)^2 places per patch is bounded, so a radius
 // typed wrong cannot make a map run for hours.
-void check_radius(int radius) {
-  HISTOCNN_CHECK(radius >= 0 && radius <= kMaxSmoothRadius, "the smoothing radius must be in [0, {}], got {}",
-                 kMaxSmoothRadius, radius);
+void check_smooth_radius(int radius, const std::string& option) {
+  HISTOCNN_CHECK(radius >= 0 && radius <= kMaxSmoothRadius, "the smoothing radius{} must be in [0, {}], got {}",
+                 option.empty() ? "" : " (" + option + ")", kMaxSmoothRadius, radius);
 }
-
-}  // namespace
 
 cv::Vec3b jet(double value) {
   static const cv::Mat lut = [] {
@@ -87,9 +87,18 @@ std::vector<SlideGrid> slide_grids(const data::Manifest& manifest) {
   return grids;
 }
 
+std::string slide_grid_problem(const data::Manifest& manifest) {
+  try {
+    slide_grids(manifest);
+  } catch (const std::invalid_argument& e) {
+    return e.what();
+  }
+  return "";
+}
+
 std::vector<double> smooth_over_neighbours(const data::Manifest& manifest, const std::vector<double>& p, int radius) {
   check_lengths(manifest, p);
-  check_radius(radius);
+  check_smooth_radius(radius);
   if (radius == 0) return p;
   std::vector<double> out(p.size());
   for (const auto& g : slide_grids(manifest)) smooth_on_grid(g, p, radius, out);
@@ -97,7 +106,7 @@ std::vector<double> smooth_over_neighbours(const data::Manifest& manifest, const
 }
 
 void smooth_on_grid(const SlideGrid& g, const std::vector<double>& p, int radius, std::vector<double>& out) {
-  check_radius(radius);
+  check_smooth_radius(radius);
   HISTOCNN_CHECK(out.size() == p.size(), "smooth_on_grid: {} outputs for {} probabilities", out.size(), p.size());
   for (int r = 0; r < g.rows; ++r) {
     for (int c = 0; c < g.cols; ++c) {

@@ -38,9 +38,7 @@ void CrossValidationOptions::validate() const {
   }
   HISTOCNN_CHECK(!name.empty() && name.find('/') == std::string::npos, "cv name must be a plain folder name, got '{}'",
                  name);
-  HISTOCNN_CHECK(context_radius >= 0 && context_radius <= inference::kMaxSmoothRadius,
-                 "the context radius (--context) must be in [0, {}], got {}", inference::kMaxSmoothRadius,
-                 context_radius);
+  inference::check_smooth_radius(context_radius, "--context");
 }
 
 std::vector<std::pair<std::string, int>> assign_patient_folds(const data::Manifest& m, int folds, uint64_t seed) {
@@ -268,13 +266,9 @@ void score_fold(FoldResult& fold, const data::Manifest& test,
   // Context needs each patch at a place of its own on its slide; where two patches of a patient
   // share one, the fold is scored with the patch alone, and says so once.
   bool context = options.context_radius > 0;
-  if (context) {
-    try {
-      inference::slide_grids(test);
-    } catch (const std::invalid_argument& e) {
-      log_warn("fold {}: not scored with context: {}", fold.fold, e.what());
-      context = false;
-    }
+  if (const auto problem = context ? inference::slide_grid_problem(test) : ""; !problem.empty()) {
+    log_warn("fold {}: not scored with context: {}", fold.fold, problem);
+    context = false;
   }
   for (double sigma : sigmas) {
     inference::EvaluateOptions eo;

@@ -39,6 +39,9 @@ cv::Vec3b jet(double value);
 /// smallest positive coordinate difference (50 for the Kaggle patches). Throws
 /// std::invalid_argument when two patches of a patient share a place or the manifest is empty.
 std::vector<SlideGrid> slide_grids(const data::Manifest& manifest);
+/// Why slide_grids refuses the manifest, or "" when it does not: slide maps and context need the
+/// grids, and a caller that can go on without them (a run's test maps, cv's context) asks first.
+std::string slide_grid_problem(const data::Manifest& manifest);
 
 /// The largest smoothing radius accepted (`maps --smooth`, `slide predict --smooth`, `cv --context`,
 /// smooth_on_grid): 16 places each way, a 33 x 33 window.
@@ -48,6 +51,9 @@ constexpr int kMaxSmoothRadius = 16;
 /// patients, among radii 1-3, on every fold of two cross-validations (docs/results.md, "Spatial
 /// context"); larger windows lost on them.
 constexpr int kDefaultSmoothRadius = 3;
+/// Throws std::invalid_argument unless 0 <= radius <= kMaxSmoothRadius; `option` (e.g. "--smooth")
+/// names what the user typed, for options checked before any work.
+void check_smooth_radius(int radius, const std::string& option = "");
 
 /// Context by smoothing: each patch's probability replaced by the mean over the patches present
 /// in the (2 radius + 1)^2 window around it on its slide (itself included). radius 0 returns p.
